@@ -1,0 +1,109 @@
+"""The freshd digest format, version 1 (specified in docs/digest-spec.md).
+
+A package digest is BLAKE3 over a canonical encoding of sorted entries
+(relative POSIX path, kind, 32-byte digest). It depends on content, relative
+paths and the executable bit only.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from blake3 import blake3
+
+Scope = Literal["tree", "meta"]
+SCOPES: tuple[Scope, ...] = ("tree", "meta")
+
+FORMAT_VERSION = 1
+DIGEST_SIZE = 32
+PREFIXES: dict[Scope, str] = {"tree": "b3t1:", "meta": "b3m1:"}
+
+KIND_FILE = b"f"
+KIND_EXEC = b"x"
+KIND_LINK = b"l"
+KIND_DIR = b"d"  # existence of a directory (meta scope only)
+KIND_GIT = b"g"  # git state named by a cache key (meta scope only)
+KINDS = (KIND_FILE, KIND_EXEC, KIND_LINK, KIND_DIR, KIND_GIT)
+
+NO_DIGEST = bytes(DIGEST_SIZE)
+_HEADER = b"freshd-digest\x00%d\x00"
+_LEN = struct.Struct("<I")
+_SMALL_READ = 1 << 20
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One member of a package digest."""
+
+    path: bytes  # relative POSIX path, raw file-system bytes
+    kind: bytes  # one of KINDS
+    digest: bytes  # 32 bytes
+
+
+def kind_of(mode: int) -> bytes:
+    """The entry kind of a file-system object with this st_mode (file, exec or link)."""
+    if stat.S_ISLNK(mode):
+        return KIND_LINK
+    return KIND_EXEC if mode & stat.S_IXUSR else KIND_FILE
+
+
+def encode(entries: Iterable[Entry], scope: Scope) -> bytes:
+    """The canonical byte encoding of a package's entries (the BLAKE3 input)."""
+    ordered = sorted(entries, key=lambda e: e.path)
+    parts = [_HEADER % FORMAT_VERSION, scope.encode("ascii"), b"\x00"]
+    previous: bytes | None = None
+    for entry in ordered:
+        if entry.path == previous:
+            raise ValueError(f"duplicate entry path {entry.path!r}")
+        if entry.kind not in KINDS or len(entry.digest) != DIGEST_SIZE:
+            raise ValueError(f"malformed entry {entry!r}")
+        previous = entry.path
+        parts += (_LEN.pack(len(entry.path)), entry.path, entry.kind, entry.digest)
+    return b"".join(parts)
+
+
+def package_digest(entries: Iterable[Entry], scope: Scope) -> str:
+    """The text form (``b3t1:<hex>`` or ``b3m1:<hex>``) of a package digest."""
+    return PREFIXES[scope] + blake3(encode(entries, scope)).hexdigest()
+
+
+def parse(text: str) -> tuple[Scope, bytes]:
+    """Split a digest's text form into its scope and 32 raw bytes; ValueError if malformed."""
+    for scope, prefix in PREFIXES.items():
+        if text.startswith(prefix):
+            hexpart = text[len(prefix) :]
+            if len(hexpart) == 2 * DIGEST_SIZE:
+                try:
+                    return scope, bytes.fromhex(hexpart)
+                except ValueError:
+                    break
+            break
+    raise ValueError(f"not a freshd digest: {text!r} (expected b3t1:<64 hex> or b3m1:<64 hex>)")
+
+
+def format_raw(scope: Scope, raw: bytes) -> str:
+    """The text form of 32 raw digest bytes."""
+    return PREFIXES[scope] + raw.hex()
+
+
+def link_digest(target: bytes) -> bytes:
+    """The digest of a symlink: BLAKE3 of its target string."""
+    return blake3(target).digest()
+
+
+def hash_open_file(fd: int, size_hint: int) -> bytes:
+    """BLAKE3 of everything readable from fd. A short read means end of file."""
+    hasher = blake3()
+    want = size_hint + 1 if size_hint < _SMALL_READ else _CHUNK
+    while True:
+        chunk = os.read(fd, want)
+        hasher.update(chunk)
+        if len(chunk) < want:
+            return hasher.digest()
+        want = _CHUNK

@@ -1,0 +1,194 @@
+"""Which files belong to a package: the file-set rules of DESIGN.md.
+
+Hard exclusions can never be re-included: VCS directories, virtual environments
+(a directory holding ``pyvenv.cfg``), nested packages, freshd's cookie files,
+and FIFOs/sockets/devices (never opened; reported as skipped). Soft exclusions
+(``__pycache__``, ``*.pyc``, ``build/`` and ``dist/`` at the package top,
+``*.egg-info``, tool caches, ``.gitignore`` matches, ``[tool.freshd] exclude``)
+are overridden by ``[tool.freshd] include``.
+
+Only ``.gitignore`` files inside the package count, so a package's file set is
+a function of the package directory alone, wherever it is copied.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+
+import pathspec
+
+from freshd_client.errors import UnreadableError
+from freshd_client.project import Project, is_package_dir
+from freshd_client.smallfile import read_small
+
+VCS_NAMES = frozenset({".git", ".hg", ".svn", ".bzr", "_darcs", ".jj", ".pijul"})
+CACHE_DIRS = frozenset(
+    {"__pycache__", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", "node_modules"}
+)
+TOP_BUILD_DIRS = frozenset({"build", "dist"})
+BYTECODE_SUFFIXES = (".pyc", ".pyo")
+COOKIE_PREFIX = ".freshd-cookie-"
+VENV_MARKER = "pyvenv.cfg"
+
+
+@dataclass(slots=True)
+class WalkedFile:
+    """A regular file or symlink in the file set, with the lstat taken during the walk."""
+
+    rel: str  # relative POSIX path; non-UTF-8 names carry surrogate escapes
+    st: os.stat_result
+
+
+@dataclass(slots=True)
+class Walk:
+    """The outcome of walking a package directory."""
+
+    files: list[WalkedFile] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "rel (fifo)" etc., never opened
+    errors: list[UnreadableError] = field(default_factory=list)
+    nested: list[str] = field(default_factory=list)  # relative dirs of nested packages
+
+
+def _spec(lines: list[str] | tuple[str, ...]) -> pathspec.GitIgnoreSpec | None:
+    return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+
+
+class Matcher:
+    """Decides soft exclusion of paths relative to one package directory."""
+
+    def __init__(self, root: str, project: Project) -> None:
+        self.root = root
+        self.include = _spec(project.include)
+        self.exclude = _spec(project.exclude)
+        self._gitignores: dict[str, pathspec.GitIgnoreSpec | None] = {}
+
+    def load_gitignore(self, dir_rel: str) -> None:
+        """Read ``dir_rel/.gitignore`` (called by the walk when the listing shows one)."""
+        path = os.path.join(self.root, dir_rel, ".gitignore")
+        try:
+            raw = read_small(path)
+        except OSError as exc:
+            self._gitignores[dir_rel] = None
+            raise UnreadableError(path, exc.strerror or str(exc)) from exc
+        lines = raw.decode("utf-8", "surrogateescape").splitlines() if raw is not None else []
+        self._gitignores[dir_rel] = _spec(lines)
+
+    def included(self, rel: str, is_dir: bool) -> bool:
+        """Whether ``[tool.freshd] include`` names this path."""
+        return self.include is not None and self.include.match_file(rel + "/" if is_dir else rel)
+
+    def soft_excluded(self, rel: str, is_dir: bool) -> bool:
+        """Whether defaults, .gitignore files or ``[tool.freshd] exclude`` drop this path."""
+        name = rel.rpartition("/")[2]
+        if is_dir:
+            if name in CACHE_DIRS or name.endswith(".egg-info"):
+                return True
+            if rel in TOP_BUILD_DIRS:
+                return True
+        elif name.endswith(BYTECODE_SUFFIXES):
+            return True
+        probe = rel + "/" if is_dir else rel
+        if self.exclude is not None and self.exclude.match_file(probe):
+            return True
+        return self._gitignored(probe)
+
+    def _gitignored(self, probe: str) -> bool:
+        # The deepest .gitignore with a matching pattern decides (git's precedence).
+        parent = probe.rstrip("/").rpartition("/")[0]
+        while True:
+            spec = self._gitignores.get(parent)
+            if spec is not None:
+                below = probe[len(parent) + 1 :] if parent else probe
+                result = spec.check_file(below)
+                if result.include is not None:
+                    return bool(result.include)
+            if not parent:
+                return False
+            parent = parent.rpartition("/")[0]
+
+
+def walk(root: str, project: Project) -> Walk:
+    """Walk the package at ``root`` and return its file set (never follows symlinks)."""
+    matcher = Matcher(root, project)
+    result = Walk()
+    # Each frame: (relative dir, whether it is soft-excluded and walked only for includes).
+    stack: list[tuple[str, bool]] = [("", False)]
+    while stack:
+        dir_rel, excluded_frame = stack.pop()
+        abs_dir = os.path.join(root, dir_rel) if dir_rel else root
+        try:
+            with os.scandir(abs_dir) as it:
+                entries = list(it)
+        except OSError as exc:
+            result.errors.append(UnreadableError(abs_dir, exc.strerror or str(exc)))
+            continue
+        names = {e.name for e in entries}
+        if dir_rel:
+            if VENV_MARKER in names:
+                continue
+            if is_package_dir(names):
+                result.nested.append(dir_rel)
+                continue
+        if ".gitignore" in names:
+            try:
+                matcher.load_gitignore(dir_rel)
+            except UnreadableError as exc:
+                result.errors.append(exc)
+        for entry in entries:
+            _visit(entry, dir_rel, excluded_frame, matcher, stack, result)
+    return result
+
+
+def _visit(
+    entry: os.DirEntry[str],
+    dir_rel: str,
+    excluded_frame: bool,
+    matcher: Matcher,
+    stack: list[tuple[str, bool]],
+    result: Walk,
+) -> None:
+    name = entry.name
+    if name in VCS_NAMES or name.startswith(COOKIE_PREFIX):
+        return
+    rel = f"{dir_rel}/{name}" if dir_rel else name
+    try:
+        is_dir = entry.is_dir(follow_symlinks=False)
+    except OSError as exc:
+        result.errors.append(UnreadableError(entry.path, exc.strerror or str(exc)))
+        return
+    if is_dir:
+        if excluded_frame or matcher.soft_excluded(rel, True):
+            if matcher.include is not None:  # an include may re-admit something below
+                stack.append((rel, True))
+            return
+        stack.append((rel, False))
+        return
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return  # vanished since the listing: it is not part of the tree any more
+    except OSError as exc:
+        result.errors.append(UnreadableError(entry.path, exc.strerror or str(exc)))
+        return
+    mode = st.st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        result.skipped.append(f"{rel} ({_special_kind(mode)})")
+        return
+    if excluded_frame:
+        if not matcher.included(rel, False):
+            return
+    elif matcher.soft_excluded(rel, False) and not matcher.included(rel, False):
+        return
+    result.files.append(WalkedFile(rel, st))
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"

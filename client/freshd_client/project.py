@@ -1,0 +1,162 @@
+"""What freshd reads from a package's project files (pyproject.toml, setup.cfg).
+
+Only the keys freshd needs: the project name, uv's cache keys, uv workspace
+members, and the ``[tool.freshd]`` include/exclude patterns.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from freshd_client.errors import ProjectFileError
+from freshd_client.smallfile import read_small
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+MARKERS = ("pyproject.toml", "setup.py", "setup.cfg")
+"""A directory holding any of these is a package."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    """One entry of ``[tool.uv] cache-keys``: a file/glob, a directory, or git state."""
+
+    file: str | None = None
+    dir: str | None = None
+    git_commit: bool = False
+    git_tags: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """The parts of a package's project files that freshd uses."""
+
+    name: str | None = None
+    cache_keys: tuple[CacheKey, ...] | None = None  # None: uv's defaults apply
+    ignored_cache_keys: tuple[str, ...] = ()  # entries freshd cannot hash (env, ...)
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    workspace_members: tuple[str, ...] | None = None  # None: not a workspace root
+    workspace_exclude: tuple[str, ...] = field(default=())
+
+
+def normalize_name(name: str) -> str:
+    """PEP 503 normalization: runs of ``-_.`` become ``-``, lower case."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def is_package_dir(names: set[str] | frozenset[str]) -> bool:
+    """Whether a directory listing (its entry names) marks a package."""
+    return any(marker in names for marker in MARKERS)
+
+
+def read_project(directory: str) -> Project:
+    """Read the project files of the package at ``directory``.
+
+    Raises ProjectFileError naming the file when pyproject.toml is not valid TOML
+    or a freshd-relevant key has the wrong type.
+    """
+    pyproject_path = os.path.join(directory, "pyproject.toml")
+    data: dict[str, Any] = {}
+    try:
+        raw = read_small(pyproject_path)
+        if raw is not None:
+            data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ProjectFileError(f"{pyproject_path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ProjectFileError(f"{pyproject_path}: {exc.strerror or exc}") from exc
+
+    name = _project_name(data, pyproject_path) or _setup_cfg_name(directory)
+    tool = _table(data, "tool", pyproject_path)
+    uv = _table(tool, "uv", pyproject_path)
+    freshd = _table(tool, "freshd", pyproject_path)
+    workspace = uv.get("workspace")
+    members: tuple[str, ...] | None = None
+    ws_exclude: tuple[str, ...] = ()
+    if isinstance(workspace, dict):
+        members = _strings(
+            workspace.get("members", []), "tool.uv.workspace.members", pyproject_path
+        )
+        ws_exclude = _strings(
+            workspace.get("exclude", []), "tool.uv.workspace.exclude", pyproject_path
+        )
+    cache_keys, ignored = _cache_keys(uv.get("cache-keys"), pyproject_path)
+    return Project(
+        name=normalize_name(name) if name else None,
+        cache_keys=cache_keys,
+        ignored_cache_keys=ignored,
+        include=_strings(freshd.get("include", []), "tool.freshd.include", pyproject_path),
+        exclude=_strings(freshd.get("exclude", []), "tool.freshd.exclude", pyproject_path),
+        workspace_members=members,
+        workspace_exclude=ws_exclude,
+    )
+
+
+def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ProjectFileError(f"{where}: '{key}' must be a table, not {type(value).__name__}")
+    return value
+
+
+def _strings(value: object, key: str, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProjectFileError(f"{where}: '{key}' must be a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _project_name(data: dict[str, Any], where: str) -> str | None:
+    project = _table(data, "project", where)
+    name = project.get("name")
+    return name if isinstance(name, str) and name else None
+
+
+def _setup_cfg_name(directory: str) -> str | None:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        raw = read_small(os.path.join(directory, "setup.cfg"))
+        if raw is None:
+            return None
+        parser.read_string(raw.decode("utf-8"))
+    except (configparser.Error, UnicodeDecodeError, OSError):
+        return None  # setup.cfg is optional metadata; its content still counts in digests
+    name = parser.get("metadata", "name", fallback="").strip()
+    return name or None
+
+
+def _cache_keys(value: object, where: str) -> tuple[tuple[CacheKey, ...] | None, tuple[str, ...]]:
+    if value is None:
+        return None, ()
+    if not isinstance(value, list):
+        raise ProjectFileError(f"{where}: 'tool.uv.cache-keys' must be a list, got {value!r}")
+    keys: list[CacheKey] = []
+    ignored: list[str] = []
+    for item in value:
+        if isinstance(item, str):  # uv accepts a bare string as a file key
+            keys.append(CacheKey(file=item))
+        elif isinstance(item, dict) and isinstance(item.get("file"), str):
+            keys.append(CacheKey(file=item["file"]))
+        elif isinstance(item, dict) and isinstance(item.get("dir"), str):
+            keys.append(CacheKey(dir=item["dir"]))
+        elif isinstance(item, dict) and "git" in item:
+            git = item["git"]
+            if git is True:
+                keys.append(CacheKey(git_commit=True))
+            elif isinstance(git, dict):
+                keys.append(
+                    CacheKey(git_commit=bool(git.get("commit")), git_tags=bool(git.get("tags")))
+                )
+            else:
+                ignored.append(repr(item))
+        else:
+            ignored.append(repr(item))
+    return tuple(keys), tuple(ignored)

@@ -1,0 +1,292 @@
+"""Scan one package: walk its file set, hash what changed, compute both digests.
+
+Used by ``freshd digest`` (one-shot, no previous records) and by the indexer
+(previous records from the index enable the stat fast path).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pathspec
+
+from freshd_client import digest as dg
+from freshd_client import gitstate
+from freshd_client.errors import FreshdError, PackagePathError, UnreadableError
+from freshd_client.fileset import walk
+from freshd_client.project import Project, is_package_dir, read_project
+
+RACY_WINDOW_NS = 2_000_000_000
+"""A stored hash is reused only if the file's mtime is this much older than the hash.
+
+File timestamps come from a coarse clock (a kernel tick; a whole second on some
+file systems), so a write landing in the same tick as the hash can leave size
+and timestamps unchanged: git's racy-timestamp problem.
+"""
+
+_HASH_ATTEMPTS = 4
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """What the index stores per file: its stat identity and its digest."""
+
+    rel: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+    dev: int
+    kind: bytes
+    digest: bytes
+    hashed_at_ns: int
+
+    def same_stat(self, st: os.stat_result) -> bool:
+        """Whether ``st`` shows the file exactly as it was when hashed."""
+        return (
+            self.size == st.st_size
+            and self.mtime_ns == st.st_mtime_ns
+            and self.ctime_ns == st.st_ctime_ns
+            and self.ino == st.st_ino
+            and self.dev == st.st_dev
+            and self.kind == dg.kind_of(st.st_mode)
+        )
+
+    def reusable_for(self, st: os.stat_result) -> bool:
+        """The stat fast path with git's racy rule."""
+        return self.same_stat(st) and st.st_mtime_ns < self.hashed_at_ns - RACY_WINDOW_NS
+
+
+@dataclass(slots=True)
+class ScanResult:
+    """Digests and per-file records of one package."""
+
+    path: str
+    name: str | None = None
+    tree: str | None = None
+    meta: str | None = None
+    records: list[FileRecord] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    hashed: int = 0
+    reused: int = 0
+    hashed_bytes: int = 0
+
+
+def package_dir(path: str) -> str:
+    """Canonical absolute path of the package at ``path``; PackagePathError if it is not one."""
+    real = os.path.realpath(path)
+    try:
+        names = set(os.listdir(real))
+    except FileNotFoundError:
+        raise PackagePathError(f"{path}: no such directory") from None
+    except NotADirectoryError:
+        raise PackagePathError(f"{path}: not a directory") from None
+    except OSError as exc:
+        raise PackagePathError(f"{path}: {exc.strerror or exc}") from None
+    if not is_package_dir(names):
+        raise PackagePathError(f"{path}: not a package (no pyproject.toml, setup.py or setup.cfg)")
+    return real
+
+
+def hash_path(path: str, st: os.stat_result) -> tuple[os.stat_result, bytes] | None:
+    """Hash the file or symlink at ``path``, last seen with ``st``.
+
+    Returns the stat the digest is valid for, or None if the path is gone or is
+    no longer a file or symlink. A file that changes while it is read is hashed
+    again; UnreadableError if it will not hold still or cannot be read.
+    """
+    for _ in range(_HASH_ATTEMPTS):
+        try:
+            if stat.S_ISLNK(st.st_mode):
+                raw = dg.link_digest(os.readlink(os.fsencode(path)))
+            elif stat.S_ISREG(st.st_mode):
+                fd = os.open(path, _OPEN_FLAGS)
+                try:
+                    raw = dg.hash_open_file(fd, st.st_size)
+                finally:
+                    os.close(fd)
+            else:
+                return None
+            after = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.EINVAL, errno.EAGAIN, errno.ENOTDIR):
+                raise UnreadableError(path, exc.strerror or str(exc)) from exc
+            # It was swapped for another kind of object between lstat and open.
+            try:
+                after = os.lstat(path)
+            except FileNotFoundError:
+                return None
+            st = after
+            continue
+        if _unchanged(st, after):
+            return st, raw
+        st = after
+    raise UnreadableError(path, "it kept changing while being hashed")
+
+
+def _unchanged(a: os.stat_result, b: os.stat_result) -> bool:
+    return (
+        a.st_size == b.st_size
+        and a.st_mtime_ns == b.st_mtime_ns
+        and a.st_ctime_ns == b.st_ctime_ns
+        and a.st_ino == b.st_ino
+        and a.st_dev == b.st_dev
+        and a.st_mode == b.st_mode
+    )
+
+
+def scan(
+    path: str,
+    previous: Mapping[str, FileRecord] | None = None,
+    *,
+    scopes: tuple[dg.Scope, ...] = dg.SCOPES,
+) -> ScanResult:
+    """Scan the package at canonical ``path``; errors land in ``ScanResult.error``."""
+    result = ScanResult(path=path)
+    try:
+        project = read_project(path)
+        result.name = project.name
+        result.notes.extend(f"cache key not covered: {k}" for k in project.ignored_cache_keys)
+        started = time.time_ns()
+        records: dict[str, FileRecord] = {}
+        if "tree" in scopes or _needs_walk(project):
+            _scan_tree(path, project, previous or {}, started, result)
+            records = {r.rel: r for r in result.records}
+        if "tree" in scopes:
+            result.tree = dg.package_digest(
+                (dg.Entry(os.fsencode(r.rel), r.kind, r.digest) for r in result.records), "tree"
+            )
+        if "meta" in scopes:
+            result.meta = dg.package_digest(_meta_entries(path, project, records, started), "meta")
+    except FreshdError as exc:
+        result.error = str(exc)
+        result.tree = result.meta = None
+    return result
+
+
+def _needs_walk(project: Project) -> bool:
+    keys = project.cache_keys or ()
+    return any(k.file is not None and _GLOB_CHARS & set(k.file) for k in keys)
+
+
+def _scan_tree(
+    path: str,
+    project: Project,
+    previous: Mapping[str, FileRecord],
+    started: int,
+    result: ScanResult,
+) -> None:
+    walked = walk(path, project)
+    if walked.errors:
+        raise walked.errors[0]
+    result.skipped = walked.skipped
+    for item in walked.files:
+        old = previous.get(item.rel)
+        if old is not None and old.reusable_for(item.st):
+            result.records.append(old)
+            result.reused += 1
+            continue
+        record = _hash_record(os.path.join(path, item.rel), item.rel, item.st, started)
+        if record is not None:
+            result.records.append(record)
+            result.hashed += 1
+            result.hashed_bytes += record.size
+
+
+def _hash_record(abs_path: str, rel: str, st: os.stat_result, now: int) -> FileRecord | None:
+    hashed = hash_path(abs_path, st)
+    if hashed is None:
+        return None
+    st, raw = hashed
+    return FileRecord(
+        rel=rel,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        ctime_ns=st.st_ctime_ns,
+        ino=st.st_ino,
+        dev=st.st_dev,
+        kind=dg.kind_of(st.st_mode),
+        digest=raw,
+        hashed_at_ns=now,
+    )
+
+
+def _meta_entries(
+    path: str, project: Project, records: Mapping[str, FileRecord], now: int
+) -> list[dg.Entry]:
+    """Entries of the meta digest: uv's cache keys by content (defaults when unset)."""
+    keys = project.cache_keys
+    files: list[str]
+    dirs: list[str]
+    if keys is None:
+        files, dirs, commit, tags = (
+            ["pyproject.toml", "setup.py", "setup.cfg"],
+            ["src"],
+            False,
+            False,
+        )
+    else:
+        files = [k.file for k in keys if k.file is not None]
+        dirs = [k.dir for k in keys if k.dir is not None]
+        commit = any(k.git_commit for k in keys)
+        tags = any(k.git_tags for k in keys)
+    entries: dict[bytes, dg.Entry] = {}
+    for pattern in files:
+        for rel in _expand(pattern, records):
+            record = records.get(rel) or _hash_outside_set(path, rel, now)
+            if record is not None:
+                key = os.fsencode(rel)
+                entries[key] = dg.Entry(key, record.kind, record.digest)
+    for d in dirs:
+        dir_rel = _clean_rel(d)
+        if dir_rel is not None and _is_dir(os.path.join(path, dir_rel)):
+            key = os.fsencode(dir_rel)
+            entries.setdefault(key, dg.Entry(key, dg.KIND_DIR, dg.NO_DIGEST))
+    for entry in gitstate.entries(path, commit=commit, tags=tags):
+        entries[entry.path] = entry
+    return list(entries.values())
+
+
+def _expand(pattern: str, records: Mapping[str, FileRecord]) -> list[str]:
+    if not _GLOB_CHARS & set(pattern):
+        rel = _clean_rel(pattern)
+        return [rel] if rel is not None else []
+    # A glob matches files of the file set, anchored at the package directory.
+    spec = pathspec.GitIgnoreSpec.from_lines(["/" + pattern.lstrip("/")])
+    return sorted(rel for rel in records if spec.match_file(rel))
+
+
+def _clean_rel(key: str) -> str | None:
+    parts = [p for p in key.replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None  # outside the package: not part of its content
+    return "/".join(parts)
+
+
+def _hash_outside_set(path: str, rel: str, now: int) -> FileRecord | None:
+    abs_path = os.path.join(path, rel)
+    try:
+        st = os.lstat(abs_path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise UnreadableError(abs_path, exc.strerror or str(exc)) from exc
+    return _hash_record(abs_path, rel, st, now)
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False

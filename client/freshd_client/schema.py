@@ -1,0 +1,211 @@
+"""The LMDB index schema, version 1 (specified in docs/index-schema.md).
+
+Pure encodings plus opening an environment and checking its schema version.
+The service writes with these; readers (the thin client, other languages)
+decode with them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import lmdb
+from blake3 import blake3
+
+from freshd_client import digest as dg
+from freshd_client.errors import IndexMissingError, IndexStoreError, SchemaMismatchError
+
+SCHEMA_VERSION = 1
+MAX_DBS = 8
+DB_META = b"meta"
+DB_ROOTS = b"roots"
+DB_PACKAGES = b"packages"
+DB_NAMES = b"names"
+DB_FILES = b"files"
+
+META_SCHEMA = b"schema_version"
+META_GENERATION = b"generation"
+META_LAST_WRITE = b"last_write_ns"
+
+State = Literal["unknown", "dirty", "clean", "error"]
+STATES: tuple[State, ...] = ("unknown", "dirty", "clean", "error")
+STATE_CODES: dict[State, int] = {s: i for i, s in enumerate(STATES)}
+
+MAX_PLAIN_KEY = 480  # LMDB's default key limit is 511 bytes
+PREFIX_SIZE = 16
+U64 = struct.Struct("<Q")
+Raw = bytes | memoryview
+"""What an LMDB get or cursor hands back."""
+PACKAGE_HEAD = struct.Struct("<BBBxIQQ32s32s")
+FILE_VALUE = struct.Struct("<QqqQQq32sc")
+_HAS_TREE = 1
+_HAS_META = 2
+
+
+def path_key(path: str) -> bytes:
+    """Key of an absolute path in ``packages`` and ``roots``: its bytes, or a hash if long."""
+    raw = os.fsencode(path)
+    return raw if len(raw) <= MAX_PLAIN_KEY else b"\xff" + blake3(raw).digest()
+
+
+def files_prefix(package_path: str) -> bytes:
+    """The 16-byte prefix shared by all ``files`` keys of one package."""
+    return blake3(os.fsencode(package_path)).digest()[:PREFIX_SIZE]
+
+
+def file_key(prefix: bytes, rel: str) -> bytes:
+    """Key of one file record: package prefix + relative path (hashed, after NUL, if long)."""
+    raw = os.fsencode(rel)
+    if len(raw) + PREFIX_SIZE <= MAX_PLAIN_KEY:
+        return prefix + raw
+    return prefix + b"\x00" + blake3(raw).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class FileValue:
+    """Decoded ``files`` value."""
+
+    rel: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+    dev: int
+    hashed_at_ns: int
+    digest: bytes
+    kind: bytes
+
+
+def encode_file(v: FileValue) -> bytes:
+    """Encode a ``files`` value: fixed 81-byte head, then the relative path bytes."""
+    return FILE_VALUE.pack(
+        v.size, v.mtime_ns, v.ctime_ns, v.ino, v.dev, v.hashed_at_ns, v.digest, v.kind
+    ) + os.fsencode(v.rel)
+
+
+def decode_file(raw: Raw) -> FileValue:
+    """Decode a ``files`` value."""
+    size, mtime, ctime, ino, dev, hashed_at, digest, kind = FILE_VALUE.unpack_from(raw)
+    rel = os.fsdecode(bytes(raw[FILE_VALUE.size :]))
+    return FileValue(rel, size, mtime, ctime, ino, dev, hashed_at, digest, kind)
+
+
+@dataclass(frozen=True, slots=True)
+class PackageRecord:
+    """Decoded ``packages`` value."""
+
+    path: str
+    name: str | None
+    root: str
+    state: State
+    tree: str | None
+    meta: str | None
+    files: int
+    generation: int
+    updated_ns: int
+    error: str | None = None
+    workspace: str | None = None
+
+    def info(self) -> dict[str, Any]:
+        """The contract's PackageInfo."""
+        return {
+            "name": self.name,
+            "path": self.path,
+            "state": self.state,
+            "tree": self.tree,
+            "meta": self.meta,
+            "files": self.files,
+            "generation": self.generation,
+            "error": self.error,
+        }
+
+
+def encode_package(r: PackageRecord) -> bytes:
+    """Encode a ``packages`` value: fixed 92-byte head, then a UTF-8 JSON object."""
+    flags = (_HAS_TREE if r.tree else 0) | (_HAS_META if r.meta else 0)
+    head = PACKAGE_HEAD.pack(
+        SCHEMA_VERSION,
+        STATE_CODES[r.state],
+        flags,
+        r.files,
+        r.generation,
+        r.updated_ns,
+        dg.parse(r.tree)[1] if r.tree else dg.NO_DIGEST,
+        dg.parse(r.meta)[1] if r.meta else dg.NO_DIGEST,
+    )
+    tail = {"path": r.path, "name": r.name, "root": r.root, "error": r.error}
+    if r.workspace:
+        tail["workspace"] = r.workspace
+    return head + json.dumps(tail, separators=(",", ":")).encode()
+
+
+def decode_package(raw: Raw) -> PackageRecord:
+    """Decode a ``packages`` value."""
+    version, state, flags, files, generation, updated, tree, meta = PACKAGE_HEAD.unpack_from(raw)
+    if version != SCHEMA_VERSION:
+        raise SchemaMismatchError(f"package record of schema version {version}")
+    tail = json.loads(bytes(raw[PACKAGE_HEAD.size :]))
+    return PackageRecord(
+        path=tail["path"],
+        name=tail.get("name"),
+        root=tail.get("root", ""),
+        state=STATES[state],
+        tree=dg.format_raw("tree", tree) if flags & _HAS_TREE else None,
+        meta=dg.format_raw("meta", meta) if flags & _HAS_META else None,
+        files=files,
+        generation=generation,
+        updated_ns=updated,
+        error=tail.get("error"),
+        workspace=tail.get("workspace"),
+    )
+
+
+def open_env(path: str, *, readonly: bool, map_size: int = 1 << 28) -> lmdb.Environment:
+    """Open the index environment at directory ``path`` and check its schema version.
+
+    A writer creates a missing index; a reader gets IndexMissingError.
+    """
+    if readonly and not os.path.exists(os.path.join(path, "data.mdb")):
+        raise IndexMissingError(f"no freshd index at {path}")
+    try:
+        env = lmdb.open(
+            path,
+            subdir=True,
+            max_dbs=MAX_DBS,
+            map_size=map_size,
+            readonly=readonly,
+            create=not readonly,
+            metasync=False,  # integrity kept; an OS crash may undo the last commit
+        )
+    except lmdb.Error as exc:
+        raise IndexStoreError(f"cannot open index at {path}: {exc}") from exc
+    try:
+        check_schema(env, path, create=not readonly)
+    except BaseException:
+        env.close()
+        raise
+    return env
+
+
+def check_schema(env: lmdb.Environment, path: str, *, create: bool) -> None:
+    """Raise SchemaMismatchError unless the index speaks SCHEMA_VERSION (writers stamp new ones)."""
+    try:
+        meta = env.open_db(DB_META, create=create)
+    except lmdb.NotFoundError:
+        raise IndexMissingError(f"no freshd index at {path} (empty environment)") from None
+    with env.begin(db=meta, write=create) as txn:
+        found = txn.get(META_SCHEMA)
+        if found is None and create:
+            txn.put(META_SCHEMA, str(SCHEMA_VERSION).encode())
+            return
+    if found is None:
+        raise IndexMissingError(f"no freshd index at {path} (no schema version)")
+    if found != str(SCHEMA_VERSION).encode():
+        raise SchemaMismatchError(
+            f"index at {path} has schema version {found.decode(errors='replace')}; "
+            f"this freshd reads version {SCHEMA_VERSION} (remove the index to rebuild it)"
+        )

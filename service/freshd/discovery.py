@@ -1,0 +1,94 @@
+"""Find the packages under a root: directories holding a project file."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+
+from freshd_client.errors import ProjectFileError
+from freshd_client.fileset import CACHE_DIRS, VCS_NAMES, VENV_MARKER
+from freshd_client.project import Project, is_package_dir, read_project
+
+
+@dataclass(frozen=True, slots=True)
+class Package:
+    """A package found under a root."""
+
+    path: str  # canonical absolute path
+    name: str | None
+    root: str
+    workspace: str | None = None  # the uv workspace root this package is a member of
+
+
+@dataclass(slots=True)
+class Discovery:
+    """The packages under one root, and directories that could not be listed."""
+
+    root: str
+    packages: list[Package] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _pruned(name: str) -> bool:
+    return name in VCS_NAMES or name in CACHE_DIRS or name.endswith(".egg-info")
+
+
+def discover(root: str) -> Discovery:
+    """Walk ``root`` (canonical, a directory) and return every package below it.
+
+    Never follows symlinks; skips VCS directories, virtual environments and tool
+    caches. A package nested in another is its own package.
+    """
+    found = Discovery(root)
+    projects: dict[str, Project | None] = {}
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except OSError as exc:
+            found.problems.append(f"cannot list {directory}: {exc.strerror or exc}")
+            continue
+        names = {e.name for e in entries}
+        if VENV_MARKER in names and directory != root:
+            continue
+        if is_package_dir(names):
+            try:
+                projects[directory] = read_project(directory)
+            except ProjectFileError:
+                projects[directory] = None  # still a package; its scan reports the error
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            if is_dir and not _pruned(entry.name):
+                stack.append(entry.path)
+    members = _workspace_members(projects)
+    for path in sorted(projects):
+        project = projects[path]
+        found.packages.append(
+            Package(path, project.name if project else None, root, members.get(path))
+        )
+    return found
+
+
+def _workspace_members(projects: dict[str, Project | None]) -> dict[str, str]:
+    """Map each workspace member's path to its workspace root (``[tool.uv.workspace]``)."""
+    members: dict[str, str] = {}
+    for ws_root, project in projects.items():
+        if project is None or project.workspace_members is None:
+            continue
+        excluded = {
+            os.path.realpath(p)
+            for pattern in project.workspace_exclude
+            for p in glob.glob(os.path.join(glob.escape(ws_root), pattern))
+        }
+        for pattern in project.workspace_members:
+            for match in glob.glob(os.path.join(glob.escape(ws_root), pattern)):
+                real = os.path.realpath(match)
+                if real != ws_root and real in projects and real not in excluded:
+                    members[real] = ws_root
+    return members

@@ -1,0 +1,237 @@
+"""The LMDB index, writer side: one writer per index (a lock file), map growth on demand.
+
+Readers in other processes open the same environment read-only
+(``freshd_client.schema.open_env``); LMDB gives them consistent snapshots.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import lmdb
+
+from freshd.errors import IndexLockedError
+from freshd_client import schema as sc
+from freshd_client.errors import IndexStoreError
+from freshd_client.scan import FileRecord
+
+T = TypeVar("T")
+LOCK_NAME = "freshd.lock"
+PREFIX = sc.PREFIX_SIZE
+_MAX_GROWTHS = 16
+
+
+class Index:
+    """The writable index at a directory. Use as a context manager."""
+
+    def __init__(self, path: str, *, map_size: int = 1 << 28, owner: dict[str, Any] | None = None):
+        self.path = path
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise IndexStoreError(f"cannot create index directory {path}: {exc.strerror}") from exc
+        self._lock_fd = _take_lock(os.path.join(path, LOCK_NAME), owner or {})
+        try:
+            self.env = sc.open_env(path, readonly=False, map_size=map_size)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        self.dbs = {name: self.env.open_db(name) for name in _DB_NAMES}
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the environment and release the writer lock."""
+        if self._lock_fd >= 0:
+            self.env.close()
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    # -- transactions ---------------------------------------------------------
+
+    def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run ``fn`` in a write transaction, growing the map and retrying when it is full."""
+        for _ in range(_MAX_GROWTHS):
+            try:
+                with self.env.begin(write=True) as txn:
+                    return fn(txn)
+            except lmdb.MapFullError:
+                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.Error as exc:
+                raise _translate(exc, self.path) from exc
+        raise IndexStoreError(f"index at {self.path} cannot grow any further")
+
+    def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run ``fn`` in a read transaction."""
+        with self.env.begin() as txn:
+            return fn(txn)
+
+    # -- queries ---------------------------------------------------------------
+
+    def package(self, path: str) -> sc.PackageRecord | None:
+        """The record of the package at canonical ``path``, if indexed."""
+        raw = self.read(lambda txn: txn.get(sc.path_key(path), db=self.dbs[sc.DB_PACKAGES]))
+        return sc.decode_package(raw) if raw is not None else None
+
+    def packages(self) -> list[sc.PackageRecord]:
+        """Every indexed package, by path."""
+
+        def collect(txn: lmdb.Transaction) -> list[sc.PackageRecord]:
+            cursor = txn.cursor(db=self.dbs[sc.DB_PACKAGES])
+            return [sc.decode_package(v) for _k, v in cursor]
+
+        return sorted(self.read(collect), key=lambda r: r.path)
+
+    def file_records(self, package_path: str) -> dict[str, FileRecord]:
+        """The stored per-file records of one package, by relative path."""
+        prefix = sc.files_prefix(package_path)
+
+        def collect(txn: lmdb.Transaction) -> dict[str, FileRecord]:
+            out: dict[str, FileRecord] = {}
+            cursor = txn.cursor(db=self.dbs[sc.DB_FILES])
+            if not cursor.set_range(prefix):
+                return out
+            for key, value in cursor:
+                if key[:PREFIX] != prefix:
+                    break
+                v = sc.decode_file(value)
+                out[v.rel] = FileRecord(
+                    v.rel,
+                    v.size,
+                    v.mtime_ns,
+                    v.ctime_ns,
+                    v.ino,
+                    v.dev,
+                    v.kind,
+                    v.digest,
+                    v.hashed_at_ns,
+                )
+            return out
+
+        return self.read(collect)
+
+    def meta_int(self, key: bytes) -> int:
+        """An integer from the meta database (0 when unset)."""
+        raw = self.read(lambda txn: txn.get(key, db=self.dbs[sc.DB_META]))
+        return sc.U64.unpack(raw)[0] if raw else 0
+
+    # -- writes (inside a write transaction) ------------------------------------
+
+    def next_generation(self, txn: lmdb.Transaction) -> int:
+        """Bump and return the index-wide generation counter."""
+        meta = self.dbs[sc.DB_META]
+        raw = txn.get(sc.META_GENERATION, db=meta)
+        generation = (sc.U64.unpack(raw)[0] if raw else 0) + 1
+        txn.put(sc.META_GENERATION, sc.U64.pack(generation), db=meta)
+        return generation
+
+    def put_package(
+        self, txn: lmdb.Transaction, record: sc.PackageRecord, files: Iterable[FileRecord] | None
+    ) -> None:
+        """Store a package record; when ``files`` is given, replace its file records too."""
+        key = sc.path_key(record.path)
+        old_raw = txn.get(key, db=self.dbs[sc.DB_PACKAGES])
+        old = sc.decode_package(old_raw) if old_raw is not None else None
+        txn.put(key, sc.encode_package(record), db=self.dbs[sc.DB_PACKAGES])
+        if old is None or old.name != record.name:
+            if old is not None:
+                self._unname(txn, old.name, old.path)
+            self._name(txn, record.name, record.path)
+        if files is not None:
+            self._replace_files(txn, record.path, files)
+
+    def delete_package(self, txn: lmdb.Transaction, path: str) -> None:
+        """Forget a package and its file records."""
+        key = sc.path_key(path)
+        raw = txn.get(key, db=self.dbs[sc.DB_PACKAGES])
+        if raw is None:
+            return
+        self._unname(txn, sc.decode_package(raw).name, path)
+        txn.delete(key, db=self.dbs[sc.DB_PACKAGES])
+        self._replace_files(txn, path, ())
+
+    def put_root(self, txn: lmdb.Transaction, root: str) -> None:
+        """Record a root (kept across restarts)."""
+        value = json.dumps({"path": root, "added_ns": time.time_ns()}).encode()
+        txn.put(sc.path_key(root), value, db=self.dbs[sc.DB_ROOTS])
+
+    def touch(self, txn: lmdb.Transaction) -> None:
+        """Record the time of this write in the meta database."""
+        txn.put(sc.META_LAST_WRITE, sc.U64.pack(time.time_ns()), db=self.dbs[sc.DB_META])
+
+    def _replace_files(self, txn: lmdb.Transaction, path: str, files: Iterable[FileRecord]) -> None:
+        db = self.dbs[sc.DB_FILES]
+        prefix = sc.files_prefix(path)
+        cursor = txn.cursor(db=db)
+        if cursor.set_range(prefix):
+            while cursor.key()[:PREFIX] == prefix:
+                if not cursor.delete():
+                    break
+        for f in files:
+            value = sc.FileValue(
+                f.rel,
+                f.size,
+                f.mtime_ns,
+                f.ctime_ns,
+                f.ino,
+                f.dev,
+                f.hashed_at_ns,
+                f.digest,
+                f.kind,
+            )
+            txn.put(sc.file_key(prefix, f.rel), sc.encode_file(value), db=db)
+
+    def _name(self, txn: lmdb.Transaction, name: str | None, path: str) -> None:
+        if name:
+            paths = set(self._named(txn, name)) | {path}
+            txn.put(name.encode(), json.dumps(sorted(paths)).encode(), db=self.dbs[sc.DB_NAMES])
+
+    def _unname(self, txn: lmdb.Transaction, name: str | None, path: str) -> None:
+        if name:
+            paths = set(self._named(txn, name)) - {path}
+            if paths:
+                txn.put(name.encode(), json.dumps(sorted(paths)).encode(), db=self.dbs[sc.DB_NAMES])
+            else:
+                txn.delete(name.encode(), db=self.dbs[sc.DB_NAMES])
+
+    def _named(self, txn: lmdb.Transaction, name: str) -> list[str]:
+        raw = txn.get(name.encode(), db=self.dbs[sc.DB_NAMES])
+        return list(json.loads(bytes(raw))) if raw else []
+
+
+_DB_NAMES = (sc.DB_META, sc.DB_ROOTS, sc.DB_PACKAGES, sc.DB_NAMES, sc.DB_FILES)
+
+
+def _take_lock(lock_path: str, owner: dict[str, Any]) -> int:
+    """Take the single-writer lock; IndexLockedError names the holder."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 4096).decode(errors="replace").strip()
+        os.close(fd)
+        try:
+            info = json.loads(holder)
+            who = ", ".join(f"{k} {v}" for k, v in info.items())
+        except ValueError:
+            who = "an unknown process"
+        raise IndexLockedError(f"index {os.path.dirname(lock_path)} is in use by {who}") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps({"pid": os.getpid(), **owner}).encode())
+    return fd
+
+
+def _translate(exc: lmdb.Error, path: str) -> IndexStoreError:
+    if isinstance(exc, lmdb.DiskError) or getattr(exc, "errno", None) == errno.ENOSPC:
+        return IndexStoreError(f"cannot write index at {path}: no space left on device")
+    return IndexStoreError(f"cannot write index at {path}: {exc}")

@@ -1,0 +1,109 @@
+"""Shared helpers: build file trees, a simple package, and an independent digest oracle."""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from blake3 import blake3
+
+from freshd_client.oneshot import digest_path
+
+
+@dataclass(frozen=True)
+class Link:
+    """A symlink with this target string."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class Exec:
+    """A regular file with the executable bit set (mode 0755)."""
+
+    content: str | bytes
+
+
+Spec = str | bytes | Link | Exec | None  # None: an (empty) directory
+
+
+def make_tree(root: Path, files: Mapping[str, Spec]) -> Path:
+    """Create ``files`` (relative path -> content/Link/Exec/None) under ``root``; return root."""
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, spec in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if spec is None:
+            path.mkdir(exist_ok=True)
+        elif isinstance(spec, Link):
+            path.symlink_to(spec.target)
+        else:
+            content = spec.content if isinstance(spec, Exec) else spec
+            data = content.encode() if isinstance(content, str) else content
+            path.write_bytes(data)
+            path.chmod(0o755 if isinstance(spec, Exec) else 0o644)
+    return root
+
+
+PYPROJECT = '[project]\nname = "Demo_Pkg"\nversion = "0.1.0"\n'
+
+DEMO_FILES: dict[str, Spec] = {
+    "pyproject.toml": PYPROJECT,
+    ".gitignore": "*.log\n",
+    "README.md": "# demo\n",
+    "src/demo/__init__.py": "from demo.core import answer\n",
+    "src/demo/core.py": "def answer():\n    return 42\n",
+    "src/demo/data.bin": bytes(range(256)) * 8,
+    "bin/run": Exec("#!/bin/sh\necho run\n"),
+    "core_link.py": Link("src/demo/core.py"),
+}
+
+
+@pytest.fixture
+def pkg(tmp_path: Path) -> Path:
+    """A small src-layout package with an executable file, a symlink and a .gitignore."""
+    return make_tree(tmp_path / "demo", DEMO_FILES)
+
+
+def tree_digest(path: Path) -> str:
+    """The one-shot tree digest of the package at ``path``."""
+    value = digest_path(str(path), "tree").tree
+    assert value is not None
+    return value
+
+
+def meta_digest(path: Path) -> str:
+    """The one-shot meta digest of the package at ``path``."""
+    value = digest_path(str(path), "meta").meta
+    assert value is not None
+    return value
+
+
+def oracle_tree_digest(root: Path) -> str:
+    """Recompute a tree digest from the spec, independently of freshd's walk and scan.
+
+    Only valid for trees without ignore rules, nested packages or excluded
+    directories: every regular file and symlink counts.
+    """
+    entries: list[tuple[bytes, bytes, bytes]] = []
+    base = os.fsencode(root)
+    for dirpath, dirs, names in os.walk(base):  # never follows symlinks by default
+        for name in names + dirs:  # a symlink to a directory is listed in dirs
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            rel = os.path.relpath(full, base).replace(os.sep.encode(), b"/")
+            if stat.S_ISLNK(st.st_mode):
+                entries.append((rel, b"l", blake3(os.readlink(full)).digest()))
+            elif stat.S_ISREG(st.st_mode):
+                with open(full, "rb") as fh:
+                    raw = blake3(fh.read()).digest()
+                entries.append((rel, b"x" if st.st_mode & stat.S_IXUSR else b"f", raw))
+    encoded = [b"freshd-digest\x001\x00tree\x00"]
+    for rel, kind, raw in sorted(entries):
+        encoded += [struct.pack("<I", len(rel)), rel, kind, raw]
+    return "b3t1:" + blake3(b"".join(encoded)).hexdigest()

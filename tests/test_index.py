@@ -1,0 +1,233 @@
+"""The LMDB index: single writer, concurrent readers, schema versions, map growth, racy rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import lmdb
+import pytest
+
+from freshd.errors import IndexLockedError
+from freshd.index import Index
+from freshd.indexer import index_roots
+from freshd_client import schema as sc
+from freshd_client.errors import IndexMissingError, SchemaMismatchError
+from freshd_client.oneshot import digest_path
+from freshd_client.scan import RACY_WINDOW_NS, FileRecord, scan
+
+
+def _package(root: Path, name: str, files: int = 3) -> Path:
+    pkg = root / name
+    (pkg / "src" / name).mkdir(parents=True)
+    (pkg / "pyproject.toml").write_text(f'[project]\nname = "{name}"\nversion = "1"\n')
+    for i in range(files):
+        (pkg / "src" / name / f"m{i}.py").write_text(f"X = {i}\n")
+    return pkg
+
+
+def _age(root: Path, seconds: float = 10.0) -> None:
+    """Move every mtime into the past, out of the racy window."""
+    past = time.time() - seconds
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            os.utime(os.path.join(dirpath, f), (past, past), follow_symlinks=False)
+
+
+def test_index_matches_oneshot_oracle(tmp_path: Path) -> None:
+    for name in ("alpha", "beta", "gamma"):
+        _package(tmp_path / "src", name)
+    with Index(str(tmp_path / "db")) as index:
+        summary = index_roots(index, [str(tmp_path / "src")], workers=2)
+        assert summary.packages == 3 and not summary.errors
+        for record in index.packages():
+            assert record.state == "clean"
+            assert record.tree == digest_path(record.path, "tree").tree
+            assert record.meta == digest_path(record.path, "meta").meta
+            assert record.files == len(index.file_records(record.path)) == 4
+
+
+def test_second_writer_is_refused_naming_the_first(tmp_path: Path) -> None:
+    held = Index(str(tmp_path / "db"), owner={"socket": "/run/x.sock"})
+    with held, pytest.raises(IndexLockedError, match=rf"pid {os.getpid()}.*socket /run/x\.sock"):
+        Index(str(tmp_path / "db"))
+    Index(str(tmp_path / "db")).close()  # released on close
+
+
+def test_reader_without_index_gets_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(IndexMissingError, match="no freshd index"):
+        sc.open_env(str(tmp_path / "nowhere"), readonly=True)
+
+
+def test_schema_mismatch_is_a_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    Index(str(db)).close()
+    env = lmdb.open(str(db), max_dbs=sc.MAX_DBS)
+    with env.begin(write=True, db=env.open_db(sc.DB_META)) as txn:
+        txn.put(sc.META_SCHEMA, b"99")
+    env.close()
+    with pytest.raises(SchemaMismatchError, match="schema version 99; this freshd reads version 1"):
+        sc.open_env(str(db), readonly=True)
+    with pytest.raises(SchemaMismatchError):
+        Index(str(db))
+
+
+def test_map_grows_when_full(tmp_path: Path) -> None:
+    with Index(str(tmp_path / "db"), map_size=64 * 1024) as index:
+        start = index.env.info()["map_size"]
+        records = [
+            FileRecord(f"f{i:05d}.py" + "x" * 200, i, i, i, i, 1, b"f", bytes(32), i)
+            for i in range(3000)
+        ]
+        record = sc.PackageRecord("/p", "p", "/", "clean", None, None, len(records), 1, 0)
+        index.write(lambda txn: index.put_package(txn, record, records))
+        assert index.env.info()["map_size"] > start
+        assert len(index.file_records("/p")) == 3000
+
+
+def test_long_paths_get_hashed_keys(tmp_path: Path) -> None:
+    long_rel = "/".join(["d" * 100] * 6) + "/file.py"
+    long_pkg = "/" + "p" * 600
+    assert len(sc.path_key(long_pkg)) == 33
+    with Index(str(tmp_path / "db")) as index:
+        rec = FileRecord(long_rel, 1, 2, 3, 4, 5, b"f", bytes(32), 6)
+        package = sc.PackageRecord(long_pkg, None, "/", "clean", None, None, 1, 1, 0)
+        index.write(lambda txn: index.put_package(txn, package, [rec]))
+        assert index.file_records(long_pkg) == {long_rel: rec}
+        assert index.package(long_pkg) == package
+
+
+def test_racily_clean_file_is_rehashed(tmp_path: Path) -> None:
+    pkg = _package(tmp_path, "racy", files=1)
+    target = pkg / "src" / "racy" / "m0.py"
+    st = os.lstat(target)
+    wrong = bytes(range(32))  # a digest the content does not have
+
+    def stored(hashed_at: int) -> dict[str, FileRecord]:
+        rec = FileRecord(
+            "src/racy/m0.py",
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+            st.st_ino,
+            st.st_dev,
+            b"f",
+            wrong,
+            hashed_at,
+        )
+        return {rec.rel: rec}
+
+    # Hashed in the same tick as the last modification: the stat match proves nothing.
+    racy = scan(str(pkg), stored(st.st_mtime_ns + 1))
+    assert racy.hashed == 2 and racy.reused == 0
+    assert racy.tree == digest_path(str(pkg)).tree
+    # Hashed well after the modification: the fast path trusts the stored digest
+    # (a wrong one here, which proves the file was not read).
+    trusted = scan(str(pkg), stored(st.st_mtime_ns + RACY_WINDOW_NS + 1))
+    assert trusted.reused == 1
+    assert trusted.tree != digest_path(str(pkg)).tree
+
+
+def test_any_stat_difference_defeats_the_fast_path(tmp_path: Path) -> None:
+    pkg = _package(tmp_path, "stats", files=1)
+    st = os.lstat(pkg / "src" / "stats" / "m0.py")
+    base = FileRecord(
+        "src/stats/m0.py",
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+        st.st_ino,
+        st.st_dev,
+        b"f",
+        bytes(32),
+        st.st_mtime_ns + 10 * RACY_WINDOW_NS,
+    )
+    assert base.reusable_for(st)
+    for field in ("size", "mtime_ns", "ctime_ns", "ino", "dev"):
+        changed = dataclasses.replace(base, **{field: getattr(base, field) + 1})
+        assert not changed.reusable_for(st), field
+    assert not dataclasses.replace(base, kind=b"x").reusable_for(st)
+
+
+def test_warm_reindex_reuses_and_detects_edits(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    pkg = _package(root, "warm", files=5)
+    _age(root)
+    with Index(str(tmp_path / "db")) as index:
+        index_roots(index, [str(root)], workers=1)
+        generation = index.package(str(pkg)).generation  # type: ignore[union-attr]
+        again = index_roots(index, [str(root)], workers=1)
+        assert (again.hashed, again.reused) == (0, 6)
+        assert index.package(str(pkg)).generation == generation  # type: ignore[union-attr]
+        (pkg / "src" / "warm" / "m3.py").write_text("X = 'changed'\n")
+        edited = index_roots(index, [str(root)], workers=1)
+        assert (edited.hashed, edited.reused) == (1, 5)
+        record = index.package(str(pkg))
+        assert record is not None and record.generation > generation
+        assert record.tree == digest_path(str(pkg)).tree
+
+
+def test_removed_package_is_forgotten(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    keep, gone = _package(root, "keep"), _package(root, "gone")
+    with Index(str(tmp_path / "db")) as index:
+        index_roots(index, [str(root)], workers=1)
+        (gone / "pyproject.toml").unlink()
+        summary = index_roots(index, [str(root)], workers=1)
+        assert summary.removed == 1
+        assert [r.path for r in index.packages()] == [str(keep)]
+        assert index.file_records(str(gone)) == {}
+
+
+READER = textwrap.dedent(
+    """
+    import sys, time
+    from freshd_client import schema as sc
+    env = sc.open_env(sys.argv[1], readonly=True)
+    pkgs, files = env.open_db(sc.DB_PACKAGES, create=False), env.open_db(sc.DB_FILES, create=False)
+    snapshots = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with env.begin() as txn:
+            done = txn.get(b"done", db=env.open_db(sc.DB_META, create=False))
+            for _k, raw in txn.cursor(db=pkgs):
+                rec = sc.decode_package(raw)
+                prefix = sc.files_prefix(rec.path)
+                cur = txn.cursor(db=files)
+                n = 0
+                if cur.set_range(prefix):
+                    for key, _v in cur:
+                        if key[:16] != prefix:
+                            break
+                        n += 1
+                assert n == rec.files, (rec.path, n, rec.files)
+        snapshots += 1
+        if done:
+            break
+    print(snapshots)
+    """
+)
+
+
+def test_concurrent_reader_sees_consistent_snapshots(tmp_path: Path) -> None:
+    db = str(tmp_path / "db")
+    with Index(db) as index:
+        reader = subprocess.Popen(
+            [sys.executable, "-c", READER, db], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for generation in range(1, 201):
+            n = generation % 17 + 1
+            files = [FileRecord(f"f{i}", i, 0, 0, i, 1, b"f", bytes(32), 0) for i in range(n)]
+            record = sc.PackageRecord(
+                f"/pkg/{generation % 5}", None, "/pkg", "clean", None, None, n, generation, 0
+            )
+            index.write(lambda txn, r=record, f=files: index.put_package(txn, r, f))
+        index.write(lambda txn: txn.put(b"done", b"1", db=index.dbs[sc.DB_META]))
+        out, err = reader.communicate(timeout=90)
+    assert reader.returncode == 0, err.decode()
+    assert int(out) >= 1
