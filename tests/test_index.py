@@ -19,7 +19,8 @@ from freshd.indexer import index_roots
 from freshd_client import schema as sc
 from freshd_client.errors import IndexMissingError, SchemaMismatchError
 from freshd_client.oneshot import digest_path
-from freshd_client.scan import RACY_WINDOW_NS, FileRecord, scan
+from freshd_client.scan import scan
+from freshd_client.schema import RACY_WINDOW_NS, FileRecord
 
 
 def _package(root: Path, name: str, files: int = 3) -> Path:
@@ -85,7 +86,7 @@ def test_map_grows_when_full(tmp_path: Path) -> None:
             for i in range(3000)
         ]
         record = sc.PackageRecord("/p", "p", "/", "clean", None, None, len(records), 1, 0)
-        index.write(lambda txn: index.put_package(txn, record, records))
+        index.write(lambda txn: index.put_package(txn, record, sc.encode_files("/p", records)))
         assert index.env.info()["map_size"] > start
         assert len(index.file_records("/p")) == 3000
 
@@ -97,7 +98,7 @@ def test_long_paths_get_hashed_keys(tmp_path: Path) -> None:
     with Index(str(tmp_path / "db")) as index:
         rec = FileRecord(long_rel, 1, 2, 3, 4, 5, b"f", bytes(32), 6)
         package = sc.PackageRecord(long_pkg, None, "/", "clean", None, None, 1, 1, 0)
-        index.write(lambda txn: index.put_package(txn, package, [rec]))
+        index.write(lambda txn: index.put_package(txn, package, sc.encode_files(long_pkg, [rec])))
         assert index.file_records(long_pkg) == {long_rel: rec}
         assert index.package(long_pkg) == package
 
@@ -226,7 +227,9 @@ def test_concurrent_reader_sees_consistent_snapshots(tmp_path: Path) -> None:
             record = sc.PackageRecord(
                 f"/pkg/{generation % 5}", None, "/pkg", "clean", None, None, n, generation, 0
             )
-            index.write(lambda txn, r=record, f=files: index.put_package(txn, r, f))
+            index.write(
+                lambda txn, r=record, f=files: index.put_package(txn, r, sc.encode_files(r.path, f))
+            )
         index.write(lambda txn: txn.put(b"done", b"1", db=index.dbs[sc.DB_META]))
         out, err = reader.communicate(timeout=90)
     assert reader.returncode == 0, err.decode()

@@ -20,48 +20,11 @@ from freshd_client import gitstate
 from freshd_client.errors import FreshdError, PackagePathError, UnreadableError
 from freshd_client.fileset import walk
 from freshd_client.project import Project, is_package_dir, read_project
-
-RACY_WINDOW_NS = 2_000_000_000
-"""A stored hash is reused only if the file's mtime is this much older than the hash.
-
-File timestamps come from a coarse clock (a kernel tick; a whole second on some
-file systems), so a write landing in the same tick as the hash can leave size
-and timestamps unchanged: git's racy-timestamp problem.
-"""
+from freshd_client.schema import FileRecord
 
 _HASH_ATTEMPTS = 4
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
 _GLOB_CHARS = frozenset("*?[")
-
-
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    """What the index stores per file: its stat identity and its digest."""
-
-    rel: str
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    ino: int
-    dev: int
-    kind: bytes
-    digest: bytes
-    hashed_at_ns: int
-
-    def same_stat(self, st: os.stat_result) -> bool:
-        """Whether ``st`` shows the file exactly as it was when hashed."""
-        return (
-            self.size == st.st_size
-            and self.mtime_ns == st.st_mtime_ns
-            and self.ctime_ns == st.st_ctime_ns
-            and self.ino == st.st_ino
-            and self.dev == st.st_dev
-            and self.kind == dg.kind_of(st.st_mode)
-        )
-
-    def reusable_for(self, st: os.stat_result) -> bool:
-        """The stat fast path with git's racy rule."""
-        return self.same_stat(st) and st.st_mtime_ns < self.hashed_at_ns - RACY_WINDOW_NS
 
 
 @dataclass(slots=True)
@@ -151,8 +114,14 @@ def scan(
     previous: Mapping[str, FileRecord] | None = None,
     *,
     scopes: tuple[dg.Scope, ...] = dg.SCOPES,
+    previous_tree: str | None = None,
 ) -> ScanResult:
-    """Scan the package at canonical ``path``; errors land in ``ScanResult.error``."""
+    """Scan the package at canonical ``path``; errors land in ``ScanResult.error``.
+
+    ``previous`` holds the stored records (enabling the stat fast path) and
+    ``previous_tree`` the tree digest they gave: it is reused when every stored
+    record was reused and no file was added.
+    """
     result = ScanResult(path=path)
     try:
         project = read_project(path)
@@ -163,7 +132,9 @@ def scan(
         if "tree" in scopes or _needs_walk(project):
             _scan_tree(path, project, previous or {}, started, result)
             records = {r.rel: r for r in result.records}
-        if "tree" in scopes:
+        if "tree" in scopes and previous_tree and _same_set(result, previous):
+            result.tree = previous_tree
+        elif "tree" in scopes:
             result.tree = dg.package_digest(
                 (dg.Entry(os.fsencode(r.rel), r.kind, r.digest) for r in result.records), "tree"
             )
@@ -173,6 +144,11 @@ def scan(
         result.error = str(exc)
         result.tree = result.meta = None
     return result
+
+
+def _same_set(result: ScanResult, previous: Mapping[str, FileRecord] | None) -> bool:
+    # Reused records come from ``previous`` one per path, so equal counts mean equal sets.
+    return previous is not None and result.hashed == 0 and result.reused == len(previous)
 
 
 def _needs_walk(project: Project) -> bool:

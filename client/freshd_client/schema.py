@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -66,8 +67,8 @@ def file_key(prefix: bytes, rel: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class FileValue:
-    """Decoded ``files`` value."""
+class FileRecord:
+    """A ``files`` value: a file's stat identity and its entry digest."""
 
     rel: str
     size: int
@@ -75,23 +76,82 @@ class FileValue:
     ctime_ns: int
     ino: int
     dev: int
-    hashed_at_ns: int
-    digest: bytes
     kind: bytes
+    digest: bytes
+    hashed_at_ns: int
+
+    def same_stat(self, st: os.stat_result) -> bool:
+        """Whether ``st`` shows the file exactly as it was when hashed."""
+        return (
+            self.size == st.st_size
+            and self.mtime_ns == st.st_mtime_ns
+            and self.ctime_ns == st.st_ctime_ns
+            and self.ino == st.st_ino
+            and self.dev == st.st_dev
+            and self.kind == dg.kind_of(st.st_mode)
+        )
+
+    def reusable_for(self, st: os.stat_result) -> bool:
+        """The stat fast path with git's racy rule."""
+        return self.same_stat(st) and st.st_mtime_ns < self.hashed_at_ns - RACY_WINDOW_NS
 
 
-def encode_file(v: FileValue) -> bytes:
+RACY_WINDOW_NS = 2_000_000_000
+"""A stored hash is reused only if the file's mtime is this much older than the hash.
+
+File timestamps come from a coarse clock (a kernel tick; a whole second on some
+file systems), so a write landing in the same tick as the hash can leave size
+and timestamps unchanged: git's racy-timestamp problem.
+"""
+
+
+def encode_file(v: FileRecord) -> bytes:
     """Encode a ``files`` value: fixed 81-byte head, then the relative path bytes."""
     return FILE_VALUE.pack(
         v.size, v.mtime_ns, v.ctime_ns, v.ino, v.dev, v.hashed_at_ns, v.digest, v.kind
     ) + os.fsencode(v.rel)
 
 
-def decode_file(raw: Raw) -> FileValue:
+def decode_file(raw: Raw) -> FileRecord:
     """Decode a ``files`` value."""
     size, mtime, ctime, ino, dev, hashed_at, digest, kind = FILE_VALUE.unpack_from(raw)
     rel = os.fsdecode(bytes(raw[FILE_VALUE.size :]))
-    return FileValue(rel, size, mtime, ctime, ino, dev, hashed_at, digest, kind)
+    return FileRecord(rel, size, mtime, ctime, ino, dev, kind, digest, hashed_at)
+
+
+def encode_files(package_path: str, records: Iterable[FileRecord]) -> list[tuple[bytes, bytes]]:
+    """The ``files`` key/value pairs of one package's records."""
+    prefix = files_prefix(package_path)
+    return [(file_key(prefix, r.rel), encode_file(r)) for r in records]
+
+
+def get_package(txn: lmdb.Transaction, db: lmdb._Database, path: str) -> PackageRecord | None:
+    """The ``packages`` record of ``path`` in a transaction, if any."""
+    raw = txn.get(path_key(path), db=db)
+    return decode_package(raw) if raw is not None else None
+
+
+def get_files(txn: lmdb.Transaction, db: lmdb._Database, path: str) -> dict[str, FileRecord]:
+    """All ``files`` records of the package at ``path``, by relative path."""
+    prefix = files_prefix(path)
+    out: dict[str, FileRecord] = {}
+    cursor = txn.cursor(db=db)
+    if cursor.set_range(prefix):
+        for key, value in cursor:
+            if key[:PREFIX_SIZE] != prefix:
+                break
+            record = decode_file(value)
+            out[record.rel] = record
+    return out
+
+
+def begin_read(env: lmdb.Environment) -> lmdb.Transaction:
+    """A read transaction that adopts a map grown by the writer (MDB_MAP_RESIZED)."""
+    try:
+        return env.begin()
+    except lmdb.MapResizedError:
+        env.set_mapsize(0)
+        return env.begin()
 
 
 @dataclass(frozen=True, slots=True)

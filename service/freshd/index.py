@@ -11,7 +11,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import lmdb
@@ -19,7 +19,6 @@ import lmdb
 from freshd.errors import IndexLockedError
 from freshd_client import schema as sc
 from freshd_client.errors import IndexStoreError
-from freshd_client.scan import FileRecord
 
 T = TypeVar("T")
 LOCK_NAME = "freshd.lock"
@@ -73,15 +72,14 @@ class Index:
 
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         """Run ``fn`` in a read transaction."""
-        with self.env.begin() as txn:
+        with sc.begin_read(self.env) as txn:
             return fn(txn)
 
     # -- queries ---------------------------------------------------------------
 
     def package(self, path: str) -> sc.PackageRecord | None:
         """The record of the package at canonical ``path``, if indexed."""
-        raw = self.read(lambda txn: txn.get(sc.path_key(path), db=self.dbs[sc.DB_PACKAGES]))
-        return sc.decode_package(raw) if raw is not None else None
+        return self.read(lambda txn: sc.get_package(txn, self.dbs[sc.DB_PACKAGES], path))
 
     def packages(self) -> list[sc.PackageRecord]:
         """Every indexed package, by path."""
@@ -92,33 +90,9 @@ class Index:
 
         return sorted(self.read(collect), key=lambda r: r.path)
 
-    def file_records(self, package_path: str) -> dict[str, FileRecord]:
+    def file_records(self, package_path: str) -> dict[str, sc.FileRecord]:
         """The stored per-file records of one package, by relative path."""
-        prefix = sc.files_prefix(package_path)
-
-        def collect(txn: lmdb.Transaction) -> dict[str, FileRecord]:
-            out: dict[str, FileRecord] = {}
-            cursor = txn.cursor(db=self.dbs[sc.DB_FILES])
-            if not cursor.set_range(prefix):
-                return out
-            for key, value in cursor:
-                if key[:PREFIX] != prefix:
-                    break
-                v = sc.decode_file(value)
-                out[v.rel] = FileRecord(
-                    v.rel,
-                    v.size,
-                    v.mtime_ns,
-                    v.ctime_ns,
-                    v.ino,
-                    v.dev,
-                    v.kind,
-                    v.digest,
-                    v.hashed_at_ns,
-                )
-            return out
-
-        return self.read(collect)
+        return self.read(lambda txn: sc.get_files(txn, self.dbs[sc.DB_FILES], package_path))
 
     def meta_int(self, key: bytes) -> int:
         """An integer from the meta database (0 when unset)."""
@@ -136,9 +110,13 @@ class Index:
         return generation
 
     def put_package(
-        self, txn: lmdb.Transaction, record: sc.PackageRecord, files: Iterable[FileRecord] | None
+        self,
+        txn: lmdb.Transaction,
+        record: sc.PackageRecord,
+        files: list[tuple[bytes, bytes]] | None,
     ) -> None:
-        """Store a package record; when ``files`` is given, replace its file records too."""
+        """Store a package record; when ``files`` is given (``schema.encode_files``), replace
+        its file records with them."""
         key = sc.path_key(record.path)
         old_raw = txn.get(key, db=self.dbs[sc.DB_PACKAGES])
         old = sc.decode_package(old_raw) if old_raw is not None else None
@@ -158,7 +136,7 @@ class Index:
             return
         self._unname(txn, sc.decode_package(raw).name, path)
         txn.delete(key, db=self.dbs[sc.DB_PACKAGES])
-        self._replace_files(txn, path, ())
+        self._replace_files(txn, path, [])
 
     def put_root(self, txn: lmdb.Transaction, root: str) -> None:
         """Record a root (kept across restarts)."""
@@ -169,7 +147,9 @@ class Index:
         """Record the time of this write in the meta database."""
         txn.put(sc.META_LAST_WRITE, sc.U64.pack(time.time_ns()), db=self.dbs[sc.DB_META])
 
-    def _replace_files(self, txn: lmdb.Transaction, path: str, files: Iterable[FileRecord]) -> None:
+    def _replace_files(
+        self, txn: lmdb.Transaction, path: str, files: list[tuple[bytes, bytes]]
+    ) -> None:
         db = self.dbs[sc.DB_FILES]
         prefix = sc.files_prefix(path)
         cursor = txn.cursor(db=db)
@@ -177,19 +157,8 @@ class Index:
             while cursor.key()[:PREFIX] == prefix:
                 if not cursor.delete():
                     break
-        for f in files:
-            value = sc.FileValue(
-                f.rel,
-                f.size,
-                f.mtime_ns,
-                f.ctime_ns,
-                f.ino,
-                f.dev,
-                f.hashed_at_ns,
-                f.digest,
-                f.kind,
-            )
-            txn.put(sc.file_key(prefix, f.rel), sc.encode_file(value), db=db)
+        if files:
+            cursor.putmulti(files)
 
     def _name(self, txn: lmdb.Transaction, name: str | None, path: str) -> None:
         if name:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import lmdb
 
@@ -20,8 +21,9 @@ from freshd.discovery import Package, discover
 from freshd.index import Index
 from freshd_client import schema as sc
 from freshd_client.errors import PackagePathError
-from freshd_client.scan import FileRecord, ScanResult, scan
+from freshd_client.scan import scan
 
+T = TypeVar("T")
 Progress = Callable[[int, int], None]
 """Called with (packages done, packages total)."""
 
@@ -55,8 +57,67 @@ def canonical_root(path: str) -> str:
     return real
 
 
-def _scan_job(path: str, previous: dict[str, FileRecord]) -> ScanResult:
-    return scan(path, previous)
+@dataclass(slots=True)
+class Outcome:
+    """A scanned package as the writer needs it: compact, cheap to pickle."""
+
+    path: str
+    tree: str | None
+    meta: str | None
+    error: str | None
+    files: int
+    hashed: int
+    reused: int
+    hashed_bytes: int
+    pairs: list[tuple[bytes, bytes]] | None  # encoded file records; None: stored ones stand
+
+
+def _outcome(
+    path: str, old: sc.PackageRecord | None, previous: dict[str, sc.FileRecord]
+) -> Outcome:
+    clean_old = old is not None and old.state == "clean"
+    result = scan(path, previous, previous_tree=old.tree if clean_old and old else None)
+    same_files = clean_old and result.error is None and result.hashed == 0
+    same_files = same_files and result.reused == len(previous)
+    pairs = None if same_files else sc.encode_files(path, [] if result.error else result.records)
+    return Outcome(
+        path,
+        result.tree,
+        result.meta,
+        result.error,
+        len(result.records),
+        result.hashed,
+        result.reused,
+        result.hashed_bytes,
+        pairs,
+    )
+
+
+_READERS: dict[str, tuple[lmdb.Environment, Any, Any]] = {}
+
+
+def _worker_job(path: str, index_dir: str) -> Outcome:
+    """Runs in a worker process: read the stored records read-only, scan, encode."""
+    if index_dir not in _READERS:
+        env = sc.open_env(index_dir, readonly=True)
+        dbs = (env.open_db(sc.DB_PACKAGES, create=False), env.open_db(sc.DB_FILES, create=False))
+        _READERS[index_dir] = (env, *dbs)
+    env, packages_db, files_db = _READERS[index_dir]
+    with sc.begin_read(env) as txn:
+        old = sc.get_package(txn, packages_db, path)
+        previous = sc.get_files(txn, files_db, path)
+    return _outcome(path, old, previous)
+
+
+def _local_job(index: Index, path: str) -> Outcome:
+    """Runs in the writer's process (LMDB forbids a second environment handle there)."""
+    old, previous = index.read(
+        lambda txn: (
+            sc.get_package(txn, index.dbs[sc.DB_PACKAGES], path),
+            sc.get_files(txn, index.dbs[sc.DB_FILES], path),
+        )
+    )
+    return _outcome(path, old, previous)
 
 
 def index_roots(
@@ -71,10 +132,10 @@ def index_roots(
         packages.extend(found.packages)
         summary.errors.extend(found.problems)
     by_path = {p.path: p for p in packages}
-    previous = {p.path: index.file_records(p.path) for p in packages}
-    order = sorted(by_path, key=lambda p: -len(previous[p]))  # big ones first balance the pool
+    sizes = {p: (r.files if (r := index.package(p)) else 0) for p in by_path}
+    order = sorted(by_path, key=lambda p: -sizes[p])  # big ones first balance the pool
     summary.packages = len(order)
-    pending: list[ScanResult] = []
+    pending: list[Outcome] = []
     last_flush = time.perf_counter()
 
     def flush() -> None:
@@ -83,13 +144,14 @@ def index_roots(
         index.write(lambda txn: _store(index, txn, by_path, batch))
 
     with _executor(workers, len(order)) as pool:
-        futures: list[Future[ScanResult]] = [
-            pool.submit(_scan_job, path, previous[path]) for path in order
-        ]
+        if isinstance(pool, _InlineExecutor):
+            futures = [pool.submit(_local_job, index, path) for path in order]
+        else:
+            futures = [pool.submit(_worker_job, path, index.path) for path in order]
         for done, future in enumerate(as_completed(futures), 1):
-            result = future.result()
-            _account(summary, result)
-            pending.append(result)
+            outcome = future.result()
+            _account(summary, outcome)
+            pending.append(outcome)
             if time.perf_counter() - last_flush > _BATCH_SECONDS:
                 flush()
                 last_flush = time.perf_counter()
@@ -101,29 +163,27 @@ def index_roots(
     return summary
 
 
-def _account(summary: Summary, result: ScanResult) -> None:
-    summary.files += len(result.records)
-    summary.hashed += result.hashed
-    summary.reused += result.reused
-    summary.hashed_bytes += result.hashed_bytes
-    if result.error is not None:
-        summary.errors.append(f"{result.path}: {result.error}")
+def _account(summary: Summary, outcome: Outcome) -> None:
+    summary.files += outcome.files
+    summary.hashed += outcome.hashed
+    summary.reused += outcome.reused
+    summary.hashed_bytes += outcome.hashed_bytes
+    if outcome.error is not None:
+        summary.errors.append(f"{outcome.path}: {outcome.error}")
 
 
 def _store(
-    index: Index, txn: lmdb.Transaction, by_path: dict[str, Package], batch: list[ScanResult]
+    index: Index, txn: lmdb.Transaction, by_path: dict[str, Package], batch: list[Outcome]
 ) -> None:
-    for result in batch:
-        pkg = by_path[result.path]
-        old_raw = txn.get(sc.path_key(pkg.path), db=index.dbs[sc.DB_PACKAGES])
-        old = sc.decode_package(old_raw) if old_raw is not None else None
-        state: sc.State = "error" if result.error else "clean"
+    for out in batch:
+        pkg = by_path[out.path]
+        old = sc.get_package(txn, index.dbs[sc.DB_PACKAGES], pkg.path)
+        state: sc.State = "error" if out.error else "clean"
         if (
             old is not None
-            and result.hashed == 0
-            and old.state == state == "clean"
-            and (old.tree, old.meta, old.files, old.name)
-            == (result.tree, result.meta, len(result.records), pkg.name)
+            and out.pairs is None
+            and (old.state, old.tree, old.meta, old.name, old.workspace)
+            == (state, out.tree, out.meta, pkg.name, pkg.workspace)
         ):
             continue  # nothing changed: keep the record and its generation
         record = sc.PackageRecord(
@@ -131,16 +191,16 @@ def _store(
             name=pkg.name,
             root=pkg.root,
             state=state,
-            tree=result.tree,
-            meta=result.meta,
-            files=len(result.records),
+            tree=out.tree,
+            meta=out.meta,
+            files=out.files,
             generation=index.next_generation(txn),
             updated_ns=time.time_ns(),
-            error=result.error,
+            error=out.error,
             workspace=pkg.workspace,
         )
         # An error keeps no file records: the next pass hashes everything again.
-        index.put_package(txn, record, [] if result.error else result.records)
+        index.put_package(txn, record, out.pairs)
     index.touch(txn)
 
 
@@ -167,8 +227,8 @@ def _forget_missing(
 class _InlineExecutor(Executor):
     """Runs jobs in the calling process (one worker, or a single package)."""
 
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
-        future: Future[object] = Future()
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
         try:
             future.set_result(fn(*args, **kwargs))
         except BaseException as exc:
@@ -181,5 +241,5 @@ def _executor(workers: int, jobs: int) -> Executor:
         return _InlineExecutor()
     # forkserver: workers start from a clean process, never from one holding LMDB or threads.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["freshd_client.scan"])
+    context.set_forkserver_preload(["freshd.indexer"])
     return ProcessPoolExecutor(max_workers=min(workers, jobs), mp_context=context)
