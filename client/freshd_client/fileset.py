@@ -63,6 +63,8 @@ class Matcher:
         self.include = _spec(project.include)
         self.exclude = _spec(project.exclude)
         self._gitignores: dict[str, pathspec.GitIgnoreSpec | None] = {}
+        # Per directory: the .gitignore specs that apply inside it, deepest first.
+        self._chains: dict[str, tuple[tuple[str, pathspec.GitIgnoreSpec], ...]] = {}
 
     def load_gitignore(self, dir_rel: str) -> None:
         """Read ``dir_rel/.gitignore`` (called by the walk when the listing shows one)."""
@@ -92,27 +94,33 @@ class Matcher:
         probe = rel + "/" if is_dir else rel
         if self.exclude is not None and self.exclude.match_file(probe):
             return True
-        return self._gitignored(probe)
-
-    def _gitignored(self, probe: str) -> bool:
+        chain = self._chain(rel.rpartition("/")[0])
+        if len(chain) == 1:  # the common case; match_file skips building a CheckResult
+            base, spec = chain[0]
+            return spec.match_file(probe[len(base) + 1 :] if base else probe)
         # The deepest .gitignore with a matching pattern decides (git's precedence).
-        parent = probe.rstrip("/").rpartition("/")[0]
-        while True:
-            spec = self._gitignores.get(parent)
-            if spec is not None:
-                below = probe[len(parent) + 1 :] if parent else probe
-                result = spec.check_file(below)
-                if result.include is not None:
-                    return bool(result.include)
-            if not parent:
-                return False
-            parent = parent.rpartition("/")[0]
+        for base, spec in chain:
+            result = spec.check_file(probe[len(base) + 1 :] if base else probe)
+            if result.include is not None:
+                return bool(result.include)
+        return False
+
+    def _chain(self, dir_rel: str) -> tuple[tuple[str, pathspec.GitIgnoreSpec], ...]:
+        chain = self._chains.get(dir_rel)
+        if chain is None:
+            parent = self._chain(dir_rel.rpartition("/")[0]) if dir_rel else ()
+            spec = self._gitignores.get(dir_rel)
+            chain = ((dir_rel, spec), *parent) if spec is not None else parent
+            self._chains[dir_rel] = chain
+        return chain
 
 
 def walk(root: str, project: Project) -> Walk:
     """Walk the package at ``root`` and return its file set (never follows symlinks)."""
     matcher = Matcher(root, project)
     result = Walk()
+    files = result.files
+    soft_excluded, included = matcher.soft_excluded, matcher.included
     # Each frame: (relative dir, whether it is soft-excluded and walked only for includes).
     stack: list[tuple[str, bool]] = [("", False)]
     while stack:
@@ -136,52 +144,35 @@ def walk(root: str, project: Project) -> Walk:
                 matcher.load_gitignore(dir_rel)
             except UnreadableError as exc:
                 result.errors.append(exc)
+        prefix = dir_rel + "/" if dir_rel else ""
         for entry in entries:
-            _visit(entry, dir_rel, excluded_frame, matcher, stack, result)
+            name = entry.name
+            if name in VCS_NAMES or name.startswith(COOKIE_PREFIX):
+                continue
+            rel = prefix + name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if excluded_frame or soft_excluded(rel, True):
+                        if matcher.include is not None:  # an include may re-admit something below
+                            stack.append((rel, True))
+                    else:
+                        stack.append((rel, False))
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # vanished since the listing: not part of the tree any more
+            except OSError as exc:
+                result.errors.append(UnreadableError(entry.path, exc.strerror or str(exc)))
+                continue
+            mode = st.st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+                result.skipped.append(f"{rel} ({_special_kind(mode)})")
+            elif excluded_frame:
+                if included(rel, False):
+                    files.append(WalkedFile(rel, st))
+            elif not soft_excluded(rel, False) or included(rel, False):
+                files.append(WalkedFile(rel, st))
     return result
-
-
-def _visit(
-    entry: os.DirEntry[str],
-    dir_rel: str,
-    excluded_frame: bool,
-    matcher: Matcher,
-    stack: list[tuple[str, bool]],
-    result: Walk,
-) -> None:
-    name = entry.name
-    if name in VCS_NAMES or name.startswith(COOKIE_PREFIX):
-        return
-    rel = f"{dir_rel}/{name}" if dir_rel else name
-    try:
-        is_dir = entry.is_dir(follow_symlinks=False)
-    except OSError as exc:
-        result.errors.append(UnreadableError(entry.path, exc.strerror or str(exc)))
-        return
-    if is_dir:
-        if excluded_frame or matcher.soft_excluded(rel, True):
-            if matcher.include is not None:  # an include may re-admit something below
-                stack.append((rel, True))
-            return
-        stack.append((rel, False))
-        return
-    try:
-        st = entry.stat(follow_symlinks=False)
-    except FileNotFoundError:
-        return  # vanished since the listing: it is not part of the tree any more
-    except OSError as exc:
-        result.errors.append(UnreadableError(entry.path, exc.strerror or str(exc)))
-        return
-    mode = st.st_mode
-    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-        result.skipped.append(f"{rel} ({_special_kind(mode)})")
-        return
-    if excluded_frame:
-        if not matcher.included(rel, False):
-            return
-    elif matcher.soft_excluded(rel, False) and not matcher.included(rel, False):
-        return
-    result.files.append(WalkedFile(rel, st))
 
 
 def _special_kind(mode: int) -> str:
