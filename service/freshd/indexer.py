@@ -126,26 +126,27 @@ def index_roots(
     """Bring the index up to date with the packages under ``roots`` (canonical paths)."""
     started = time.perf_counter()
     summary = Summary(roots=list(roots))
-    packages: list[Package] = []
-    for root in roots:
-        found = discover(root)
-        packages.extend(found.packages)
-        summary.errors.extend(found.problems)
-    by_path = {p.path: p for p in packages}
-    sizes = {p: (r.files if (r := index.package(p)) else 0) for p in by_path}
-    order = sorted(by_path, key=lambda p: -sizes[p])  # big ones first balance the pool
-    summary.packages = len(order)
-    pending: list[Outcome] = []
-    last_flush = time.perf_counter()
+    # The pool's processes start while discovery walks the roots.
+    with _executor(workers) as pool:
+        packages: list[Package] = []
+        for root in roots:
+            found = discover(root)
+            packages.extend(found.packages)
+            summary.errors.extend(found.problems)
+        by_path = {p.path: p for p in packages}
+        sizes = {p: (r.files if (r := index.package(p)) else 0) for p in by_path}
+        order = sorted(by_path, key=lambda p: -sizes[p])  # big ones first balance the pool
+        summary.packages = len(order)
+        pending: list[Outcome] = []
+        last_flush = time.perf_counter()
 
-    def flush() -> None:
-        batch = list(pending)
-        pending.clear()
-        index.write(lambda txn: _store(index, txn, by_path, batch))
+        def flush() -> None:
+            batch = list(pending)
+            pending.clear()
+            index.write(lambda txn: _store(index, txn, by_path, batch))
 
-    with _executor(workers, len(order)) as pool:
-        if isinstance(pool, _InlineExecutor):
-            futures = [pool.submit(_local_job, index, path) for path in order]
+        if isinstance(pool, _InlineExecutor) or len(order) == 1:
+            futures = [_InlineExecutor().submit(_local_job, index, path) for path in order]
         else:
             futures = [pool.submit(_worker_job, path, index.path) for path in order]
         for done, future in enumerate(as_completed(futures), 1):
@@ -236,10 +237,10 @@ class _InlineExecutor(Executor):
         return future
 
 
-def _executor(workers: int, jobs: int) -> Executor:
-    if workers <= 1 or jobs <= 1:
+def _executor(workers: int) -> Executor:
+    if workers <= 1:
         return _InlineExecutor()
     # forkserver: workers start from a clean process, never from one holding LMDB or threads.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["freshd.indexer"])
-    return ProcessPoolExecutor(max_workers=min(workers, jobs), mp_context=context)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
