@@ -39,6 +39,7 @@ from blake3 import blake3
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import gentree
+from freshd_client.digest import hash_open_file
 from freshd_client.fileset import walk
 from freshd_client.project import read_project
 
@@ -239,15 +240,7 @@ def os_read_loop(paths: list[str], sizes: list[int]) -> None:
     for path, size in zip(paths, sizes, strict=True):
         fd = os.open(path, flags)
         try:
-            hasher = blake3()
-            want = size + 1 if size < _READ_CHUNK else _READ_CHUNK
-            while True:
-                chunk = os.read(fd, want)
-                hasher.update(chunk)
-                if len(chunk) < want:
-                    break
-                want = _READ_CHUNK
-            hasher.digest()
+            hash_open_file(fd, size)
         finally:
             os.close(fd)
 

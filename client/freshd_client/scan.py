@@ -20,7 +20,7 @@ from freshd_client import gitstate
 from freshd_client.errors import FreshdError, PackagePathError, UnreadableError
 from freshd_client.fileset import walk
 from freshd_client.project import Project, is_package_dir, read_project
-from freshd_client.schema import FileRecord
+from freshd_client.schema import FileRecord, stat_identity
 
 _HASH_ATTEMPTS = 4
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
@@ -99,14 +99,7 @@ def hash_path(path: str, st: os.stat_result) -> tuple[os.stat_result, bytes] | N
 
 
 def _unchanged(a: os.stat_result, b: os.stat_result) -> bool:
-    return (
-        a.st_size == b.st_size
-        and a.st_mtime_ns == b.st_mtime_ns
-        and a.st_ctime_ns == b.st_ctime_ns
-        and a.st_ino == b.st_ino
-        and a.st_dev == b.st_dev
-        and a.st_mode == b.st_mode
-    )
+    return stat_identity(a) == stat_identity(b) and a.st_mode == b.st_mode
 
 
 def scan(

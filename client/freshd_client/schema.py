@@ -82,18 +82,17 @@ class FileRecord:
 
     def same_stat(self, st: os.stat_result) -> bool:
         """Whether ``st`` shows the file exactly as it was when hashed."""
-        return (
-            self.size == st.st_size
-            and self.mtime_ns == st.st_mtime_ns
-            and self.ctime_ns == st.st_ctime_ns
-            and self.ino == st.st_ino
-            and self.dev == st.st_dev
-            and self.kind == dg.kind_of(st.st_mode)
-        )
+        identity = (self.size, self.mtime_ns, self.ctime_ns, self.ino, self.dev)
+        return identity == stat_identity(st) and self.kind == dg.kind_of(st.st_mode)
 
     def reusable_for(self, st: os.stat_result) -> bool:
         """The stat fast path with git's racy rule."""
         return self.same_stat(st) and st.st_mtime_ns < self.hashed_at_ns - RACY_WINDOW_NS
+
+
+def stat_identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What the stat fast path compares: size, mtime, ctime, inode, device."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
 RACY_WINDOW_NS = 2_000_000_000
