@@ -340,3 +340,16 @@ def test_index_non_utf8_names(mono: Path, tmp_path: Path) -> None:
 def test_index_error_missing_root(tmp_path: Path) -> None:
     line = assert_one_line_error(run("index", str(tmp_path / "nope"), "--db", str(tmp_path / "db")))
     assert "nope" in line
+
+
+def test_index_in_a_directory_it_cannot_write_is_a_one_line_error(shared_tmp: Path) -> None:
+    root = make_tree(shared_tmp / "src" / "demo", {"pyproject.toml": PYPROJECT})
+    db = shared_tmp / "db"
+    db.mkdir()
+    for path in [shared_tmp, *shared_tmp.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    db.chmod(0o555)
+    proc = run("index", str(root), "--db", str(db), prefix=_as_unprivileged(), cwd=shared_tmp)
+    line = assert_one_line_error(proc)
+    assert str(db) in line
+    assert "Permission denied" in line

@@ -42,6 +42,7 @@ class ScanResult:
     hashed: int = 0
     reused: int = 0
     hashed_bytes: int = 0
+    same_files: bool = False  # every stored record was reused and none was added
 
 
 def package_dir(path: str) -> str:
@@ -125,7 +126,10 @@ def scan(
         if "tree" in scopes or _needs_walk(project):
             _scan_tree(path, project, previous or {}, started, result)
             records = {r.rel: r for r in result.records}
-        if "tree" in scopes and previous_tree and _same_set(result, previous):
+            # Reused records come from ``previous`` one per path: equal counts, equal sets.
+            result.same_files = bool(previous) and result.hashed == 0
+            result.same_files &= result.reused == len(previous or {})
+        if "tree" in scopes and previous_tree and result.same_files:
             result.tree = previous_tree
         elif "tree" in scopes:
             result.tree = dg.package_digest(
@@ -136,12 +140,8 @@ def scan(
     except FreshdError as exc:
         result.error = str(exc)
         result.tree = result.meta = None
+        result.same_files = False
     return result
-
-
-def _same_set(result: ScanResult, previous: Mapping[str, FileRecord] | None) -> bool:
-    # Reused records come from ``previous`` one per path, so equal counts mean equal sets.
-    return previous is not None and result.hashed == 0 and result.reused == len(previous)
 
 
 def _needs_walk(project: Project) -> bool:

@@ -183,7 +183,10 @@ _DB_NAMES = (sc.DB_META, sc.DB_ROOTS, sc.DB_PACKAGES, sc.DB_NAMES, sc.DB_FILES)
 
 def _take_lock(lock_path: str, owner: dict[str, Any]) -> int:
     """Take the single-writer lock; IndexLockedError names the holder."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise IndexStoreError(f"cannot open {lock_path}: {exc.strerror or exc}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -77,8 +77,7 @@ def _outcome(
 ) -> Outcome:
     clean_old = old is not None and old.state == "clean"
     result = scan(path, previous, previous_tree=old.tree if clean_old and old else None)
-    same_files = clean_old and result.error is None and result.hashed == 0
-    same_files = same_files and result.reused == len(previous)
+    same_files = clean_old and result.same_files
     pairs = None if same_files else sc.encode_files(path, [] if result.error else result.records)
     return Outcome(
         path,
@@ -104,20 +103,21 @@ def _worker_job(path: str, index_dir: str) -> Outcome:
         _READERS[index_dir] = (env, *dbs)
     env, packages_db, files_db = _READERS[index_dir]
     with sc.begin_read(env) as txn:
-        old = sc.get_package(txn, packages_db, path)
-        previous = sc.get_files(txn, files_db, path)
-    return _outcome(path, old, previous)
+        old, previous = _stored(txn, packages_db, files_db, path)
+    return _outcome(path, old, previous)  # scanned outside the snapshot: readers stay short
 
 
 def _local_job(index: Index, path: str) -> Outcome:
     """Runs in the writer's process (LMDB forbids a second environment handle there)."""
-    old, previous = index.read(
-        lambda txn: (
-            sc.get_package(txn, index.dbs[sc.DB_PACKAGES], path),
-            sc.get_files(txn, index.dbs[sc.DB_FILES], path),
-        )
-    )
-    return _outcome(path, old, previous)
+    dbs = index.dbs[sc.DB_PACKAGES], index.dbs[sc.DB_FILES]
+    return _outcome(path, *index.read(lambda txn: _stored(txn, *dbs, path)))
+
+
+def _stored(
+    txn: lmdb.Transaction, packages_db: Any, files_db: Any, path: str
+) -> tuple[sc.PackageRecord | None, dict[str, sc.FileRecord]]:
+    # One snapshot for both, so the stored tree digest matches the stored records.
+    return sc.get_package(txn, packages_db, path), sc.get_files(txn, files_db, path)
 
 
 def index_roots(
@@ -134,7 +134,12 @@ def index_roots(
             packages.extend(found.packages)
             summary.errors.extend(found.problems)
         by_path = {p.path: p for p in packages}
-        sizes = {p: (r.files if (r := index.package(p)) else 0) for p in by_path}
+        packages_db = index.dbs[sc.DB_PACKAGES]
+        sizes = index.read(
+            lambda txn: {
+                p: (r.files if (r := sc.get_package(txn, packages_db, p)) else 0) for p in by_path
+            }
+        )
         order = sorted(by_path, key=lambda p: -sizes[p])  # big ones first balance the pool
         summary.packages = len(order)
         pending: list[Outcome] = []
