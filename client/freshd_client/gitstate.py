@@ -22,7 +22,7 @@ def entries(package: str, *, commit: bool, tags: bool) -> Iterator[Entry]:
     """The git entries of a meta digest; none when no repository encloses ``package``."""
     if not (commit or tags):
         return
-    git_dir = _find_git_dir(package)
+    git_dir = find_git_dir(package)
     if git_dir is None:
         return
     common = _common_dir(git_dir)
@@ -44,7 +44,8 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _find_git_dir(start: str) -> str | None:
+def find_git_dir(start: str) -> str | None:
+    """The git directory of the repository enclosing ``start``, if any."""
     current = start
     while True:
         candidate = os.path.join(current, ".git")

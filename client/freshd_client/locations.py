@@ -1,4 +1,4 @@
-"""Where freshd keeps its state by default (``FRESHD_HOME`` overrides)."""
+"""Where freshd keeps its state and its socket by default (``FRESHD_*`` overrides)."""
 
 from __future__ import annotations
 
@@ -16,5 +16,27 @@ def home() -> str:
 
 
 def index_dir() -> str:
-    """The default LMDB index directory: ``<home>/index``."""
+    """The default LMDB index directory: ``$FRESHD_INDEX``, else ``<home>/index``."""
+    explicit = os.environ.get("FRESHD_INDEX")
+    if explicit:
+        return os.path.abspath(os.path.expanduser(explicit))
     return os.path.join(home(), "index")
+
+
+def socket_path() -> str:
+    """The daemon's Unix socket: ``$FRESHD_SOCKET``, else ``$XDG_RUNTIME_DIR/freshd/freshd.sock``,
+    else ``<tmp>/freshd-<uid>/freshd.sock`` (the directory is private, mode 0700)."""
+    explicit = os.environ.get("FRESHD_SOCKET")
+    if explicit:
+        return os.path.abspath(os.path.expanduser(explicit))
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime):
+        return os.path.join(runtime, "freshd", "freshd.sock")
+    import tempfile  # deferred: it loads shutil, random, bz2, lzma (~3 ms of `freshd status`)
+
+    return os.path.join(tempfile.gettempdir(), f"freshd-{os.getuid()}", "freshd.sock")
+
+
+def token_path(index: str) -> str:
+    """The bearer token for ``--tcp`` clients, kept (mode 0600) in the index directory."""
+    return os.path.join(index, "token")

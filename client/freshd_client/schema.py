@@ -27,10 +27,20 @@ DB_ROOTS = b"roots"
 DB_PACKAGES = b"packages"
 DB_NAMES = b"names"
 DB_FILES = b"files"
+DB_COOKIES = b"cookies"
+DB_NAMES_ALL = (DB_META, DB_ROOTS, DB_PACKAGES, DB_NAMES, DB_FILES, DB_COOKIES)
 
 META_SCHEMA = b"schema_version"
 META_GENERATION = b"generation"
 META_LAST_WRITE = b"last_write_ns"
+META_DAEMON = b"daemon"
+
+API_VERSION = 1
+"""Version of the daemon's HTTP API and of the ``daemon`` meta record."""
+HEARTBEAT_NS = 1_000_000_000
+"""How often a running daemon rewrites its ``daemon`` record."""
+LIVENESS_NS = 5_000_000_000
+"""A ``daemon`` record older than this belongs to a daemon that is gone (or hung)."""
 
 State = Literal["unknown", "dirty", "clean", "error"]
 STATES: tuple[State, ...] = ("unknown", "dirty", "clean", "error")
@@ -42,6 +52,7 @@ U64 = struct.Struct("<Q")
 Raw = bytes | memoryview
 """What an LMDB get or cursor hands back."""
 PACKAGE_HEAD = struct.Struct("<BBBxIQQ32s32s")
+DAEMON_HEAD = struct.Struct("<BBxxIqq")
 FILE_VALUE = struct.Struct("<QqqQQq32sc")
 _HAS_TREE = 1
 _HAS_META = 2
@@ -151,6 +162,50 @@ def begin_read(env: lmdb.Environment) -> lmdb.Transaction:
     except lmdb.MapResizedError:
         env.set_mapsize(0)
         return env.begin()
+
+
+DaemonStatus = Literal["starting", "indexing", "ready", "stopped"]
+DAEMON_STATUSES: tuple[DaemonStatus, ...] = ("starting", "indexing", "ready", "stopped")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonRecord:
+    """The ``daemon`` meta value: who keeps this index current, and whether it still does."""
+
+    api_version: int
+    status: DaemonStatus
+    pid: int
+    heartbeat_ns: int
+    started_ns: int
+    socket: str | None = None
+    version: str | None = None
+
+    def live(self, now_ns: int) -> bool:
+        """Whether the index is being kept current: ready, and a heartbeat within LIVENESS_NS."""
+        return self.status == "ready" and 0 <= now_ns - self.heartbeat_ns < LIVENESS_NS
+
+
+def encode_daemon(r: DaemonRecord) -> bytes:
+    """Encode the ``daemon`` meta value: fixed 24-byte head, then a UTF-8 JSON object."""
+    head = DAEMON_HEAD.pack(
+        r.api_version, DAEMON_STATUSES.index(r.status), r.pid, r.heartbeat_ns, r.started_ns
+    )
+    return head + json.dumps({"socket": r.socket, "version": r.version}).encode()
+
+
+def decode_daemon(raw: Raw) -> DaemonRecord:
+    """Decode the ``daemon`` meta value."""
+    api, status, pid, heartbeat, started = DAEMON_HEAD.unpack_from(raw)
+    tail = json.loads(bytes(raw[DAEMON_HEAD.size :]))
+    return DaemonRecord(
+        api,
+        DAEMON_STATUSES[status],
+        pid,
+        heartbeat,
+        started,
+        tail.get("socket"),
+        tail.get("version"),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,10 @@ class Config:
 
     index_dir: str
     workers: int
+    socket: str = ""
+    tcp: tuple[str, int] | None = None
+    settle_ms: float = 10.0
+    rescan_seconds: float = 5.0
 
 
 def _default_workers(env: Mapping[str, str]) -> int:
@@ -39,18 +44,62 @@ def _positive_int(key: str, raw: object) -> int:
     return value
 
 
+def _non_negative_float(key: str, raw: object) -> float:
+    try:
+        value = float(str(raw))
+    except ValueError:
+        raise ConfigError(key, raw, "Not a number.") from None
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(key, raw, "Must be a finite number, at least 0.")
+    return value
+
+
+def parse_tcp(raw: str) -> tuple[str, int]:
+    """``HOST:PORT`` for ``--tcp``; only loopback addresses are accepted."""
+    host, sep, port_text = raw.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host:
+        raise ConfigError("--tcp", raw, "Expected HOST:PORT, e.g. 127.0.0.1:7420.")
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError("--tcp", raw, "HOST must be a loopback IP address.") from None
+    if not address.is_loopback:
+        raise ConfigError("--tcp", raw, "Only loopback addresses are allowed (127.0.0.1 or ::1).")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError("--tcp", raw, "PORT is not an integer.") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError("--tcp", raw, "PORT must be between 0 and 65535.")
+    return str(address), port
+
+
 def load(
     *,
     index_dir: str | None = None,
     workers: int | None = None,
+    socket: str | None = None,
+    tcp: str | None = None,
+    settle_ms: float | None = None,
+    rescan_seconds: float | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Config:
     """Build the Config from explicit arguments, then the environment, then defaults."""
     env = os.environ if env is None else env
     resolved_dir = index_dir or env.get("FRESHD_INDEX") or locations.index_dir()
+    resolved_socket = socket or env.get("FRESHD_SOCKET") or locations.socket_path()
+    settle = settle_ms if settle_ms is not None else env.get("FRESHD_SETTLE_MS", 10.0)
+    rescan = rescan_seconds if rescan_seconds is not None else env.get("FRESHD_RESCAN_SECONDS", 5.0)
     return Config(
         index_dir=os.path.abspath(os.path.expanduser(resolved_dir)),
         workers=_positive_int("--workers", workers)
         if workers is not None
         else _default_workers(env),
+        socket=os.path.abspath(os.path.expanduser(resolved_socket)),
+        tcp=parse_tcp(tcp) if tcp else None,
+        settle_ms=_non_negative_float("--settle-ms", settle),
+        rescan_seconds=max(0.1, _non_negative_float("--rescan-seconds", rescan)),
     )

@@ -19,6 +19,7 @@ class Package:
     name: str | None
     root: str
     workspace: str | None = None  # the uv workspace root this package is a member of
+    project: Project | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -34,13 +35,14 @@ def _pruned(name: str) -> bool:
     return name in VCS_NAMES or name in CACHE_DIRS or name.endswith(".egg-info")
 
 
-def discover(root: str) -> Discovery:
+def discover(root: str, *, within: str | None = None) -> Discovery:
     """Walk ``root`` (canonical, a directory) and return every package below it.
 
     Never follows symlinks; skips VCS directories, virtual environments and tool
-    caches. A package nested in another is its own package.
+    caches. A package nested in another is its own package. ``within`` names the
+    root the packages belong to when ``root`` is a directory inside it.
     """
-    found = Discovery(root)
+    found = Discovery(within or root)
     projects: dict[str, Project | None] = {}
     stack = [root]
     while stack:
@@ -66,16 +68,16 @@ def discover(root: str) -> Discovery:
                 continue
             if is_dir and not _pruned(entry.name):
                 stack.append(entry.path)
-    members = _workspace_members(projects)
+    members = workspace_members(projects)
     for path in sorted(projects):
         project = projects[path]
         found.packages.append(
-            Package(path, project.name if project else None, root, members.get(path))
+            Package(path, project.name if project else None, found.root, members.get(path), project)
         )
     return found
 
 
-def _workspace_members(projects: dict[str, Project | None]) -> dict[str, str]:
+def workspace_members(projects: dict[str, Project | None]) -> dict[str, str]:
     """Map each workspace member's path to its workspace root (``[tool.uv.workspace]``)."""
     members: dict[str, str] = {}
     for ws_root, project in projects.items():

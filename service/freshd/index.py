@@ -41,7 +41,7 @@ class Index:
         except BaseException:
             os.close(self._lock_fd)
             raise
-        self.dbs = {name: self.env.open_db(name) for name in _DB_NAMES}
+        self.dbs = {name: self.env.open_db(name) for name in sc.DB_NAMES_ALL}
 
     def __enter__(self) -> Index:
         return self
@@ -176,9 +176,6 @@ class Index:
     def _named(self, txn: lmdb.Transaction, name: str) -> list[str]:
         raw = txn.get(name.encode(), db=self.dbs[sc.DB_NAMES])
         return list(json.loads(bytes(raw))) if raw else []
-
-
-_DB_NAMES = (sc.DB_META, sc.DB_ROOTS, sc.DB_PACKAGES, sc.DB_NAMES, sc.DB_FILES)
 
 
 def _take_lock(lock_path: str, owner: dict[str, Any]) -> int:

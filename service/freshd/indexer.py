@@ -7,10 +7,11 @@ here, the single writer, in batches.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -43,6 +44,7 @@ class Summary:
     removed: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    found: list[Package] = field(default_factory=list)
 
 
 def canonical_root(path: str) -> str:
@@ -62,6 +64,7 @@ class Outcome:
     """A scanned package as the writer needs it: compact, cheap to pickle."""
 
     path: str
+    name: str | None
     tree: str | None
     meta: str | None
     error: str | None
@@ -81,6 +84,7 @@ def _outcome(
     pairs = None if same_files else sc.encode_files(path, [] if result.error else result.records)
     return Outcome(
         path,
+        result.name,
         result.tree,
         result.meta,
         result.error,
@@ -120,20 +124,35 @@ def _stored(
     return sc.get_package(txn, packages_db, path), sc.get_files(txn, files_db, path)
 
 
+def scan_packages(index: Index, paths: Sequence[str], pool: Executor | None) -> Iterator[Outcome]:
+    """Scan packages (canonical paths), in ``pool``'s processes when given, as they finish."""
+    if pool is None or isinstance(pool, _InlineExecutor) or len(paths) == 1:
+        for path in paths:
+            yield _local_job(index, path)
+        return
+    futures = [pool.submit(_worker_job, path, index.path) for path in paths]
+    for future in as_completed(futures):
+        yield future.result()
+
+
 def index_roots(
-    index: Index, roots: Sequence[str], *, workers: int, progress: Progress | None = None
+    index: Index,
+    roots: Sequence[str],
+    *,
+    workers: int,
+    progress: Progress | None = None,
+    pool: Executor | None = None,
 ) -> Summary:
     """Bring the index up to date with the packages under ``roots`` (canonical paths)."""
     started = time.perf_counter()
     summary = Summary(roots=list(roots))
     # The pool's processes start while discovery walks the roots.
-    with _executor(workers) as pool:
-        packages: list[Package] = []
+    with make_pool(workers) if pool is None else contextlib.nullcontext(pool) as executor:
         for root in roots:
             found = discover(root)
-            packages.extend(found.packages)
+            summary.found.extend(found.packages)
             summary.errors.extend(found.problems)
-        by_path = {p.path: p for p in packages}
+        by_path = {p.path: p for p in summary.found}
         packages_db = index.dbs[sc.DB_PACKAGES]
         sizes = index.read(
             lambda txn: {
@@ -148,14 +167,9 @@ def index_roots(
         def flush() -> None:
             batch = list(pending)
             pending.clear()
-            index.write(lambda txn: _store(index, txn, by_path, batch))
+            index.write(lambda txn: store(index, txn, by_path, batch))
 
-        if isinstance(pool, _InlineExecutor) or len(order) == 1:
-            futures = [_InlineExecutor().submit(_local_job, index, path) for path in order]
-        else:
-            futures = [pool.submit(_worker_job, path, index.path) for path in order]
-        for done, future in enumerate(as_completed(futures), 1):
-            outcome = future.result()
+        for done, outcome in enumerate(scan_packages(index, order, executor), 1):
             _account(summary, outcome)
             pending.append(outcome)
             if time.perf_counter() - last_flush > _BATCH_SECONDS:
@@ -178,23 +192,26 @@ def _account(summary: Summary, outcome: Outcome) -> None:
         summary.errors.append(f"{outcome.path}: {outcome.error}")
 
 
-def _store(
+def store(
     index: Index, txn: lmdb.Transaction, by_path: dict[str, Package], batch: list[Outcome]
-) -> None:
+) -> list[sc.PackageRecord]:
+    """Write scan outcomes (in a write transaction); return the records that changed."""
+    written: list[sc.PackageRecord] = []
     for out in batch:
         pkg = by_path[out.path]
         old = sc.get_package(txn, index.dbs[sc.DB_PACKAGES], pkg.path)
         state: sc.State = "error" if out.error else "clean"
+        name = pkg.name if out.error else out.name
         if (
             old is not None
             and out.pairs is None
             and (old.state, old.tree, old.meta, old.name, old.workspace)
-            == (state, out.tree, out.meta, pkg.name, pkg.workspace)
+            == (state, out.tree, out.meta, name, pkg.workspace)
         ):
             continue  # nothing changed: keep the record and its generation
         record = sc.PackageRecord(
             path=pkg.path,
-            name=pkg.name,
+            name=name,
             root=pkg.root,
             state=state,
             tree=out.tree,
@@ -207,7 +224,9 @@ def _store(
         )
         # An error keeps no file records: the next pass hashes everything again.
         index.put_package(txn, record, out.pairs)
+        written.append(record)
     index.touch(txn)
+    return written
 
 
 def _forget_missing(
@@ -242,7 +261,8 @@ class _InlineExecutor(Executor):
         return future
 
 
-def _executor(workers: int) -> Executor:
+def make_pool(workers: int) -> Executor:
+    """A pool of ``workers`` scanning processes (in-process when ``workers`` is 1)."""
     if workers <= 1:
         return _InlineExecutor()
     # forkserver: workers start from a clean process, never from one holding LMDB or threads.

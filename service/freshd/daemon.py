@@ -1,0 +1,210 @@
+"""``freshd serve``: lock the index, bind the sockets, run the engine and the HTTP server.
+
+Start-up order: the writer lock first (a second daemon on the same index is
+refused, naming the first), then the socket (a stale one left by a killed
+daemon is replaced, a live one refused), then the engine (which watches the
+roots *before* crawling them) and uvicorn. SIGINT/SIGTERM make uvicorn stop
+accepting and drain; the engine then finishes its current step, records the
+daemon as stopped, and the socket file is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import signal
+import socket
+import stat
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from freshd import __version__
+from freshd.app import Context, create_app
+from freshd.config import Config
+from freshd.engine import Engine
+from freshd.index import Index
+from freshd.metrics import Metrics
+from freshd_client import locations
+from freshd_client.errors import FreshdError
+
+log = logging.getLogger("freshd")
+
+_GRACEFUL_SECONDS = 3
+
+
+class DaemonError(FreshdError):
+    """The daemon cannot start (socket in use, unsafe directory, …)."""
+
+
+def serve(cfg: Config, roots: list[str]) -> int:
+    """Run the daemon in the foreground until SIGINT/SIGTERM; the exit code."""
+    import uvicorn
+
+    _configure_logging()
+    owner = {"command": "freshd serve", "socket": cfg.socket}
+    with Index(cfg.index_dir, owner=owner) as index, _listening(cfg) as sockets:
+        token = _token(cfg.index_dir) if cfg.tcp else None
+        metrics = Metrics()
+        ctx: Context | None = None
+
+        def publish(kind: str, data: dict[str, Any]) -> None:
+            if ctx is not None:
+                ctx.publish(kind, data)
+
+        engine = Engine(index, cfg, roots, metrics=metrics, publish=publish)
+        ctx = Context(engine=engine, index=index, metrics=metrics, socket=cfg.socket, token=token)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(ctx),
+                lifespan="off",
+                log_config=None,
+                log_level="warning",
+                access_log=False,
+                timeout_graceful_shutdown=_GRACEFUL_SECONDS,
+            )
+        )
+        engine.start()
+        where = cfg.socket + (f" and tcp {_tcp_name(sockets[1])}" if cfg.tcp else "")
+        log.info("freshd %s serving %s (index %s)", __version__, where, cfg.index_dir)
+        # uvicorn re-raises the stop signal after its shutdown, under the handler that
+        # was in place before it: make that one a no-op so the clean-up below runs.
+        previous = {sig: signal.signal(sig, _noted) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            server.run(sockets=sockets)
+        finally:
+            ctx.closing = True
+            engine.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            log.info("stopped")
+    return 0
+
+
+def _noted(signum: int, _frame: object) -> None:
+    log.debug("signal %d after shutdown", signum)
+
+
+def _configure_logging() -> None:
+    level = os.environ.get("FRESHD_LOG_LEVEL", "INFO").upper()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("freshd: %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level if isinstance(logging.getLevelName(level), int) else "INFO")
+    logging.getLogger("watchdog").setLevel("ERROR")  # its overflow warnings are reported by us
+
+
+@contextlib.contextmanager
+def _listening(cfg: Config) -> Iterator[list[socket.socket]]:
+    sockets = [_unix_socket(cfg.socket)]
+    try:
+        if cfg.tcp:
+            sockets.append(_tcp_socket(*cfg.tcp))
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
+        with contextlib.suppress(OSError):
+            if stat.S_ISSOCK(os.lstat(cfg.socket).st_mode):
+                os.unlink(cfg.socket)
+
+
+def _unix_socket(path: str) -> socket.socket:
+    directory = os.path.dirname(path)
+    _private_dir(directory)
+    _clear_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # created 0600: never a moment with a wider mode
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise DaemonError(f"cannot bind {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    return sock
+
+
+def _private_dir(directory: str) -> None:
+    """Create the socket's directory (0700) or check that nobody else can write to it."""
+    if not os.path.isdir(directory):
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise DaemonError(f"cannot create {directory}: {exc.strerror or exc}") from exc
+        return
+    st = os.stat(directory)
+    if st.st_uid != os.getuid() and not st.st_mode & stat.S_ISVTX:
+        raise DaemonError(f"socket directory {directory} belongs to another user")
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        raise DaemonError(
+            f"socket directory {directory} is writable by other users "
+            f"(mode {stat.S_IMODE(st.st_mode):o}); use a private directory"
+        )
+
+
+def _clear_stale(path: str) -> None:
+    """Remove a socket left by a daemon that died; refuse one that still answers."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise DaemonError(f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError as exc:
+        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise DaemonError(f"cannot check socket {path}: {exc.strerror or exc}") from exc
+        log.info("removing stale socket %s", path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise DaemonError(f"another daemon is serving {path} (stop it first)")
+
+
+def _tcp_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise DaemonError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.listen(128)
+    return sock
+
+
+def _tcp_name(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _token(index_dir: str) -> str:
+    """The bearer token of TCP clients: created once (0600), then reused."""
+    path = locations.token_path(index_dir)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        with open(path, encoding="ascii") as f:
+            token = f.read().strip()
+        if len(token) < 32:
+            raise DaemonError(
+                f"token file {path} is malformed; delete it to make a new one"
+            ) from None
+        return token
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(token + "\n")
+    return token

@@ -1,0 +1,919 @@
+"""The engine: turns file-system events into rehashes and index writes.
+
+It runs on one thread, the index's only writer besides the heartbeat. The
+freshness protocol (DESIGN.md's invariant):
+
+1. An event marks its package ``dirty`` in LMDB at once (a tiny transaction),
+   before anything is rehashed.
+2. Events are coalesced for a short settle window, then every dirty package is
+   scanned (stat fast path with the racy rule; changed files hashed and
+   re-``stat``ed after hashing).
+3. A package is written back ``clean`` with a new generation only if no event
+   for it arrived while it was being scanned; otherwise it stays ``dirty`` and
+   is scanned again.
+4. A cookie file seen by the watcher (``sync`` queries) is acknowledged only
+   after every event received before it has been processed, so a ``sync``
+   answer reflects every change made before the query.
+
+Overflowed event queues mark every package dirty and rescan; a root whose
+directories cannot all be watched (the inotify watch limit) keeps its packages
+``dirty`` and is rescanned periodically, so it is never reported fresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import lmdb
+from watchdog.events import (
+    DirAttribEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+)
+
+from freshd import __version__
+from freshd.config import Config
+from freshd.discovery import Package, discover, workspace_members
+from freshd.index import Index
+from freshd.indexer import index_roots, make_pool, scan_packages, store
+from freshd.metrics import Metrics
+from freshd.watcher import Watcher, max_user_watches
+from freshd_client import schema as sc
+from freshd_client.errors import FreshdError
+from freshd_client.fileset import (
+    BYTECODE_SUFFIXES,
+    CACHE_DIRS,
+    COOKIE_PREFIX,
+    TOP_BUILD_DIRS,
+    VCS_NAMES,
+    VENV_MARKER,
+)
+from freshd_client.gitstate import find_git_dir
+from freshd_client.project import MARKERS, is_package_dir, read_project
+
+log = logging.getLogger("freshd.engine")
+
+RootMode = Literal["watching", "polling", "missing"]
+Publish = Callable[[str, dict[str, Any]], None]
+"""Called with ("package", PackageInfo) or ("removed", {"path": …}) after each write."""
+
+_MAX_SETTLE_FACTOR = 20  # a steady stream of events is processed at least this often
+_POOL_MIN_PACKAGES = 4  # fewer dirty packages are scanned on the engine thread
+_POOL_IDLE_SECONDS = 60.0
+_COOKIE_POLL_SECONDS = 0.1
+_COOKIE_KEEP_NS = 60_000_000_000
+
+
+@dataclass(slots=True)
+class RootState:
+    """How a root is being followed."""
+
+    path: str
+    mode: RootMode = "watching"
+    reason: str | None = None
+    next_poll: float = 0.0
+
+
+@dataclass(slots=True)
+class Tracked:
+    """A package the engine follows."""
+
+    pkg: Package
+    seq: int = 0  # bumped by every event; a scan is kept only if it did not move
+    sensitive: bool = False  # [tool.freshd] include or git cache keys: no event is noise
+    git_dir: str | None = None  # the repository whose state its meta digest covers
+    polled: bool = False  # its inputs cannot be watched: never reported clean
+
+
+class _StopRequestedError(Exception):
+    """Raised inside the initial crawl when the daemon is asked to stop."""
+
+
+class _SyncGroup:
+    def __init__(self, pending: set[str], done: Callable[[bool], None]) -> None:
+        self.pending = pending
+        self.done = done
+
+
+class Engine:
+    """Keeps the index current for a set of roots. ``start()``, then ``stop()``."""
+
+    def __init__(
+        self,
+        index: Index,
+        cfg: Config,
+        roots: Iterable[str],
+        *,
+        metrics: Metrics | None = None,
+        publish: Publish | None = None,
+    ) -> None:
+        self.index = index
+        self.cfg = cfg
+        self.metrics = metrics or Metrics()
+        self.status: sc.DaemonStatus = "starting"
+        self.progress: tuple[int, int] | None = None
+        self.started_ns = time.time_ns()
+        self.last_error: str | None = None
+        self.roots: dict[str, RootState] = {r: RootState(r) for r in roots}
+        self._publish = publish or (lambda kind, data: None)
+        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._tracked: dict[str, Tracked] = {}
+        self._dirty: dict[str, int] = {}  # package → its seq when marked
+        self._newly_dirty: set[str] = set()  # not yet marked in LMDB
+        self._structure: set[str] = set()  # directories whose packages may have changed
+        self._cookies: dict[str, None] = {}  # cookie paths seen, in order
+        self._acked: dict[str, float] = {}
+        self._first_event = self._last_event = 0.0
+        self._waiters: dict[str, _SyncGroup] = {}
+        self._waiters_lock = threading.Lock()
+        self._cookie_ids = itertools.count(1)
+        self._pool: Executor | None = None
+        self._pool_used = 0.0
+        self._next_package_poll = 0.0
+        self._limits: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._writes_failing = False
+        self._stopping = threading.Event()
+        self._watcher = Watcher(
+            lambda event: self._queue.put(("event", event)),
+            on_overflow=lambda: self._queue.put(("overflow",)),
+            on_limit=self._on_limit,
+        )
+        self._thread = threading.Thread(target=self._run, name="freshd-engine", daemon=True)
+        self._heartbeat = threading.Thread(target=self._beat, name="freshd-heartbeat", daemon=True)
+
+    def _on_limit(self, path: str) -> None:
+        self._limits.put(path)  # separate queue: _watch() reads it without reordering events
+        self._queue.put(("limit",))
+
+    # -- lifecycle (any thread) ------------------------------------------------
+
+    def start(self) -> None:
+        """Watch the roots, then crawl them on the engine thread; returns at once."""
+        self._write_daemon("starting")
+        self._watcher.start()
+        self._thread.start()
+        self._heartbeat.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the current step, stop watching, and record the daemon as stopped."""
+        self._stopping.set()
+        self._queue.put(("stop",))
+        self._thread.join(timeout)
+        self._heartbeat.join(timeout)
+        self._watcher.stop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self.status = "stopped"
+        self._write_daemon("stopped")
+
+    @property
+    def alive(self) -> bool:
+        """Whether the engine thread is running."""
+        return self._thread.is_alive()
+
+    def pending(self) -> int:
+        """Events and packages waiting to be processed."""
+        return self._queue.qsize() + len(self._dirty) + len(self._newly_dirty)
+
+    # -- requests from the API (any thread) -------------------------------------
+
+    def sync(self, roots: Iterable[str], done: Callable[[bool], None]) -> Callable[[], None]:
+        """Write a cookie into each root; ``done(True)`` once the engine has processed
+        every event received before them, ``done(False)`` if a cookie cannot be written.
+        Returns a function that cancels the wait."""
+        paths: set[str] = set()
+        for root in dict.fromkeys(roots):
+            path = os.path.join(root, f"{COOKIE_PREFIX}d{os.getpid()}-{next(self._cookie_ids)}")
+            try:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                os.close(os.open(path, flags, 0o600))
+            except OSError as exc:
+                log.warning("cannot write sync cookie %s: %s", path, exc.strerror or exc)
+                for written in paths:
+                    _unlink(written)
+                done(False)
+                return lambda: None
+            paths.add(path)
+        if not paths:
+            done(True)
+            return lambda: None
+        group = _SyncGroup(set(paths), done)
+        with self._waiters_lock:
+            for path in paths:
+                self._waiters[path] = group
+
+        def cancel() -> None:
+            with self._waiters_lock:
+                for path in paths:
+                    self._waiters.pop(path, None)
+
+        return cancel
+
+    def add_root(self, root: str, done: Callable[[BaseException | None], None]) -> None:
+        """Start following ``root`` (canonical); ``done(error or None)`` when crawled."""
+        self._queue.put(("add", root, done))
+
+    def remove_root(self, root: str, done: Callable[[BaseException | None], None]) -> None:
+        """Stop following ``root``; its packages leave the index."""
+        self._queue.put(("remove", root, done))
+
+    # -- the engine thread ------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            try:
+                self._crawl_at_start()
+            except _StopRequestedError:
+                return
+            while not self._stopping.is_set():
+                try:
+                    self._step()
+                except FreshdError as exc:  # the index cannot be written (disk full, …)
+                    self._failed(str(exc))
+        except Exception:
+            log.exception("freshd engine stopped by an unexpected error")
+            raise
+
+    def _failed(self, message: str) -> None:
+        if not self._writes_failing:
+            log.error("index writes failing, answers are unknown until they succeed: %s", message)
+        self.last_error = message
+        self._writes_failing = True  # the heartbeat stops: readers answer "unknown"
+        self._stopping.wait(0.5)
+
+    def _crawl_at_start(self) -> None:
+        self.status = "indexing"
+        for state in self.roots.values():
+            self._watch(state)
+        self._pool = self._pool or make_pool(self.cfg.workers)
+        self._pool_used = time.monotonic()
+        crawlable = [r for r, s in self.roots.items() if s.mode != "missing"]
+        summary = index_roots(
+            self.index,
+            crawlable,
+            workers=self.cfg.workers,
+            progress=self._on_progress,
+            pool=self._pool,
+        )
+        for problem in summary.errors:
+            log.warning("%s", problem)
+        for pkg in summary.found:
+            self._track(pkg)
+        self.index.write(self._disown_others)
+        self._queue_polled()
+        # Events received during the crawl: their packages are rescanned before `ready`.
+        self._step(block=False)
+        while self._dirty or self._structure or self._newly_dirty:
+            self._step(block=False)
+        self.progress = None
+        self.status = "ready"
+        self._write_daemon("ready")
+        log.info(
+            "ready: %d packages, %d files (hashed %d, reused %d) in %.2f s",
+            summary.packages,
+            summary.files,
+            summary.hashed,
+            summary.reused,
+            summary.seconds,
+        )
+
+    def _on_progress(self, done: int, total: int) -> None:
+        if self._stopping.is_set():
+            raise _StopRequestedError  # abandon the crawl: nothing was declared ready
+        self.progress = (done, total)
+
+    def _step(self, *, block: bool = True) -> None:
+        timeout = self._timeout() if block else 0.0
+        items: list[tuple[Any, ...]] = []
+        with contextlib.suppress(queue.Empty):
+            items.append(self._queue.get(timeout=timeout) if block else self._queue.get_nowait())
+        items.extend(self._drain())
+        for item in items:
+            self._handle(item)
+        self._flush_marks()
+        now = time.monotonic()
+        if self._cookies:
+            # Everything received before these cookies is in _dirty/_structure now.
+            cookies = list(self._cookies)
+            self._cookies.clear()
+            self._process()
+            self._ack(cookies)
+        elif (self._dirty or self._structure) and (not block or now >= self._settle_deadline()):
+            self._process()
+        self._tick(now)
+        self.metrics.queue_depth.set(self._queue.qsize())
+        self.metrics.dirty.set(len(self._dirty))
+
+    def _drain(self) -> list[tuple[Any, ...]]:
+        items = []
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                return items
+
+    def _timeout(self) -> float | None:
+        deadlines = []
+        if self._dirty or self._structure:
+            deadlines.append(self._settle_deadline())
+        if any(s.mode != "watching" for s in self.roots.values()) or self._polled_packages():
+            deadlines.append(time.monotonic() + _COOKIE_POLL_SECONDS)
+        if self._pool is not None:
+            deadlines.append(self._pool_used + _POOL_IDLE_SECONDS)
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _settle_deadline(self) -> float:
+        settle = self.cfg.settle_ms / 1000
+        return min(self._last_event + settle, self._first_event + settle * _MAX_SETTLE_FACTOR)
+
+    def _handle(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == "event":
+            self.metrics.events.inc()
+            self._on_event(item[1])
+        elif kind == "overflow":
+            self.metrics.overflows.inc()
+            log.warning("the kernel's event queue overflowed: every root is rescanned")
+            for root, state in self.roots.items():
+                if state.mode == "watching":
+                    self._rescan_root(root)
+        elif kind == "limit":
+            self._take_limits()
+        elif kind == "add":
+            self._command(item[2], self._add_root, item[1])
+        elif kind == "remove":
+            self._command(item[2], self._remove_root, item[1])
+        elif kind == "stop":
+            self._stopping.set()
+
+    def _command(
+        self, done: Callable[[BaseException | None], None], fn: Callable[[str], None], root: str
+    ) -> None:
+        try:
+            fn(root)
+        except Exception as exc:
+            done(exc)
+        else:
+            done(None)
+
+    # -- events -----------------------------------------------------------------
+
+    def _on_event(self, event: FileSystemEvent) -> None:
+        moved = isinstance(event, (FileMovedEvent, DirMovedEvent))
+        paths = [event.src_path, event.dest_path] if moved else [event.src_path]
+        for i, raw in enumerate(paths):
+            path = os.fsdecode(raw)
+            if not path:
+                continue
+            gone = isinstance(event, (FileDeletedEvent, DirDeletedEvent)) or (moved and i == 0)
+            name = os.path.basename(path)
+            if name.startswith(COOKIE_PREFIX):
+                if not gone and path not in self._acked and os.path.dirname(path) in self.roots:
+                    self._cookies[path] = None
+                continue
+            root = self._root_of(path)
+            if root is None:
+                continue
+            if path == root:
+                if gone:
+                    self._root_gone(root)
+                continue
+            if self._git_keyed and "/.git" in path:
+                self._touch_git(path)
+            owner = self._owner(path)
+            tracked = self._tracked.get(owner) if owner else None
+            if (tracked is None or not tracked.sensitive) and _noise(path, owner or root):
+                continue
+            if event.is_directory:
+                if not isinstance(event, DirAttribEvent):
+                    self._structure.add(path)
+            elif name in MARKERS or name == VENV_MARKER:
+                self._structure.add(os.path.dirname(path))
+            if owner is not None:
+                self._touch(owner)
+            elif self._structure:
+                self._note_event()
+
+    @property
+    def _git_keyed(self) -> bool:
+        return any(t.git_dir for t in self._tracked.values())
+
+    def _touch_git(self, path: str) -> None:
+        for pkg_path, tracked in self._tracked.items():
+            if tracked.git_dir and path.startswith(tracked.git_dir):
+                self._touch(pkg_path)
+
+    def _touch(self, path: str) -> None:
+        tracked = self._tracked[path]
+        tracked.seq += 1
+        if path not in self._dirty:
+            self._newly_dirty.add(path)
+        self._dirty[path] = tracked.seq
+        self._note_event()
+
+    def _note_event(self) -> None:
+        now = time.monotonic()
+        if self._first_event == 0.0:
+            self._first_event = now
+        self._last_event = now
+
+    def _root_of(self, path: str) -> str | None:
+        for root in self.roots:
+            if path == root or path.startswith(root.rstrip("/") + "/"):
+                return root
+        return None
+
+    def _owner(self, path: str) -> str | None:
+        """The innermost package whose directory contains ``path`` (not ``path`` itself)."""
+        directory = os.path.dirname(path)
+        while True:
+            if directory in self._tracked:
+                return directory
+            if directory in self.roots:
+                return None
+            parent = os.path.dirname(directory)
+            if parent == directory:
+                return None
+            directory = parent
+
+    # -- dirty marks and processing --------------------------------------------
+
+    def _flush_marks(self) -> None:
+        if not self._newly_dirty:
+            return
+        paths = sorted(self._newly_dirty)
+        written = self.index.write(lambda txn: self._mark_dirty(txn, paths))
+        self._newly_dirty.clear()
+        self._published(written)
+
+    def _mark_dirty(self, txn: lmdb.Transaction, paths: Iterable[str]) -> list[sc.PackageRecord]:
+        packages_db = self.index.dbs[sc.DB_PACKAGES]
+        written = []
+        now = time.time_ns()
+        for path in paths:
+            tracked = self._tracked.get(path)
+            if tracked is None:
+                continue
+            old = sc.get_package(txn, packages_db, path)
+            if old is not None and old.state == "dirty":
+                continue
+            pkg = tracked.pkg
+            record = sc.PackageRecord(
+                path=path,
+                name=old.name if old else pkg.name,
+                root=pkg.root,
+                state="dirty",
+                tree=old.tree if old else None,
+                meta=old.meta if old else None,
+                files=old.files if old else 0,
+                generation=self.index.next_generation(txn),
+                updated_ns=now,
+                workspace=pkg.workspace,
+            )
+            self.index.put_package(txn, record, None)
+            written.append(record)
+        if written:
+            self.index.touch(txn)
+        return written
+
+    def _process(self) -> None:
+        """Re-discover changed directories, then scan every dirty package and write it back."""
+        if self._structure:
+            self._restructure()
+        self._first_event = 0.0
+        if not self._dirty:
+            return
+        batch = {p: seq for p, seq in self._dirty.items() if p in self._tracked}
+        self._dirty.clear()
+        try:
+            self._scan_and_write(batch)
+        except BaseException:
+            for path, seq in batch.items():  # a failed write loses nothing: scan again later
+                self._dirty.setdefault(path, seq)
+            raise
+
+    def _scan_and_write(self, batch: dict[str, int]) -> None:
+        outcomes = []
+        for outcome in scan_packages(self.index, list(batch), self._pool_for(len(batch))):
+            outcomes.append(outcome)
+            for item in self._drain():  # keep marking packages dirty while scanning
+                self._handle(item)
+            self._flush_marks()
+        self.metrics.rescans.inc(len(outcomes))
+        for outcome in outcomes:
+            self.metrics.rehashed_files.inc(outcome.hashed)
+            self.metrics.rehashed_bytes.inc(outcome.hashed_bytes)
+            tracked = self._tracked.get(outcome.path)
+            if tracked is not None and outcome.error is None and outcome.name != tracked.pkg.name:
+                tracked.pkg = replace(tracked.pkg, name=outcome.name)
+
+        def write(txn: lmdb.Transaction) -> list[sc.PackageRecord]:
+            by_path = {p: self._tracked[p].pkg for p in batch if p in self._tracked}
+            kept = [o for o in outcomes if o.path in by_path]
+            written = store(self.index, txn, by_path, kept)
+            # Changed again while being scanned, or not watchable: stays dirty, in the
+            # same transaction, so no reader ever sees it clean.
+            again = [
+                p
+                for p in by_path
+                if self._dirty.get(p, batch[p]) != batch[p] or self._tracked[p].polled
+            ]
+            redirty = self._mark_dirty(txn, again)
+            redirtied = {r.path for r in redirty}
+            return [r for r in written if r.path not in redirtied] + redirty
+
+        self._published(self.index.write(write))
+
+    def _pool_for(self, count: int) -> Executor | None:
+        if count < _POOL_MIN_PACKAGES or self.cfg.workers <= 1:
+            return None
+        if self._pool is None:
+            self._pool = make_pool(self.cfg.workers)
+        self._pool_used = time.monotonic()
+        return self._pool
+
+    def _ack(self, cookies: list[str]) -> None:
+        now = time.time_ns()
+        names = [os.fsencode(os.path.basename(c)) for c in cookies]
+
+        def write(txn: lmdb.Transaction) -> None:
+            db = self.index.dbs[sc.DB_COOKIES]
+            stale = [k for k, v in txn.cursor(db=db) if now - sc.U64.unpack(v)[0] > _COOKIE_KEEP_NS]
+            for key in stale:
+                txn.delete(key, db=db)
+            for name in names:
+                txn.put(name, sc.U64.pack(now), db=db)
+
+        self.index.write(write)
+        monotonic = time.monotonic()
+        for path in [p for p, t in self._acked.items() if t < monotonic - 10]:
+            del self._acked[path]  # later events of an acknowledged cookie are long gone
+        for path in cookies:
+            self._acked[path] = monotonic
+            _unlink(path)
+            with self._waiters_lock:
+                group = self._waiters.pop(path, None)
+                finished = group is not None and not (group.pending - {path})
+                if group is not None:
+                    group.pending.discard(path)
+            if group is not None and finished:
+                group.done(True)
+
+    # -- structure: packages appearing, disappearing, changing ------------------
+
+    def _restructure(self) -> None:
+        dirs = sorted(self._structure)
+        self._structure.clear()
+        done: set[str] = set()
+        changed_roots: set[str] = set()
+        for directory in dirs:
+            if _under_any(directory, done):
+                continue
+            done.add(directory)
+            root = self._root_of(directory)
+            if root is not None and self._restructure_dir(directory, root):
+                changed_roots.add(root)
+        for root in changed_roots:
+            self._refresh_workspaces(root)
+
+    def _restructure_dir(self, directory: str, root: str) -> bool:
+        """Bring the packages at and below ``directory`` in line with the disk."""
+        changed = False
+        prefix = directory + "/"
+        gone = [
+            p
+            for p in self._tracked
+            if (p == directory or p.startswith(prefix)) and not _is_package(p)
+        ]
+        if gone:
+            self._forget(gone)
+            changed = True
+        tracked = self._tracked.get(directory)
+        if tracked is not None:
+            # Its project files changed: name, include/exclude, workspace settings.
+            before = tracked.pkg.project
+            self._track(replace(tracked.pkg, project=_project_or_none(directory)))
+            changed |= _workspace_settings(before) != _workspace_settings(
+                self._tracked[directory].pkg.project
+            )
+        elif os.path.isdir(directory) and not _pruned(directory, root):
+            for pkg in discover(directory, within=root).packages:
+                if pkg.path not in self._tracked:
+                    self._track(pkg)
+                    self._touch(pkg.path)
+                    changed = True
+        owner = self._owner(directory)
+        if changed and owner is not None:
+            self._touch(owner)  # a nested package came or went: its file set changed
+        return changed
+
+    def _track(self, pkg: Package) -> None:
+        project = pkg.project
+        keys = project.cache_keys if project else None
+        uses_git = bool(keys) and any(k.git_commit or k.git_tags for k in keys or ())
+        git_dir = find_git_dir(pkg.path) if uses_git else None
+        old = self._tracked.get(pkg.path)
+        root = self.roots.get(pkg.root)
+        self._tracked[pkg.path] = Tracked(
+            pkg=pkg,
+            seq=old.seq if old else 0,
+            sensitive=bool(project and project.include) or uses_git,
+            git_dir=git_dir,
+            # Git state outside every root, or a root not fully watched, cannot be followed.
+            polled=(git_dir is not None and self._root_of(git_dir) is None)
+            or (root is not None and root.mode == "polling"),
+        )
+        if old is None:
+            self.metrics.packages.inc()
+
+    def _forget(self, paths: list[str]) -> None:
+        def write(txn: lmdb.Transaction) -> None:
+            for path in paths:
+                self.index.delete_package(txn, path)
+            self.index.touch(txn)
+
+        self.index.write(write)
+        for path in paths:
+            self._tracked.pop(path, None)
+            self._dirty.pop(path, None)
+            self._newly_dirty.discard(path)
+            self.metrics.packages.dec()
+            self._publish("removed", {"path": path})
+
+    def _refresh_workspaces(self, root: str) -> None:
+        in_root = {p: t for p, t in self._tracked.items() if t.pkg.root == root}
+        members = workspace_members({p: t.pkg.project for p, t in in_root.items()})
+        for path, tracked in in_root.items():
+            workspace = members.get(path)
+            if workspace != tracked.pkg.workspace:
+                tracked.pkg = replace(tracked.pkg, workspace=workspace)
+                self._touch(path)
+
+    # -- roots ----------------------------------------------------------------------
+
+    def _watch(self, state: RootState) -> None:
+        if not os.path.isdir(state.path):
+            state.mode, state.reason = "missing", "the directory does not exist"
+            log.warning("root %s does not exist; waiting for it to appear", state.path)
+            return
+        state.mode, state.reason = "watching", None
+        try:
+            self._watcher.watch(state.path)
+        except OSError as exc:
+            self._watcher.unwatch(state.path)
+            self._poll(state, _watch_error(exc))
+        self._take_limits()  # directories below the root that could not be watched
+
+    def _take_limits(self) -> None:
+        while True:
+            try:
+                path = self._limits.get_nowait()
+            except queue.Empty:
+                return
+            root = self._root_of(path)
+            if root is not None and self.roots[root].mode == "watching":
+                error = OSError(errno.ENOSPC, "inotify watch limit reached")
+                self._poll(self.roots[root], _watch_error(error))
+
+    def _poll(self, state: RootState, reason: str) -> None:
+        state.mode, state.reason = "polling", reason
+        state.next_poll = time.monotonic() + self.cfg.rescan_seconds
+        log.warning(
+            "cannot watch all of %s: %s; its packages stay unknown (never fresh) and are "
+            "rescanned every %.0f s",
+            state.path,
+            reason,
+            self.cfg.rescan_seconds,
+        )
+        for tracked in self._tracked.values():
+            if tracked.pkg.root == state.path:
+                tracked.polled = True
+                self._touch(tracked.pkg.path)
+
+    def _queue_polled(self) -> None:
+        for path in self._polled_packages():
+            self._touch(path)
+
+    def _polled_packages(self) -> list[str]:
+        return [p for p, t in self._tracked.items() if t.polled]
+
+    def _tick(self, now: float) -> None:
+        if self._pool is not None and now - self._pool_used > _POOL_IDLE_SECONDS:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+        for root, state in list(self.roots.items()):
+            if state.mode == "watching":
+                continue
+            self._poll_cookies(root)
+            if now < state.next_poll:
+                continue
+            state.next_poll = now + self.cfg.rescan_seconds
+            self._watcher.unwatch(root)
+            self._watch(state)
+            if self.roots[root].mode == "watching":
+                log.info("watching %s again", root)
+            if state.mode != "missing":
+                self._rescan_root(root)
+        if self._polled_packages() and now >= self._next_package_poll:
+            self._next_package_poll = now + self.cfg.rescan_seconds
+            self._queue_polled()
+        if self._writes_failing:
+            self._write_daemon(self.status)  # raises while the index still cannot be written
+            self._writes_failing = False
+            self.last_error = None
+            log.info("index writes succeed again")
+
+    def _poll_cookies(self, root: str) -> None:
+        try:
+            with os.scandir(root) as it:
+                found = [e.path for e in it if e.name.startswith(COOKIE_PREFIX)]
+        except OSError:
+            return
+        for path in found:
+            if path not in self._acked:
+                self._cookies[path] = None
+
+    def _rescan_root(self, root: str) -> None:
+        """Re-discover ``root`` and mark every package in it dirty for a full rescan."""
+        if not os.path.isdir(root):
+            self._root_gone(root)
+            return
+        found = discover(root)
+        for problem in found.problems:
+            log.warning("%s", problem)
+        present = {p.path for p in found.packages}
+        gone = [p for p, t in self._tracked.items() if t.pkg.root == root and p not in present]
+        if gone:
+            self._forget(gone)
+        for pkg in found.packages:
+            self._track(pkg)
+            self._touch(pkg.path)
+        self._flush_marks()
+
+    def _root_gone(self, root: str) -> None:
+        state = self.roots[root]
+        if state.mode == "missing":
+            return
+        self._watcher.unwatch(root)
+        state.mode, state.reason = "missing", "the directory was deleted or moved away"
+        state.next_poll = time.monotonic() + self.cfg.rescan_seconds
+        log.warning("root %s disappeared; waiting for it to come back", root)
+        self._forget([p for p, t in self._tracked.items() if t.pkg.root == root])
+
+    def _add_root(self, root: str) -> None:
+        if root in self.roots:
+            return
+        for other in self.roots:
+            if _under_any(root, {other}) or _under_any(other, {root}):
+                raise FreshdError(f"{root} overlaps the root {other}")
+        state = RootState(root)
+        self.roots[root] = state
+        self._watch(state)
+        if state.mode != "missing":
+            self.index.write(lambda txn: self.index.put_root(txn, root))
+            self._rescan_root(root)
+            self._process()
+        self._write_daemon(self.status)
+
+    def _remove_root(self, root: str) -> None:
+        if root not in self.roots:
+            raise FreshdError(f"{root} is not a root of this daemon")
+        self._watcher.unwatch(root)
+        del self.roots[root]
+        self._forget([p for p, t in self._tracked.items() if t.pkg.root == root])
+        self.index.write(lambda txn: txn.delete(sc.path_key(root), db=self.index.dbs[sc.DB_ROOTS]))
+        self._write_daemon(self.status)
+
+    def _disown_others(self, txn: lmdb.Transaction) -> None:
+        """Packages of roots this daemon does not watch are unknown while it runs."""
+        cursor = txn.cursor(db=self.index.dbs[sc.DB_PACKAGES])
+        others = [
+            record
+            for record in (sc.decode_package(v) for _k, v in cursor)
+            if record.path not in self._tracked and record.state != "unknown"
+        ]
+        for record in others:
+            generation = self.index.next_generation(txn)
+            self.index.put_package(
+                txn, replace(record, state="unknown", generation=generation), None
+            )
+
+    # -- the daemon record and the heartbeat ---------------------------------------
+
+    def _write_daemon(self, status: sc.DaemonStatus) -> None:
+        record = sc.DaemonRecord(
+            api_version=sc.API_VERSION,
+            status=status,
+            pid=os.getpid(),
+            heartbeat_ns=time.time_ns(),
+            started_ns=self.started_ns,
+            socket=self.cfg.socket or None,
+            version=__version__,
+        )
+        self.index.write(
+            lambda txn: txn.put(
+                sc.META_DAEMON, sc.encode_daemon(record), db=self.index.dbs[sc.DB_META]
+            )
+        )
+
+    def _beat(self) -> None:
+        interval = sc.HEARTBEAT_NS / 1e9
+        while not self._stopping.wait(interval):
+            # A dead engine, or one whose writes fail, must let readers' liveness lapse.
+            if not self._thread.is_alive() or self._writes_failing:
+                continue
+            try:
+                self._write_daemon(self.status)
+            except FreshdError as exc:
+                self.last_error = str(exc)
+
+    def _published(self, records: list[sc.PackageRecord]) -> None:
+        for record in records:
+            self._publish("package", record.info())
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _noise(path: str, base: str) -> bool:
+    """Events that cannot change a file set unless ``[tool.freshd] include`` says so."""
+    rel = path[len(base) + 1 :] if path.startswith(base + "/") else path
+    parts = rel.split("/")
+    if rel.endswith(BYTECODE_SUFFIXES) or parts[0] in TOP_BUILD_DIRS:
+        return True
+    return any(p in VCS_NAMES or p in CACHE_DIRS or p.endswith(".egg-info") for p in parts)
+
+
+def _under_any(path: str, dirs: set[str]) -> bool:
+    current = path
+    while True:
+        if current in dirs:
+            return True
+        parent = os.path.dirname(current)
+        if parent == current:
+            return False
+        current = parent
+
+
+def _is_package(path: str) -> bool:
+    try:
+        return is_package_dir(set(os.listdir(path)))
+    except OSError:
+        return False
+
+
+def _pruned(directory: str, root: str) -> bool:
+    """Whether discovery would never enter ``directory`` (a VCS dir, a cache, a venv)."""
+    rel = directory[len(root) + 1 :] if directory != root else ""
+    current = root
+    for part in rel.split("/") if rel else []:
+        if part in VCS_NAMES or part in CACHE_DIRS or part.endswith(".egg-info"):
+            return True
+        current = os.path.join(current, part)
+        if os.path.exists(os.path.join(current, VENV_MARKER)):
+            return True
+    return False
+
+
+def _project_or_none(path: str) -> Any:
+    try:
+        return read_project(path)
+    except FreshdError:
+        return None  # the scan reports it as the package's error
+
+
+def _workspace_settings(project: Any) -> tuple[Any, Any]:
+    if project is None:
+        return (None, None)
+    return (project.workspace_members, project.workspace_exclude)
+
+
+def _watch_error(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:  # from inotify_add_watch
+        return (
+            "inotify watch limit reached (fs.inotify.max_user_watches="
+            f"{max_user_watches()}; raise it with sysctl)"
+        )
+    return f"cannot watch: {exc.strerror or exc}"
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
