@@ -20,6 +20,7 @@ from freshd_client import digest as dg
 from freshd_client.fileset import Walk, walk
 from freshd_client.oneshot import digest_path
 from freshd_client.project import read_project
+from freshd_client.scan import scan
 
 T = TypeVar("T")
 DEADLINE = 5.0
@@ -248,3 +249,52 @@ def test_walk_records_the_lstat_of_each_file(pkg: Path) -> None:
             st.st_mode,
             st.st_size,
         )
+
+
+def _age(root: Path) -> None:
+    """Make every file's mtime old, so stored records pass the racy-timestamp rule."""
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            os.utime(os.path.join(dirpath, name), (1_000_000_000, 1_000_000_000))
+
+
+@pytest.mark.parametrize(
+    ("change", "now_in", "now_out"),
+    [
+        # The rules that once admitted a known file now drop it.
+        (lambda p: (p / ".gitignore").write_text("*.log\nsrc/a.py\n"), set(), {"src/a.py"}),
+        (lambda p: (p / ".gitignore").unlink(), {"debug.log"}, set()),
+        (
+            lambda p: (p / "pyproject.toml").write_text(
+                PYPROJECT + '[tool.freshd]\nexclude = ["src/"]\n'
+            ),
+            set(),
+            {"src/a.py", "src/sub/b.py"},
+        ),
+        (lambda p: (p / "src" / ".gitignore").write_text("b.py\n"), set(), {"src/sub/b.py"}),
+        (lambda p: None, set(), set()),
+    ],
+)
+def test_known_members_follow_changed_rules(
+    tmp_path: Path, change: Callable[[Path], object], now_in: set[str], now_out: set[str]
+) -> None:
+    pkg = make_tree(
+        tmp_path / "rules",
+        {
+            "pyproject.toml": PYPROJECT,
+            ".gitignore": "*.log\n",
+            "debug.log": "x",
+            "src/a.py": "a",
+            "src/sub/b.py": "b",
+        },
+    )
+    _age(pkg)
+    first = scan(str(pkg))
+    assert first.error is None
+    known = {r.rel: r for r in first.records}
+    change(pkg)
+    warm = rels(walk(str(pkg), read_project(str(pkg)), known))
+    cold = rels(walk_package(pkg))
+    assert warm == cold  # the oracle: the same walk with nothing known
+    assert now_in <= warm
+    assert not now_out & warm

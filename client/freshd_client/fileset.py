@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pathspec
 
@@ -115,16 +117,30 @@ class Matcher:
         return chain
 
 
-def walk(root: str, project: Project) -> Walk:
-    """Walk the package at ``root`` and return its file set (never follows symlinks)."""
+class Known(Protocol):
+    """A stored record of a file-set member (``schema.FileRecord``)."""
+
+    def reusable_for(self, st: os.stat_result) -> bool: ...
+
+
+def walk(root: str, project: Project, known: Mapping[str, Known] | None = None) -> Walk:
+    """Walk the package at ``root`` and return its file set (never follows symlinks).
+
+    ``known`` holds the members of the previous file set: where the files that
+    define the rules (``pyproject.toml`` and the ``.gitignore`` files above a
+    directory) are unchanged since then, a known member is kept without being
+    matched against the rules again.
+    """
     matcher = Matcher(root, project)
     result = Walk()
     files = result.files
     soft_excluded, included = matcher.soft_excluded, matcher.included
-    # Each frame: (relative dir, whether it is soft-excluded and walked only for includes).
-    stack: list[tuple[str, bool]] = [("", False)]
+    known = known or {}
+    # Each frame: (relative dir, whether it is soft-excluded and walked only for includes,
+    # whether the rules that apply inside it are unchanged since ``known`` was made).
+    stack: list[tuple[str, bool, bool]] = [("", False, bool(known))]
     while stack:
-        dir_rel, excluded_frame = stack.pop()
+        dir_rel, excluded_frame, stable = stack.pop()
         abs_dir = os.path.join(root, dir_rel) if dir_rel else root
         try:
             with os.scandir(abs_dir) as it:
@@ -145,6 +161,10 @@ def walk(root: str, project: Project) -> Walk:
             except UnreadableError as exc:
                 result.errors.append(exc)
         prefix = dir_rel + "/" if dir_rel else ""
+        if stable:
+            stable = _rules_unchanged(known, prefix + ".gitignore", names, entries)
+            if not dir_rel:
+                stable = stable and _rules_unchanged(known, "pyproject.toml", names, entries)
         for entry in entries:
             name = entry.name
             if name in VCS_NAMES or name.startswith(COOKIE_PREFIX):
@@ -154,9 +174,9 @@ def walk(root: str, project: Project) -> Walk:
                 if entry.is_dir(follow_symlinks=False):
                     if excluded_frame or soft_excluded(rel, True):
                         if matcher.include is not None:  # an include may re-admit something below
-                            stack.append((rel, True))
+                            stack.append((rel, True, False))
                     else:
-                        stack.append((rel, False))
+                        stack.append((rel, False, stable))
                     continue
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
@@ -170,9 +190,26 @@ def walk(root: str, project: Project) -> Walk:
             elif excluded_frame:
                 if included(rel, False):
                     files.append(WalkedFile(rel, st))
-            elif not soft_excluded(rel, False) or included(rel, False):
+            elif (stable and rel in known) or not soft_excluded(rel, False) or included(rel, False):
                 files.append(WalkedFile(rel, st))
     return result
+
+
+def _rules_unchanged(
+    known: Mapping[str, Known], rel: str, names: set[str], entries: list[os.DirEntry[str]]
+) -> bool:
+    """Whether a rule file is as it was when ``known`` was made (both absent counts)."""
+    name = rel.rpartition("/")[2]
+    record = known.get(rel)
+    if name not in names:
+        return record is None
+    if record is None:
+        return False
+    entry = next(e for e in entries if e.name == name)
+    try:
+        return record.reusable_for(entry.stat(follow_symlinks=False))
+    except OSError:
+        return False
 
 
 def _special_kind(mode: int) -> str:

@@ -156,7 +156,7 @@ def _scan_tree(
     started: int,
     result: ScanResult,
 ) -> None:
-    walked = walk(path, project)
+    walked = walk(path, project, previous)
     if walked.errors:
         raise walked.errors[0]
     result.skipped = walked.skipped

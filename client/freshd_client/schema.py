@@ -12,7 +12,7 @@ import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import lmdb
 from blake3 import blake3
@@ -77,9 +77,12 @@ def file_key(prefix: bytes, rel: str) -> bytes:
     return prefix + b"\x00" + blake3(raw).digest()
 
 
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    """A ``files`` value: a file's stat identity and its entry digest."""
+class FileRecord(NamedTuple):
+    """A ``files`` value: a file's stat identity and its entry digest.
+
+    A named tuple rather than a dataclass: a warm pass decodes one per file, and
+    tuples are several times cheaper to build.
+    """
 
     rel: str
     size: int
@@ -124,9 +127,13 @@ def encode_file(v: FileRecord) -> bytes:
 
 def decode_file(raw: Raw) -> FileRecord:
     """Decode a ``files`` value."""
-    size, mtime, ctime, ino, dev, hashed_at, digest, kind = FILE_VALUE.unpack_from(raw)
+    size, mtime, ctime, ino, dev, hashed_at, digest, kind = _unpack_file(raw)
     rel = os.fsdecode(bytes(raw[FILE_VALUE.size :]))
-    return FileRecord(rel, size, mtime, ctime, ino, dev, kind, digest, hashed_at)
+    return _new_record(FileRecord, (rel, size, mtime, ctime, ino, dev, kind, digest, hashed_at))
+
+
+_unpack_file = FILE_VALUE.unpack_from
+_new_record = tuple.__new__
 
 
 def encode_files(package_path: str, records: Iterable[FileRecord]) -> list[tuple[bytes, bytes]]:

@@ -85,6 +85,7 @@ class RootState:
     path: str
     mode: RootMode = "watching"
     reason: str | None = None
+    reported: str | None = None  # the last reason logged: each is logged once
     next_poll: float = 0.0
 
 
@@ -693,15 +694,19 @@ class Engine:
                 self._poll(self.roots[root], _watch_error(error))
 
     def _poll(self, state: RootState, reason: str) -> None:
-        state.mode, state.reason = "polling", reason
+        already = state.reported == reason
+        state.mode, state.reason, state.reported = "polling", reason, reason
         state.next_poll = time.monotonic() + self.cfg.rescan_seconds
-        log.warning(
-            "cannot watch all of %s: %s; its packages stay unknown (never fresh) and are "
-            "rescanned every %.0f s",
-            state.path,
-            reason,
-            self.cfg.rescan_seconds,
-        )
+        if already:
+            log.debug("%s: still %s", state.path, reason)
+        else:
+            log.warning(
+                "cannot watch all of %s: %s; its packages stay unknown (never fresh) and are "
+                "rescanned every %.0f s",
+                state.path,
+                reason,
+                self.cfg.rescan_seconds,
+            )
         for tracked in self._tracked.values():
             if tracked.pkg.root == state.path:
                 tracked.polled = True
@@ -728,6 +733,7 @@ class Engine:
             self._watcher.unwatch(root)
             self._watch(state)
             if self.roots[root].mode == "watching":
+                state.reported = None
                 log.info("watching %s again", root)
             if state.mode != "missing":
                 self._rescan_root(root)
