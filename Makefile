@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: index every package under the current directory (default index location)
+## run: the daemon on the current directory (default index and socket; Ctrl-C stops it)
 run: install
-	$(BIN)/freshd index .
+	$(BIN)/freshd serve .
 
 test: install
 	$(BIN)/pytest
@@ -28,6 +28,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/bench_index.py
+	$(BIN)/python bench/bench_client.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -248,7 +248,8 @@ def create_app(ctx: Context) -> Any:
     @app.post("/v1/fresh", response_model=FreshResponse, responses=_ERRORS)
     async def fresh(body: FreshRequest) -> FreshResponse:
         wanted = [(item, _scope_of(item)) for item in body.items]
-        ready = ctx.engine.status == "ready" and not ctx.engine.last_error
+        engine = ctx.engine
+        ready = engine.status == "ready" and engine.alive and not engine.last_error
         synced = False
         if body.sync and ready:
             roots = {_root_for(ctx, item.path) for item in body.items}
@@ -333,7 +334,7 @@ def _by_path(ctx: Context, path: str, *, txn: Any = None) -> sc.PackageRecord | 
     try:
         db = ctx.index.dbs[sc.DB_PACKAGES]
         record = sc.get_package(txn, db, normal)
-        if record is None and ctx.engine._root_of(normal) is not None:
+        if record is None and ctx.engine.root_of(normal) is not None:
             real = os.path.realpath(normal)
             if real != normal:
                 record = sc.get_package(txn, db, real)
@@ -357,7 +358,7 @@ def _by_name(ctx: Context, name: str) -> sc.PackageRecord | None:
 
 
 def _root_for(ctx: Context, path: str) -> str | None:
-    return ctx.engine._root_of(_normalized(path))
+    return ctx.engine.root_of(_normalized(path))
 
 
 def _freshness(

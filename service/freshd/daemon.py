@@ -55,7 +55,10 @@ def serve(cfg: Config, roots: list[str]) -> int:
             if ctx is not None:
                 ctx.publish(kind, data)
 
-        engine = Engine(index, cfg, roots, metrics=metrics, publish=publish)
+        def fatal() -> None:
+            server.should_exit = True  # a daemon that cannot keep the index current stops
+
+        engine = Engine(index, cfg, roots, metrics=metrics, publish=publish, on_fatal=fatal)
         ctx = Context(engine=engine, index=index, metrics=metrics, socket=cfg.socket, token=token)
         server = uvicorn.Server(
             uvicorn.Config(
@@ -81,6 +84,8 @@ def serve(cfg: Config, roots: list[str]) -> int:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             log.info("stopped")
+    if engine.fatal:
+        raise DaemonError(engine.fatal)
     return 0
 
 

@@ -121,6 +121,7 @@ class Engine:
         *,
         metrics: Metrics | None = None,
         publish: Publish | None = None,
+        on_fatal: Callable[[], None] | None = None,
     ) -> None:
         self.index = index
         self.cfg = cfg
@@ -129,6 +130,8 @@ class Engine:
         self.progress: tuple[int, int] | None = None
         self.started_ns = time.time_ns()
         self.last_error: str | None = None
+        self.fatal: str | None = None  # the engine died: the daemon must exit
+        self._on_fatal = on_fatal or (lambda: None)
         self.roots: dict[str, RootState] = {r: RootState(r) for r in roots}
         self._publish = publish or (lambda kind, data: None)
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
@@ -147,6 +150,8 @@ class Engine:
         self._next_package_poll = 0.0
         self._limits: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._writes_failing = False
+        self._overflowed = False
+        self._overflow_logged = -1e9
         self._stopping = threading.Event()
         self._watcher = Watcher(
             lambda event: self._queue.put(("event", event)),
@@ -246,9 +251,10 @@ class Engine:
                     self._step()
                 except FreshdError as exc:  # the index cannot be written (disk full, …)
                     self._failed(str(exc))
-        except Exception:
+        except Exception as exc:
             log.exception("freshd engine stopped by an unexpected error")
-            raise
+            self.fatal = f"engine stopped: {exc!r}"
+            self._on_fatal()
 
     def _failed(self, message: str) -> None:
         if not self._writes_failing:
@@ -306,6 +312,8 @@ class Engine:
         items.extend(self._drain())
         for item in items:
             self._handle(item)
+        if self._overflowed:
+            self._recover_overflow()
         self._flush_marks()
         now = time.monotonic()
         if self._cookies:
@@ -329,6 +337,8 @@ class Engine:
                 return items
 
     def _timeout(self) -> float | None:
+        if self._cookies:
+            return 0.0  # seen while scanning: no later event may come to acknowledge it
         deadlines = []
         if self._dirty or self._structure:
             deadlines.append(self._settle_deadline())
@@ -351,10 +361,7 @@ class Engine:
             self._on_event(item[1])
         elif kind == "overflow":
             self.metrics.overflows.inc()
-            log.warning("the kernel's event queue overflowed: every root is rescanned")
-            for root, state in self.roots.items():
-                if state.mode == "watching":
-                    self._rescan_root(root)
+            self._overflowed = True  # handled once per step, however many arrive
         elif kind == "limit":
             self._take_limits()
         elif kind == "add":
@@ -363,6 +370,18 @@ class Engine:
             self._command(item[2], self._remove_root, item[1])
         elif kind == "stop":
             self._stopping.set()
+
+    def _recover_overflow(self) -> None:
+        """Events were lost: every watched root is rediscovered and rescanned."""
+        self._overflowed = False
+        now = time.monotonic()
+        if now - self._overflow_logged > 10:
+            self._overflow_logged = now
+            log.warning("the kernel's event queue overflowed: every root is rescanned")
+        for root, state in self.roots.items():
+            if state.mode == "watching":
+                self._rescan_root(root)
+                self._poll_cookies(root)  # a cookie's own event may be among the lost
 
     def _command(
         self, done: Callable[[BaseException | None], None], fn: Callable[[str], None], root: str
@@ -389,7 +408,7 @@ class Engine:
                 if not gone and path not in self._acked and os.path.dirname(path) in self.roots:
                     self._cookies[path] = None
                 continue
-            root = self._root_of(path)
+            root = self.root_of(path)
             if root is None:
                 continue
             if path == root:
@@ -435,7 +454,7 @@ class Engine:
             self._first_event = now
         self._last_event = now
 
-    def _root_of(self, path: str) -> str | None:
+    def root_of(self, path: str) -> str | None:
         for root in self.roots:
             if path == root or path.startswith(root.rstrip("/") + "/"):
                 return root
@@ -588,7 +607,7 @@ class Engine:
             if _under_any(directory, done):
                 continue
             done.add(directory)
-            root = self._root_of(directory)
+            root = self.root_of(directory)
             if root is not None and self._restructure_dir(directory, root):
                 changed_roots.add(root)
         for root in changed_roots:
@@ -638,7 +657,7 @@ class Engine:
             sensitive=bool(project and project.include) or uses_git,
             git_dir=git_dir,
             # Git state outside every root, or a root not fully watched, cannot be followed.
-            polled=(git_dir is not None and self._root_of(git_dir) is None)
+            polled=(git_dir is not None and self.root_of(git_dir) is None)
             or (root is not None and root.mode == "polling"),
         )
         if old is None:
@@ -688,7 +707,7 @@ class Engine:
                 path = self._limits.get_nowait()
             except queue.Empty:
                 return
-            root = self._root_of(path)
+            root = self.root_of(path)
             if root is not None and self.roots[root].mode == "watching":
                 error = OSError(errno.ENOSPC, "inotify watch limit reached")
                 self._poll(self.roots[root], _watch_error(error))
