@@ -28,6 +28,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/bench_index.py
+	$(BIN)/python bench/bench_daemon.py
 	$(BIN)/python bench/bench_client.py
 
 clean:

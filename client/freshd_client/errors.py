@@ -4,9 +4,14 @@
     ├── PackagePathError        the path is missing, not a directory, or not a package
     ├── UnreadableError         a file or directory of a package could not be read
     ├── ProjectFileError        pyproject.toml / setup.cfg could not be parsed
-    └── IndexStoreError             the LMDB index cannot be used
-        ├── SchemaMismatchError     written by another schema version
-        └── IndexMissingError       no index at that location
+    ├── IndexStoreError             the LMDB index cannot be used
+    │   ├── SchemaMismatchError     written by another schema version
+    │   └── IndexMissingError       no index at that location
+    ├── AmbiguousNameError      a project name matches several packages
+    └── DaemonError                 talking to the daemon failed
+        ├── DaemonNotRunningError   nothing answers on the socket (or TCP address)
+        ├── ApiMismatchError        the daemon speaks another API version
+        └── DaemonRequestError      the daemon refused a request (its error code and message)
 
 Only the CLI prints these and chooses exit codes; library code raises them.
 """
@@ -48,3 +53,38 @@ class SchemaMismatchError(IndexStoreError):
 
 class IndexMissingError(IndexStoreError):
     """There is no index at the given location."""
+
+
+class AmbiguousNameError(FreshdError):
+    """A project name given to a lookup belongs to more than one package."""
+
+
+class DaemonError(FreshdError):
+    """The daemon could not be reached or did not answer properly."""
+
+
+class DaemonNotRunningError(DaemonError):
+    """No daemon listens at the address; the message names it and how to start one."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(f"no freshd daemon at {address} (start it with: freshd serve)")
+        self.address = address
+
+    def __reduce__(self) -> tuple[type[DaemonNotRunningError], tuple[str]]:
+        return (type(self), (self.address,))
+
+
+class ApiMismatchError(DaemonError):
+    """The daemon speaks an HTTP API version this client does not."""
+
+
+class DaemonRequestError(DaemonError):
+    """The daemon answered a request with ``{"error": {"code", "message"}}``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+    def __reduce__(self) -> tuple[type[DaemonRequestError], tuple[int, str, str]]:
+        return (type(self), (self.status, self.code, str(self)))

@@ -23,6 +23,7 @@ import pathspec
 
 from freshd_client.errors import UnreadableError
 from freshd_client.project import Project, is_package_dir
+from freshd_client.schema import COOKIE_PREFIX
 from freshd_client.smallfile import read_small
 
 VCS_NAMES = frozenset({".git", ".hg", ".svn", ".bzr", "_darcs", ".jj", ".pijul"})
@@ -31,7 +32,6 @@ CACHE_DIRS = frozenset(
 )
 TOP_BUILD_DIRS = frozenset({"build", "dist"})
 BYTECODE_SUFFIXES = (".pyc", ".pyo")
-COOKIE_PREFIX = ".freshd-cookie-"
 VENV_MARKER = "pyvenv.cfg"
 
 

@@ -34,6 +34,8 @@ META_SCHEMA = b"schema_version"
 META_GENERATION = b"generation"
 META_LAST_WRITE = b"last_write_ns"
 META_DAEMON = b"daemon"
+COOKIE_PREFIX = ".freshd-cookie-"
+"""Name prefix of sync cookie files: never part of a file set; acknowledged in ``cookies``."""
 
 API_VERSION = 1
 """Version of the daemon's HTTP API and of the ``daemon`` meta record."""

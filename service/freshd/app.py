@@ -98,6 +98,15 @@ class FreshResponse(BaseModel):
     synced: bool
 
 
+class SyncRequest(_Strict):
+    paths: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=MAX_ITEMS)] = []
+    timeout_ms: Annotated[int, Field(ge=0, le=60_000)] = 1000
+
+
+class SyncAnswer(BaseModel):
+    synced: bool
+
+
 class Progress(BaseModel):
     done: int
     total: int
@@ -253,13 +262,25 @@ def create_app(ctx: Context) -> Any:
         synced = False
         if body.sync and ready:
             roots = {_root_for(ctx, item.path) for item in body.items}
-            synced = await _sync(ctx, {r for r in roots if r}, body.timeout_ms / 1000)
+            synced = await _sync(ctx, roots, body.timeout_ms / 1000)
+        # A sync that did not complete answers nothing: "fast" is not what was asked.
+        trusted = ready and (synced or not body.sync)
         results = []
         with sc.begin_read(ctx.index.env) as txn:
             for item, (scope, raw) in wanted:
                 record = _by_path(ctx, item.path, txn=txn)
-                results.append(_freshness(item.path, record, scope, raw, ready))
+                results.append(_freshness(item.path, record, scope, raw, trusted))
         return FreshResponse(results=results, synced=synced)
+
+    @app.post("/v1/sync", response_model=SyncAnswer, responses=_ERRORS)
+    async def sync(body: SyncRequest) -> SyncAnswer:
+        """Return once every change made before the request is in the index (the roots of
+        ``paths``, or every root)."""
+        engine = ctx.engine
+        if engine.status != "ready" or not engine.alive:
+            return SyncAnswer(synced=False)
+        roots: set[str | None] = {_root_for(ctx, p) for p in body.paths} if body.paths else {None}
+        return SyncAnswer(synced=await _sync(ctx, roots, body.timeout_ms / 1000))
 
     @app.post("/v1/roots", response_model=RootsAnswer, responses=_ERRORS)
     async def add_root(body: RootRequest) -> RootsAnswer:
@@ -382,7 +403,10 @@ def _canonical(path: str) -> str:
         raise ApiError(400, "bad_path", str(exc)) from None
 
 
-async def _sync(ctx: Context, roots: set[str], timeout: float) -> bool:
+async def _sync(ctx: Context, roots: set[str | None], timeout: float) -> bool:
+    """Wait for the cookies of ``roots``; a path in no root (None) waits for every root."""
+    if None in roots:
+        roots = set(ctx.engine.roots)
     loop = asyncio.get_running_loop()
     future: asyncio.Future[bool] = loop.create_future()
 
@@ -394,7 +418,7 @@ async def _sync(ctx: Context, roots: set[str], timeout: float) -> bool:
         loop.call_soon_threadsafe(settle, ok)
 
     started = time.perf_counter()
-    cancel = ctx.engine.sync(roots, done)
+    cancel = ctx.engine.sync((r for r in roots if r is not None), done)
     try:
         ok = await asyncio.wait_for(future, timeout)
     except asyncio.TimeoutError:

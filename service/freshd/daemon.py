@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from freshd import __version__
-from freshd.app import Context, create_app
 from freshd.config import Config
 from freshd.engine import Engine
 from freshd.index import Index
@@ -42,55 +41,71 @@ class DaemonError(FreshdError):
 
 def serve(cfg: Config, roots: list[str]) -> int:
     """Run the daemon in the foreground until SIGINT/SIGTERM; the exit code."""
-    import uvicorn
-
     _configure_logging()
     owner = {"command": "freshd serve", "socket": cfg.socket}
-    with Index(cfg.index_dir, owner=owner) as index, _listening(cfg) as sockets:
-        token = _token(cfg.index_dir) if cfg.tcp else None
-        metrics = Metrics()
-        ctx: Context | None = None
+    # Until uvicorn takes over, a stop signal is noted and honoured once it runs; after
+    # its shutdown uvicorn re-raises the signal under this same no-op handler, so the
+    # clean-up below always runs.
+    signals: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: signals.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        with Index(cfg.index_dir, owner=owner) as index, _listening(cfg) as sockets:
+            return _run(cfg, roots, index, sockets, signals)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
-        def publish(kind: str, data: dict[str, Any]) -> None:
-            if ctx is not None:
-                ctx.publish(kind, data)
 
-        def fatal() -> None:
-            server.should_exit = True  # a daemon that cannot keep the index current stops
+def _run(
+    cfg: Config, roots: list[str], index: Index, sockets: list[socket.socket], signals: list[int]
+) -> int:
+    token = _token(cfg.index_dir) if cfg.tcp else None
+    metrics = Metrics()
+    late: dict[str, Any] = {}  # the HTTP side, built while the engine crawls
 
-        engine = Engine(index, cfg, roots, metrics=metrics, publish=publish, on_fatal=fatal)
-        ctx = Context(engine=engine, index=index, metrics=metrics, socket=cfg.socket, token=token)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(ctx),
-                lifespan="off",
-                log_config=None,
-                log_level="warning",
-                access_log=False,
-                timeout_graceful_shutdown=_GRACEFUL_SECONDS,
-            )
+    def publish(kind: str, data: dict[str, Any]) -> None:
+        if "ctx" in late:
+            late["ctx"].publish(kind, data)
+
+    def fatal() -> None:
+        if "server" in late:
+            late["server"].should_exit = True  # a daemon that cannot keep the index current
+
+    engine = Engine(index, cfg, roots, metrics=metrics, publish=publish, on_fatal=fatal)
+    # The engine watches and crawls while the web stack (~0.5 s of imports) loads.
+    engine.start()
+    import uvicorn
+
+    from freshd.app import Context, create_app
+
+    ctx = Context(engine=engine, index=index, metrics=metrics, socket=cfg.socket, token=token)
+    late["ctx"] = ctx
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(ctx),
+            lifespan="off",
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=_GRACEFUL_SECONDS,
         )
-        engine.start()
-        where = cfg.socket + (f" and tcp {_tcp_name(sockets[1])}" if cfg.tcp else "")
-        log.info("freshd %s serving %s (index %s)", __version__, where, cfg.index_dir)
-        # uvicorn re-raises the stop signal after its shutdown, under the handler that
-        # was in place before it: make that one a no-op so the clean-up below runs.
-        previous = {sig: signal.signal(sig, _noted) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            server.run(sockets=sockets)
-        finally:
-            ctx.closing = True
-            engine.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            log.info("stopped")
+    )
+    late["server"] = server
+    server.should_exit = bool(signals) or engine.fatal is not None
+    where = cfg.socket + (f" and tcp {_tcp_name(sockets[1])}" if cfg.tcp else "")
+    log.info("freshd %s serving %s (index %s)", __version__, where, cfg.index_dir)
+    try:
+        server.run(sockets=sockets)
+    finally:
+        ctx.closing = True
+        engine.stop()
+        log.info("stopped")
     if engine.fatal:
         raise DaemonError(engine.fatal)
     return 0
-
-
-def _noted(signum: int, _frame: object) -> None:
-    log.debug("signal %d after shutdown", signum)
 
 
 def _configure_logging() -> None:

@@ -57,13 +57,13 @@ from freshd_client.errors import FreshdError
 from freshd_client.fileset import (
     BYTECODE_SUFFIXES,
     CACHE_DIRS,
-    COOKIE_PREFIX,
     TOP_BUILD_DIRS,
     VCS_NAMES,
     VENV_MARKER,
 )
 from freshd_client.gitstate import find_git_dir
 from freshd_client.project import MARKERS, is_package_dir, read_project
+from freshd_client.schema import COOKIE_PREFIX
 
 log = logging.getLogger("freshd.engine")
 
@@ -202,32 +202,36 @@ class Engine:
         """Write a cookie into each root; ``done(True)`` once the engine has processed
         every event received before them, ``done(False)`` if a cookie cannot be written.
         Returns a function that cancels the wait."""
-        paths: set[str] = set()
-        for root in dict.fromkeys(roots):
-            path = os.path.join(root, f"{COOKIE_PREFIX}d{os.getpid()}-{next(self._cookie_ids)}")
-            try:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                os.close(os.open(path, flags, 0o600))
-            except OSError as exc:
-                log.warning("cannot write sync cookie %s: %s", path, exc.strerror or exc)
-                for written in paths:
-                    _unlink(written)
-                done(False)
-                return lambda: None
-            paths.add(path)
+        pid = os.getpid()
+        paths = [
+            os.path.join(root, f"{COOKIE_PREFIX}d{pid}-{next(self._cookie_ids)}")
+            for root in dict.fromkeys(roots)
+        ]
         if not paths:
             done(True)
             return lambda: None
         group = _SyncGroup(set(paths), done)
-        with self._waiters_lock:
-            for path in paths:
-                self._waiters[path] = group
 
         def cancel() -> None:
             with self._waiters_lock:
                 for path in paths:
                     self._waiters.pop(path, None)
 
+        # Wait before writing: the engine may see and acknowledge a cookie at once.
+        with self._waiters_lock:
+            for path in paths:
+                self._waiters[path] = group
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        for n, path in enumerate(paths):
+            try:
+                os.close(os.open(path, flags, 0o600))
+            except OSError as exc:
+                log.warning("cannot write sync cookie %s: %s", path, exc.strerror or exc)
+                cancel()
+                for written in paths[:n]:
+                    _unlink(written)
+                done(False)
+                return lambda: None
         return cancel
 
     def add_root(self, root: str, done: Callable[[BaseException | None], None]) -> None:
@@ -570,6 +574,20 @@ class Engine:
         return self._pool
 
     def _ack(self, cookies: list[str]) -> None:
+        """Everything before these cookies is in the index: release their waiters, then
+        record them for direct readers and delete the files."""
+        monotonic = time.monotonic()
+        for path in [p for p, t in self._acked.items() if t < monotonic - 10]:
+            del self._acked[path]  # later events of an acknowledged cookie are long gone
+        for path in cookies:
+            self._acked[path] = monotonic
+            with self._waiters_lock:
+                group = self._waiters.pop(path, None)
+                finished = group is not None and not (group.pending - {path})
+                if group is not None:
+                    group.pending.discard(path)
+            if group is not None and finished:
+                group.done(True)
         now = time.time_ns()
         names = [os.fsencode(os.path.basename(c)) for c in cookies]
 
@@ -582,19 +600,8 @@ class Engine:
                 txn.put(name, sc.U64.pack(now), db=db)
 
         self.index.write(write)
-        monotonic = time.monotonic()
-        for path in [p for p, t in self._acked.items() if t < monotonic - 10]:
-            del self._acked[path]  # later events of an acknowledged cookie are long gone
         for path in cookies:
-            self._acked[path] = monotonic
             _unlink(path)
-            with self._waiters_lock:
-                group = self._waiters.pop(path, None)
-                finished = group is not None and not (group.pending - {path})
-                if group is not None:
-                    group.pending.discard(path)
-            if group is not None and finished:
-                group.done(True)
 
     # -- structure: packages appearing, disappearing, changing ------------------
 

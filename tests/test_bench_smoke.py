@@ -1,0 +1,29 @@
+"""The benchmarks keep running: a quick smoke run of each. Their timings are never checked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.mark.slow
+def test_bench_daemon_quick() -> None:
+    cmd = [sys.executable, str(BENCH / "bench_daemon.py"), "--quick", "--no-watchman"]
+    cmd += ["--runs", "1", "--edits", "5", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=100, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["watchman"] is None
+    freshd = report["freshd"]
+    assert freshd["warm"]["own"][0]["hashed"] == 0  # a warm restart reuses every hash
+    edit, churn = freshd["edit"], freshd["churn"]
+    assert edit["clean_missing"] == edit["clean_wrong_digest"] == 0
+    # Correctness, not speed: after the branch switch every digest is the one-shot one.
+    assert churn["incorrect"] == 0
+    assert churn["fresh_true"] == churn["packages"] == report["fileset"]["packages"]

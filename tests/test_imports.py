@@ -1,0 +1,113 @@
+"""The heavy-import guard: the client and the client-side CLI verbs stay light.
+
+A ``freshd status`` must start within a few milliseconds of a bare interpreter, and an
+installer importing ``freshd_client`` must not pay for the daemon's web stack. Each
+check runs in a fresh interpreter and inspects ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+HEAVY = (
+    "fastapi",
+    "uvicorn",
+    "pydantic",
+    "watchdog",
+    "httpx",
+    "starlette",
+    "anyio",
+    "prometheus_client",
+)
+"""The daemon's dependencies (and httpx): none may load on the client side."""
+DEFERRED = ("lmdb", "blake3", "pathspec", "http.client", "inspect")
+"""Loaded only when used: not by ``import freshd_client`` itself."""
+FRESHD = str(Path(sys.executable).parent / "freshd")
+
+
+def loaded_by(code: str, *args: str) -> set[str]:
+    """The top-level and dotted module names ``code`` leaves in sys.modules."""
+    probe = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    return set(json.loads(proc.stdout.splitlines()[-1]))
+
+
+def heavy(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in HEAVY)
+
+
+def test_import_freshd_client_is_light() -> None:
+    modules = loaded_by("import freshd_client")
+    assert heavy(modules) == []
+    assert sorted(m for m in DEFERRED if m in modules) == []
+
+
+def test_client_queries_are_light(tmp_path: Path, pkg: Path) -> None:
+    index = tmp_path / "index"
+    proc = subprocess.run([FRESHD, "index", str(pkg), "--db", str(index)], capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    code = textwrap.dedent(
+        """
+        import sys
+        from freshd_client import Client, DaemonNotRunningError
+        index, pkg, sock = sys.argv[1:]
+        digest = "b3t1:" + "00" * 32
+        with Client(index_dir=index, transport="direct", socket_path=sock) as c:
+            assert c.is_fresh(pkg, digest) is None  # no daemon record: unknown
+            c.check_many([(pkg, digest)])
+            c.lookup(pkg)
+            c.lookup(name="demo-pkg")
+        with Client(index_dir=index, transport="http", socket_path=sock) as c:
+            assert c.is_fresh(pkg, digest, consistency="sync") is None
+            try:
+                c.status()
+            except DaemonNotRunningError:
+                pass
+        """
+    )
+    modules = loaded_by(code, str(index), str(pkg), str(tmp_path / "none.sock"))
+    assert heavy(modules) == []
+
+
+def test_client_side_cli_verbs_are_light(tmp_path: Path, pkg: Path) -> None:
+    sock = str(tmp_path / "none.sock")
+    verbs = [
+        ["status", "--socket", sock],
+        ["status", "--json", "--socket", sock],
+        ["ls", "--socket", sock],
+        ["add", str(pkg), "--socket", sock],
+        ["remove", str(pkg), "--socket", sock],
+        ["digest", str(pkg)],
+        ["digest", str(pkg), "--scope", "meta", "--json"],
+    ]
+    code = textwrap.dedent(
+        """
+        import json, sys
+        from freshd.cli import build_parser, main
+        verbs = json.loads(sys.argv[1])
+        commands = build_parser()._subparsers._group_actions[0].choices
+        if "check" in commands and sys.argv[3] == "with-check":
+            verbs.append(["check", "--venv", sys.argv[2]])
+        for argv in verbs:
+            try:
+                main(argv)
+            except SystemExit:
+                pass
+        """
+    )
+    assert heavy(loaded_by(code, json.dumps(verbs), str(tmp_path), "with-check")) == []
+    daemon_verbs = [v for v in verbs if v[0] != "digest"]
+    modules = loaded_by(code, json.dumps(daemon_verbs), str(tmp_path), "")
+    # the talk-to-the-daemon verbs need neither LMDB nor dataclasses (inspect: ~10 ms)
+    assert sorted(m for m in (*DEFERRED, "dataclasses") if m in modules) == []
+
+
+def test_the_guard_notices_a_heavy_import() -> None:
+    assert heavy(loaded_by("import freshd_client, starlette")) == ["starlette"]
