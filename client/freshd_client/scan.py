@@ -10,7 +10,7 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import pathspec
@@ -141,6 +141,52 @@ def scan(
         result.error = str(exc)
         result.tree = result.meta = None
         result.same_files = False
+    return result
+
+
+def rescan_files(
+    path: str, previous: Mapping[str, FileRecord], changed: Iterable[str]
+) -> ScanResult | None:
+    """Update a package's digests for a few changed files only (the daemon's path).
+
+    ``previous`` must be the complete file set of the last scan and ``changed`` the
+    relative paths of every event since: unchanged files are trusted without a
+    ``stat``, which only a watcher can justify. None when the change needs a full
+    scan: a path that is new to the file set (the rules must decide), or that is now
+    something other than a file or symlink.
+    """
+    result = ScanResult(path=path)
+    records = dict(previous)
+    now = time.time_ns()
+    try:
+        project = read_project(path)
+        result.name = project.name
+        for rel in sorted(set(changed)):
+            abs_path = os.path.join(path, rel)
+            try:
+                st = os.lstat(abs_path)
+            except (FileNotFoundError, NotADirectoryError):
+                records.pop(rel, None)  # gone: part of no file set
+                continue
+            except OSError as exc:
+                raise UnreadableError(abs_path, exc.strerror or str(exc)) from exc
+            if rel not in previous or not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                return None
+            record = _hash_record(abs_path, rel, st, now)
+            if record is None:
+                records.pop(rel, None)
+                continue
+            records[rel] = record
+            result.hashed += 1
+            result.hashed_bytes += record.size
+        result.records = sorted(records.values(), key=lambda r: os.fsencode(r.rel))
+        result.tree = dg.package_digest(
+            (dg.Entry(os.fsencode(r.rel), r.kind, r.digest) for r in result.records), "tree"
+        )
+        result.meta = dg.package_digest(_meta_entries(path, project, records, now), "meta")
+    except FreshdError as exc:
+        result.error = str(exc)
+        result.tree = result.meta = None
     return result
 
 

@@ -49,7 +49,7 @@ from freshd import __version__
 from freshd.config import Config
 from freshd.discovery import Package, discover, workspace_members
 from freshd.index import Index
-from freshd.indexer import index_roots, make_pool, scan_packages, store
+from freshd.indexer import index_roots, make_pool, rescan_job, scan_packages, store
 from freshd.metrics import Metrics
 from freshd.watcher import Watcher, max_user_watches
 from freshd_client import schema as sc
@@ -62,7 +62,7 @@ from freshd_client.fileset import (
     VENV_MARKER,
 )
 from freshd_client.gitstate import find_git_dir
-from freshd_client.project import MARKERS, is_package_dir, read_project
+from freshd_client.project import MARKERS, CacheKey, is_package_dir, read_project
 from freshd_client.schema import COOKIE_PREFIX
 
 log = logging.getLogger("freshd.engine")
@@ -139,6 +139,8 @@ class Engine:
         self._dirty: dict[str, int] = {}  # package → its seq when marked
         self._newly_dirty: set[str] = set()  # not yet marked in LMDB
         self._structure: set[str] = set()  # directories whose packages may have changed
+        self._changed: dict[str, set[str]] = {}  # dirty package → the files its events named
+        self._full_scan: set[str] = set()  # dirty packages that need a whole walk
         self._cookies: dict[str, None] = {}  # cookie paths seen, in order
         self._acked: dict[str, float] = {}
         self._first_event = self._last_event = 0.0
@@ -430,10 +432,17 @@ class Engine:
                     self._structure.add(path)
             elif name in MARKERS or name == VENV_MARKER:
                 self._structure.add(os.path.dirname(path))
-            if owner is not None:
-                self._touch(owner)
-            elif self._structure:
-                self._note_event()
+            if owner is None:
+                if self._structure:
+                    self._note_event()
+                continue
+            content_only = not (
+                event.is_directory
+                or name in MARKERS
+                or name in (VENV_MARKER, ".gitignore")
+                or (tracked is not None and tracked.sensitive)
+            )
+            self._touch(owner, path[len(owner) + 1 :] if content_only else None)
 
     @property
     def _git_keyed(self) -> bool:
@@ -444,7 +453,13 @@ class Engine:
             if tracked.git_dir and path.startswith(tracked.git_dir):
                 self._touch(pkg_path)
 
-    def _touch(self, path: str) -> None:
+    def _touch(self, path: str, rel: str | None = None) -> None:
+        """Mark a package dirty; ``rel``: the one file that changed (else: rescan it all)."""
+        if rel is None or path in self._full_scan:
+            self._full_scan.add(path)
+            self._changed.pop(path, None)
+        else:
+            self._changed.setdefault(path, set()).add(rel)
         tracked = self._tracked[path]
         tracked.seq += 1
         if path not in self._dirty:
@@ -525,17 +540,29 @@ class Engine:
         if not self._dirty:
             return
         batch = {p: seq for p, seq in self._dirty.items() if p in self._tracked}
+        changed = {p: rels for p, rels in self._changed.items() if p in batch}
         self._dirty.clear()
+        self._changed.clear()
+        self._full_scan.clear()
         try:
-            self._scan_and_write(batch)
+            self._scan_and_write(batch, changed)
         except BaseException:
             for path, seq in batch.items():  # a failed write loses nothing: scan again later
                 self._dirty.setdefault(path, seq)
+                self._full_scan.add(path)
             raise
 
-    def _scan_and_write(self, batch: dict[str, int]) -> None:
+    def _scan_and_write(self, batch: dict[str, int], changed: dict[str, set[str]]) -> None:
         outcomes = []
-        for outcome in scan_packages(self.index, list(batch), self._pool_for(len(batch))):
+        full = []
+        for path in batch:
+            # A few files named by events: rehash just those (the common edit).
+            quick = rescan_job(self.index, path, changed[path]) if path in changed else None
+            if quick is None or self._tracked[path].polled:
+                full.append(path)
+            else:
+                outcomes.append(quick)
+        for outcome in scan_packages(self.index, full, self._pool_for(len(full))):
             outcomes.append(outcome)
             for item in self._drain():  # keep marking packages dirty while scanning
                 self._handle(item)
@@ -661,7 +688,9 @@ class Engine:
         self._tracked[pkg.path] = Tracked(
             pkg=pkg,
             seq=old.seq if old else 0,
-            sensitive=bool(project and project.include) or uses_git,
+            sensitive=bool(project and project.include)
+            or uses_git
+            or _keys_in_noise(pkg.path, keys),
             git_dir=git_dir,
             # Git state outside every root, or a root not fully watched, cannot be followed.
             polled=(git_dir is not None and self.root_of(git_dir) is None)
@@ -882,6 +911,16 @@ class Engine:
 
 
 # -- helpers --------------------------------------------------------------------------
+
+
+def _keys_in_noise(base: str, keys: Iterable[CacheKey] | None) -> bool:
+    """Whether a cache key names a file or directory whose events ``_noise`` would drop
+    (``build/version.txt``): its package's meta digest depends on it."""
+    for key in keys or ():
+        rel = key.file if key.file is not None else key.dir
+        if rel is not None and _noise(os.path.normpath(os.path.join(base, rel)), base):
+            return True
+    return False
 
 
 def _noise(path: str, base: str) -> bool:

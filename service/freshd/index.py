@@ -128,6 +128,15 @@ class Index:
         if files is not None:
             self._replace_files(txn, record.path, files)
 
+    def update_files(self, txn: lmdb.Transaction, pairs: list[tuple[bytes, bytes]]) -> None:
+        """Put file records; an empty value deletes its key."""
+        db = self.dbs[sc.DB_FILES]
+        for key, value in pairs:
+            if value:
+                txn.put(key, value, db=db)
+            else:
+                txn.delete(key, db=db)
+
     def delete_package(self, txn: lmdb.Transaction, path: str) -> None:
         """Forget a package and its file records."""
         key = sc.path_key(path)

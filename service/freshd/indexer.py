@@ -22,7 +22,7 @@ from freshd.discovery import Package, discover
 from freshd.index import Index
 from freshd_client import schema as sc
 from freshd_client.errors import PackagePathError
-from freshd_client.scan import scan
+from freshd_client.scan import rescan_files, scan
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
@@ -73,6 +73,7 @@ class Outcome:
     reused: int
     hashed_bytes: int
     pairs: list[tuple[bytes, bytes]] | None  # encoded file records; None: stored ones stand
+    partial: bool = False  # pairs update only these keys (an empty value deletes one)
 
 
 def _outcome(
@@ -93,6 +94,38 @@ def _outcome(
         result.reused,
         result.hashed_bytes,
         pairs,
+    )
+
+
+def rescan_job(index: Index, path: str, changed: set[str]) -> Outcome | None:
+    """Rehash only the ``changed`` files of a package the watcher follows (its own
+    process); None when the stored state does not allow it or a full scan is needed."""
+    dbs = index.dbs[sc.DB_PACKAGES], index.dbs[sc.DB_FILES]
+    old, previous = index.read(lambda txn: _stored(txn, *dbs, path))
+    if old is None or old.tree is None or old.state not in ("clean", "dirty"):
+        return None
+    result = rescan_files(path, previous, changed)
+    if result is None:
+        return None
+    records = {r.rel: r for r in result.records}
+    prefix = sc.files_prefix(path)
+    pairs = [
+        (sc.file_key(prefix, rel), sc.encode_file(records[rel]) if rel in records else b"")
+        for rel in changed
+        if rel in records or rel in previous
+    ]
+    return Outcome(
+        path,
+        result.name,
+        result.tree,
+        result.meta,
+        result.error,
+        len(result.records),
+        result.hashed,
+        len(result.records) - result.hashed,
+        result.hashed_bytes,
+        None if result.error else pairs,
+        partial=result.error is None,
     )
 
 
@@ -223,7 +256,11 @@ def store(
             workspace=pkg.workspace,
         )
         # An error keeps no file records: the next pass hashes everything again.
-        index.put_package(txn, record, out.pairs)
+        if out.partial:
+            index.put_package(txn, record, None)
+            index.update_files(txn, out.pairs or [])
+        else:
+            index.put_package(txn, record, [] if out.error else out.pairs)
         written.append(record)
     index.touch(txn)
     return written

@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -133,6 +134,9 @@ def _make_observer(on_overflow: Callable[[], None], on_limit: Callable[[str], No
     from watchdog.observers import inotify, inotify_c, inotify_move_event_grouper
 
     inotify_move_event_grouper.InotifyMoveEventGrouper.delay = _MOVE_PAIRING_SECONDS
+    # Re-adding the watch of a directory it already watches (after a move or an
+    # overflow) makes watchdog warn; the watch is correct either way.
+    warnings.filterwarnings("ignore", "Callback with id", RuntimeWarning)
 
     class ReportingInotifyFD(inotify_c.InotifyFD):
         """The shared inotify instance, reporting what watchdog only logs."""
