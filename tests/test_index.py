@@ -233,3 +233,29 @@ def test_concurrent_reader_sees_consistent_snapshots(tmp_path: Path) -> None:
         out, err = reader.communicate(timeout=90)
     assert reader.returncode == 0, err.decode()
     assert int(out) >= 1
+
+
+def test_rescanning_named_files_equals_a_full_scan(tmp_path: Path) -> None:
+    from freshd_client.scan import rescan_files
+
+    pkg = _package(tmp_path, "quick", files=4)
+    first = scan(str(pkg))
+    known = {r.rel: r for r in first.records}
+    src = pkg / "src" / "quick"
+    (src / "m0.py").write_text("X = 'edited'\n")  # same inode, new content
+    (src / "m1.py").unlink()
+    os.chmod(src / "m2.py", 0o700)  # the executable bit is content
+    changed = {"src/quick/m0.py", "src/quick/m1.py", "src/quick/m2.py", "src/quick/tmp~"}
+    quick = rescan_files(str(pkg), known, changed)  # tmp~ came and went: ignored
+    assert quick is not None and quick.error is None
+    oracle = digest_path(str(pkg), "tree")
+    assert quick.tree == oracle.tree
+    assert quick.meta == digest_path(str(pkg), "meta").meta
+    assert {r.rel for r in quick.records} == {r.rel for r in oracle.records}
+    assert quick.hashed == 2
+    # A path new to the file set needs the rules, and the rules need a walk.
+    (src / "new.py").write_text("N = 1\n")
+    assert rescan_files(str(pkg), known, {"src/quick/new.py"}) is None
+    (src / "m3.py").unlink()
+    (src / "m3.py").mkdir()
+    assert rescan_files(str(pkg), known, {"src/quick/m3.py"}) is None
