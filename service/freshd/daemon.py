@@ -46,25 +46,27 @@ def serve(cfg: Config, roots: list[str]) -> int:
     # Until uvicorn takes over, a stop signal is noted and honoured once it runs; after
     # its shutdown uvicorn re-raises the signal under this same no-op handler, so the
     # clean-up below always runs.
-    signals: list[int] = []
-    previous = {
-        sig: signal.signal(sig, lambda signum, _frame: signals.append(signum))
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+    late: dict[str, Any] = {"signals": []}  # the HTTP side, built while the engine crawls
+
+    def noted(signum: int, _frame: object) -> None:
+        late["signals"].append(signum)
+        if "server" in late:
+            late["server"].should_exit = True
+
+    previous = {sig: signal.signal(sig, noted) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with Index(cfg.index_dir, owner=owner) as index, _listening(cfg) as sockets:
-            return _run(cfg, roots, index, sockets, signals)
+            return _run(cfg, roots, index, sockets, late)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
 def _run(
-    cfg: Config, roots: list[str], index: Index, sockets: list[socket.socket], signals: list[int]
+    cfg: Config, roots: list[str], index: Index, sockets: list[socket.socket], late: dict[str, Any]
 ) -> int:
     token = _token(cfg.index_dir) if cfg.tcp else None
     metrics = Metrics()
-    late: dict[str, Any] = {}  # the HTTP side, built while the engine crawls
 
     def publish(kind: str, data: dict[str, Any]) -> None:
         if "ctx" in late:
@@ -94,7 +96,7 @@ def _run(
         )
     )
     late["server"] = server
-    server.should_exit = bool(signals) or engine.fatal is not None
+    server.should_exit = bool(late["signals"]) or engine.fatal is not None
     where = cfg.socket + (f" and tcp {_tcp_name(sockets[1])}" if cfg.tcp else "")
     log.info("freshd %s serving %s (index %s)", __version__, where, cfg.index_dir)
     try:

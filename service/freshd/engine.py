@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import faulthandler
 import itertools
 import logging
 import os
@@ -176,18 +177,23 @@ class Engine:
         self._thread.start()
         self._heartbeat.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         """Finish the current step, stop watching, and record the daemon as stopped."""
         self._stopping.set()
         self._queue.put(("stop",))
         self._thread.join(timeout)
         self._heartbeat.join(timeout)
+        stuck = self._thread.is_alive()
+        if stuck:  # never hang a shutdown: say where the engine is, then leave it behind
+            log.error("the engine did not stop within %.0f s; its stack follows", timeout)
+            faulthandler.dump_traceback(all_threads=True)
         self._watcher.stop()
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=not stuck, cancel_futures=True)
             self._pool = None
         self.status = "stopped"
-        self._write_daemon("stopped")
+        if not stuck:  # a stuck engine may hold the write lock; its heartbeat lapses anyway
+            self._write_daemon("stopped")
 
     @property
     def alive(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
@@ -302,7 +303,25 @@ def make_pool(workers: int) -> Executor:
     """A pool of ``workers`` scanning processes (in-process when ``workers`` is 1)."""
     if workers <= 1:
         return _InlineExecutor()
-    # forkserver: workers start from a clean process, never from one holding LMDB or threads.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["freshd.indexer"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    # spawn: workers start from a clean process, never from one holding LMDB or threads,
+    # and as the daemon's own children, so they can be tied to its life (a forkserver's
+    # children outlive a `kill -9` of the daemon).
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_die_with_parent
+    )
+
+
+def _die_with_parent() -> None:
+    """In a worker: die with the process that started it (even by ``kill -9``), instead of
+    holding the index open forever."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
