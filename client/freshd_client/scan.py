@@ -180,6 +180,7 @@ def rescan_files(
             result.hashed += 1
             result.hashed_bytes += record.size
         result.records = sorted(records.values(), key=lambda r: os.fsencode(r.rel))
+        result.reused = len(result.records) - result.hashed
         result.tree = dg.package_digest(
             (dg.Entry(os.fsencode(r.rel), r.kind, r.digest) for r in result.records), "tree"
         )

@@ -307,7 +307,6 @@ def create_app(ctx: Context) -> Any:
         except OSError:
             size = 0
         ctx.metrics.index_bytes.set(size)
-        ctx.metrics.packages.set(_totals(ctx.index)[0])
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return _Guard(app, ctx)

@@ -427,7 +427,7 @@ class Engine:
                 if gone:
                     self._root_gone(root)
                 continue
-            if self._git_keyed and "/.git" in path:
+            if "/.git" in path and self._git_keyed:
                 self._touch_git(path)
             owner = self._owner(path)
             tracked = self._tracked.get(owner) if owner else None
@@ -563,8 +563,9 @@ class Engine:
         full = []
         for path in batch:
             # A few files named by events: rehash just those (the common edit).
-            quick = rescan_job(self.index, path, changed[path]) if path in changed else None
-            if quick is None or self._tracked[path].polled:
+            targeted = path in changed and not self._tracked[path].polled
+            quick = rescan_job(self.index, path, changed[path]) if targeted else None
+            if quick is None:
                 full.append(path)
             else:
                 outcomes.append(quick)

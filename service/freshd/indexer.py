@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
@@ -23,7 +23,7 @@ from freshd.discovery import Package, discover
 from freshd.index import Index
 from freshd_client import schema as sc
 from freshd_client.errors import PackagePathError
-from freshd_client.scan import rescan_files, scan
+from freshd_client.scan import ScanResult, rescan_files, scan
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
@@ -84,8 +84,14 @@ def _outcome(
     result = scan(path, previous, previous_tree=old.tree if clean_old and old else None)
     same_files = clean_old and result.same_files
     pairs = None if same_files else sc.encode_files(path, [] if result.error else result.records)
+    return _from_scan(result, pairs)
+
+
+def _from_scan(
+    result: ScanResult, pairs: list[tuple[bytes, bytes]] | None, *, partial: bool = False
+) -> Outcome:
     return Outcome(
-        path,
+        result.path,
         result.name,
         result.tree,
         result.meta,
@@ -95,6 +101,7 @@ def _outcome(
         result.reused,
         result.hashed_bytes,
         pairs,
+        partial,
     )
 
 
@@ -115,19 +122,9 @@ def rescan_job(index: Index, path: str, changed: set[str]) -> Outcome | None:
         for rel in changed
         if rel in records or rel in previous
     ]
-    return Outcome(
-        path,
-        result.name,
-        result.tree,
-        result.meta,
-        result.error,
-        len(result.records),
-        result.hashed,
-        len(result.records) - result.hashed,
-        result.hashed_bytes,
-        None if result.error else pairs,
-        partial=result.error is None,
-    )
+    if result.error:
+        return _from_scan(result, None)
+    return _from_scan(result, pairs, partial=True)
 
 
 _READERS: dict[str, tuple[lmdb.Environment, Any, Any]] = {}
@@ -313,15 +310,18 @@ def make_pool(workers: int) -> Executor:
 
 
 def _die_with_parent() -> None:
-    """In a worker: die with the process that started it (even by ``kill -9``), instead of
-    holding the index open forever."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
+    """In a worker: exit when the daemon that started it is gone (even by ``kill -9``),
+    instead of holding the index open forever.
 
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() == 1:  # the parent died before the request took effect
+    A watch on the parent's pid, not PR_SET_PDEATHSIG: that signal fires when the
+    *thread* that spawned the worker ends, and the engine thread ends before the pool
+    is shut down, which left the shutdown waiting for killed workers.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
         os._exit(1)
+
+    threading.Thread(target=watch, name="freshd-parent-watch", daemon=True).start()
