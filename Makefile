@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench docs clean
+.PHONY: install run test soak lint bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: install
 test: install
 	$(BIN)/pytest
 
+## soak: the long seeded reliability runs (churn against the oracle, kill -9 loops); SEED=n reproduces one
+soak: install
+	$(BIN)/pytest -m soak $(if $(SEED),--soak-seed=$(SEED))
+
 lint: install
 	$(BIN)/ruff check service client tests bench
 	$(BIN)/ruff format --check service client tests bench
@@ -30,6 +34,8 @@ bench: install
 	$(BIN)/python bench/bench_index.py
 	$(BIN)/python bench/bench_daemon.py
 	$(BIN)/python bench/bench_client.py
+	$(BIN)/python bench/bench_load.py
+	$(BIN)/python bench/bench_uv.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -64,6 +64,23 @@ DEMO_FILES: dict[str, Spec] = {
 }
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("soak", "the long seeded reliability runs (make soak)")
+    group.addoption(
+        "--soak-seed",
+        type=int,
+        default=None,
+        help="first seed of the soak runs (default: drawn from the clock and printed); "
+        "a seed replays the same operations",
+    )
+    group.addoption(
+        "--soak-minutes",
+        type=float,
+        default=3.0,
+        help="how long each soak test keeps drawing new seeds (default: 3)",
+    )
+
+
 @pytest.fixture
 def pkg(tmp_path: Path) -> Path:
     """A small src-layout package with an executable file, a symlink and a .gitignore."""

@@ -27,3 +27,36 @@ def test_bench_daemon_quick() -> None:
     # Correctness, not speed: after the branch switch every digest is the one-shot one.
     assert churn["incorrect"] == 0
     assert churn["fresh_true"] == churn["packages"] == report["fileset"]["packages"]
+
+
+@pytest.mark.slow
+def test_bench_uv_quick() -> None:
+    cmd = [sys.executable, str(BENCH / "bench_uv.py"), "--runs", "1", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    rebuilt = {(r["what"], r["state"]): r["rebuilt"] for r in report["rows"]}
+    # What each row measures, not how fast: only plain uv after the round trip rebuilds.
+    assert rebuilt == {
+        ("uv run", "untouched"): 0,
+        ("freshd run -- uv run", "untouched"): 0,
+        ("freshd check", "after tar round trip"): 0,
+        ("uv run", "after tar round trip"): 1,
+        ("freshd run -- uv run", "after tar round trip"): 0,
+    }
+    assert set(report["goals"]) == {"round_trip_speedup", "untouched_overhead_ms"}
+
+
+@pytest.mark.slow
+def test_bench_load_quick() -> None:
+    cmd = [sys.executable, str(BENCH / "bench_load.py"), "--quick", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=100, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    for phase in ("idle", "churn"):
+        assert report[phase]["errors"] == 0
+        assert report[phase]["queries"] == 2 * 300
+    assert report["churn"]["files_written"] > 0
+    # Correctness, not speed: after the churn every package is exact.
+    assert report["synced"] is True
+    assert report["exact_after_churn"] == report["packages"] == 4

@@ -353,3 +353,55 @@ def test_index_in_a_directory_it_cannot_write_is_a_one_line_error(shared_tmp: Pa
     line = assert_one_line_error(proc)
     assert str(db) in line
     assert "Permission denied" in line
+
+
+def test_every_verb_is_known_to_the_fast_path() -> None:
+    """``main`` builds the parser of the verb it is given alone: a verb missing from
+    VERBS would still parse, but through the slow full parser."""
+    from freshd.cli import VERBS, build_parser
+
+    choices = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(VERBS) == set(choices)
+    for verb in VERBS:
+        assert set(build_parser(verb)._subparsers._group_actions[0].choices) == {verb}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--", "true"],
+        ["run", "--venv", "/v", "--", "uv", "run", "-v", "python", "-c", "pass"],
+        ["run", "--sync-cmd", "uv sync --frozen", "--venv", "v", "--", "x", "--", "y"],
+        ["run", "--venv", "v", "--venv", "w", "--", "x"],  # argparse: the last wins
+        ["run", "--venv=v", "--", "x"],
+        ["run", "--venv", "--", "x"],
+        ["run", "--help", "--", "x"],
+        ["run", "--bogus", "1", "--", "x"],
+        ["run", "x"],
+        ["check", "--", "x"],
+    ],
+)
+def test_the_plain_run_form_parses_as_argparse_does(argv: list[str]) -> None:
+    """``freshd run``'s fast path parses only forms argparse parses the same way, and
+    leaves everything else (help, errors, other spellings) to argparse."""
+    from freshd.cli import build_parser, plain_run
+
+    fast = plain_run(argv)
+    if fast is None:
+        return  # argparse's turn: the other CLI tests cover it
+    parsed = build_parser().parse_args(argv)
+    command = parsed.cmd[1:] if parsed.cmd[:1] == ["--"] else parsed.cmd
+    assert (fast.venv, fast.sync_cmd, fast.cmd, fast.func) == (
+        parsed.venv,
+        parsed.sync_cmd,
+        command,
+        parsed.func,
+    )
+
+
+def test_the_plain_run_form_is_recognised() -> None:
+    from freshd.cli import plain_run
+
+    assert plain_run(["run", "--venv", "/v", "--", "uv", "run"]).cmd == ["uv", "run"]
+    assert plain_run(["run", "--venv=v", "--", "x"]) is None
+    assert plain_run(["run", "--venv", "v", "--venv", "w", "--", "x"]) is None

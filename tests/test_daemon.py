@@ -467,28 +467,39 @@ def test_sync_reflects_a_write_made_just_before(shared: Shared) -> None:
     assert_exact(shared.daemon, find_packages(shared.tree("sync")), roots=[shared.tree("sync")])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open bug: inotify reports a write only under the name written through, so a "
-    "file hard-linked from outside its package keeps its old digest (issue 5)",
-)
 def test_a_hard_linked_file_written_through_another_name(shared: Shared, tmp_path: Path) -> None:
     """A file of a package can be hard-linked from another package or from outside every
     root (``cp -al``, link farms): writing through the other name changes the content
-    too, and the old digest must stop being fresh."""
+    too, and the old digest must stop being fresh.
+
+    inotify reports a write only under the name written through. A name in another
+    package is followed (an event on either name rehashes both); a name outside every
+    root is not watchable, so the package is never fresh while it has one (issue 5).
+    """
     tree = shared.tree("hardlink")
     core, web = tree / "core", tree / "web"
-    outside = tmp_path / "outside.py"
-    write(outside, "v = 1\n")
-    os.link(outside, core / "src/core/linked_from_outside.py")
     os.link(web / "src/web/m0.py", core / "src/core/linked_from_web.py")
     assert_exact(shared.daemon, find_packages(tree), roots=[tree])
-    for other in (web / "src/web/m0.py", outside):
-        before = oracle(core).tree
+    for other in (web / "src/web/m0.py", core / "src/core/linked_from_web.py"):
+        before = [(core, oracle(core).tree), (web, oracle(web).tree)]
         write(other, f"v = 'written through {other.name}'\n")  # in place: the inode is shared
-        assert oracle(core).tree != before
-        result = shared.daemon.fresh([(core, before)], sync=True)["results"][0]
-        assert result["fresh"] is not True, f"stale content answered fresh after {other}: {result}"
+        results = shared.daemon.fresh(before, sync=True)["results"]
+        assert [r["fresh"] for r in results] == [False, False], f"after {other}: {results}"
+        assert_exact(shared.daemon, find_packages(tree), roots=[tree])
+
+    outside = tmp_path / "outside.py"
+    write(outside, "v = 1\n")
+    linked = core / "src/core/linked_from_outside.py"
+    os.link(outside, linked)
+    with_link = oracle(core).tree
+    (result,) = shared.daemon.fresh([(core, with_link)], sync=True)["results"]
+    assert (result["fresh"], result["state"]) == (None, "dirty"), result
+    write(outside, "v = 'written outside every root'\n")  # no event in any watched directory
+    assert oracle(core).tree != with_link
+    for sync in (False, True):
+        (result,) = shared.daemon.fresh([(core, with_link)], sync=sync)["results"]
+        assert result["fresh"] is None, f"stale content answered fresh (sync={sync}): {result}"
+    linked.unlink()
     assert_exact(shared.daemon, find_packages(tree), roots=[tree])
 
 

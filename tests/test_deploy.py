@@ -7,6 +7,7 @@ plist with plistlib, and every quoted command line with the CLI's own parser.
 
 from __future__ import annotations
 
+import json
 import os
 import plistlib
 import re
@@ -244,3 +245,76 @@ def test_freshd_commands_finds_commands_not_mentions() -> None:
         ["freshd", "ls"],
         ["freshd", "add", "~/src"],
     ]
+
+
+# -- the Docker example (deploy/docker/Dockerfile) ------------------------------------------
+
+DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    joined = re.sub(
+        r"\\\n",
+        " ",
+        "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")),
+    )
+    pairs = []
+    for line in joined.splitlines():
+        if line.strip():
+            keyword, _, rest = line.strip().partition(" ")
+            pairs.append((keyword.upper(), rest.strip()))
+    return pairs
+
+
+def stages(text: str) -> list[list[tuple[str, str]]]:
+    found: list[list[tuple[str, str]]] = []
+    for keyword, rest in dockerfile_instructions(text):
+        if keyword == "FROM":
+            found.append([])
+        if found:
+            found[-1].append((keyword, rest))
+    return found
+
+
+def test_dockerfile_stamps_in_the_build_stage_and_runs_through_freshd() -> None:
+    build, runtime = [s for s in stages(DOCKERFILE.read_text()) if len(s) > 1][-2:]
+    build_runs = [rest for keyword, rest in build if keyword == "RUN"]
+    sync = next(i for i, r in enumerate(build_runs) if r.startswith("uv sync --frozen"))
+    stamp = next(i for i, r in enumerate(build_runs) if r.startswith("freshd stamp"))
+    assert sync < stamp, "the stamp must come after the install it describes"
+    assert ("COPY", "--from=build /app /app") in runtime
+    entrypoint = json.loads(dict(runtime)["ENTRYPOINT"])
+    command = json.loads(dict(runtime)["CMD"])
+    assert entrypoint[:2] == ["freshd", "run"] and entrypoint[-1] == "--"
+    assert command[:2] == ["uv", "run"]
+    venv = entrypoint[entrypoint.index("--venv") + 1]
+    assert f"freshd stamp --venv {venv}" in build_runs
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        shlex.split(rest)
+        for keyword, rest in dockerfile_instructions(DOCKERFILE.read_text())
+        if keyword == "RUN" and rest.startswith("freshd ")
+    ]
+    + [
+        json.loads(rest)
+        for keyword, rest in dockerfile_instructions(DOCKERFILE.read_text())
+        if keyword == "ENTRYPOINT"
+    ],
+    ids=shlex.join,
+)
+def test_dockerfile_freshd_commands_are_known_to_the_cli(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    if argv[-1] == "--":
+        argv = [*argv, "true"]  # the entrypoint gets its command from CMD
+    try:
+        build_parser().parse_args(argv[1:])
+    except SystemExit as exc:
+        if exc.code:
+            pytest.fail(
+                f"deploy/docker/Dockerfile runs `{shlex.join(argv)}`: {capsys.readouterr().err}"
+            )

@@ -22,7 +22,7 @@ import lmdb
 from freshd_client import schema as sc
 from freshd_client.digest import Scope
 from freshd_client.errors import ApiMismatchError, IndexStoreError, SchemaMismatchError
-from freshd_client.schema import META_DAEMON, begin_read, path_key
+from freshd_client.schema import META_DAEMON, begin_read, name_key, path_key
 
 _READY = sc.DAEMON_STATUSES.index("ready")
 _CLEAN = sc.STATE_CODES["clean"]
@@ -208,7 +208,7 @@ class DirectTransport:
             else:
                 from freshd_client.project import normalize_name
 
-                listed = txn.get(normalize_name(name or "").encode(), db=h.names)
+                listed = txn.get(name_key(normalize_name(name or "")), db=h.names)
                 paths = json.loads(bytes(listed)) if listed else []
                 heads = [txn.get(path_key(p), db=h.packages) for p in paths]
             return [_info(head, live) for head in heads if head is not None]

@@ -17,14 +17,15 @@ import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import pathspec
+from typing import TYPE_CHECKING, Protocol
 
 from freshd_client.errors import UnreadableError
 from freshd_client.project import Project, is_package_dir
 from freshd_client.schema import COOKIE_PREFIX
 from freshd_client.smallfile import read_small
+
+if TYPE_CHECKING:
+    import pathspec
 
 VCS_NAMES = frozenset({".git", ".hg", ".svn", ".bzr", "_darcs", ".jj", ".pijul"})
 CACHE_DIRS = frozenset(
@@ -54,7 +55,26 @@ class Walk:
 
 
 def _spec(lines: list[str] | tuple[str, ...]) -> pathspec.GitIgnoreSpec | None:
-    return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+    if not lines:
+        return None
+    import pathspec  # ~15 ms: loaded only for a package that has rules to match
+
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except ValueError:
+        # A line such as "!" or "\\" is no pattern: git ignores it, and so do we (it
+        # used to stop the daemon's engine; issue 5, churn seed 200).
+        return pathspec.GitIgnoreSpec.from_lines(line for line in lines if _valid(line))
+
+
+def _valid(line: str) -> bool:
+    import pathspec
+
+    try:
+        pathspec.GitIgnoreSpec.from_lines([line])
+    except ValueError:
+        return False
+    return True
 
 
 class Matcher:
@@ -123,13 +143,20 @@ class Known(Protocol):
     def reusable_for(self, st: os.stat_result) -> bool: ...
 
 
-def walk(root: str, project: Project, known: Mapping[str, Known] | None = None) -> Walk:
+def walk(
+    root: str,
+    project: Project,
+    known: Mapping[str, Known] | None = None,
+    dirs: list[tuple[str, os.stat_result]] | None = None,
+) -> Walk:
     """Walk the package at ``root`` and return its file set (never follows symlinks).
 
     ``known`` holds the members of the previous file set: where the files that
     define the rules (``pyproject.toml`` and the ``.gitignore`` files above a
     directory) are unchanged since then, a known member is kept without being
-    matched against the rules again.
+    matched against the rules again. ``dirs`` (when given) receives each directory
+    listed, with its lstat taken *before* the listing: a change made after the stat
+    shows as a different stat later, never as a listing newer than its stat.
     """
     matcher = Matcher(root, project)
     result = Walk()
@@ -143,6 +170,8 @@ def walk(root: str, project: Project, known: Mapping[str, Known] | None = None) 
         dir_rel, excluded_frame, stable = stack.pop()
         abs_dir = os.path.join(root, dir_rel) if dir_rel else root
         try:
+            if dirs is not None:
+                dirs.append((dir_rel, os.lstat(abs_dir)))
             with os.scandir(abs_dir) as it:
                 entries = list(it)
         except OSError as exc:

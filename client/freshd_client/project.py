@@ -6,7 +6,6 @@ members, and the ``[tool.freshd]`` include/exclude patterns.
 
 from __future__ import annotations
 
-import configparser
 import os
 import re
 import sys
@@ -121,11 +120,16 @@ def _project_name(data: dict[str, Any], where: str) -> str | None:
 
 
 def _setup_cfg_name(directory: str) -> str | None:
-    parser = configparser.ConfigParser(interpolation=None)
     try:
         raw = read_small(os.path.join(directory, "setup.cfg"))
-        if raw is None:
-            return None
+    except OSError:
+        return None
+    if raw is None:
+        return None
+    import configparser  # ~3 ms: only for a package that has a setup.cfg
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
         parser.read_string(raw.decode("utf-8"))
     except (configparser.Error, UnicodeDecodeError, OSError):
         return None  # setup.cfg is optional metadata; its content still counts in digests

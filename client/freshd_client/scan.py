@@ -13,8 +13,6 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-import pathspec
-
 from freshd_client import digest as dg
 from freshd_client import gitstate
 from freshd_client.errors import FreshdError, PackagePathError, UnreadableError
@@ -36,6 +34,7 @@ class ScanResult:
     tree: str | None = None
     meta: str | None = None
     records: list[FileRecord] = field(default_factory=list)
+    meta_entries: list[dg.Entry] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
@@ -43,6 +42,8 @@ class ScanResult:
     reused: int = 0
     hashed_bytes: int = 0
     same_files: bool = False  # every stored record was reused and none was added
+    links: list[tuple[str, int, int, int]] = field(default_factory=list)
+    """Files of the set with more than one name: (rel, st_dev, st_ino, st_nlink)."""
 
 
 def package_dir(path: str) -> str:
@@ -75,6 +76,13 @@ def hash_path(path: str, st: os.stat_result) -> tuple[os.stat_result, bytes] | N
             elif stat.S_ISREG(st.st_mode):
                 fd = os.open(path, _OPEN_FLAGS)
                 try:
+                    opened = os.fstat(fd)
+                    # Swapped since the lstat (a FIFO, /dev/zero): never read what was opened.
+                    if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (
+                        st.st_dev,
+                        st.st_ino,
+                    ):
+                        raise OSError(errno.EAGAIN, "replaced since it was listed")
                     raw = dg.hash_open_file(fd, st.st_size)
                 finally:
                     os.close(fd)
@@ -109,12 +117,14 @@ def scan(
     *,
     scopes: tuple[dg.Scope, ...] = dg.SCOPES,
     previous_tree: str | None = None,
+    dirs: list[tuple[str, os.stat_result]] | None = None,
 ) -> ScanResult:
     """Scan the package at canonical ``path``; errors land in ``ScanResult.error``.
 
     ``previous`` holds the stored records (enabling the stat fast path) and
     ``previous_tree`` the tree digest they gave: it is reused when every stored
-    record was reused and no file was added.
+    record was reused and no file was added. ``dirs`` receives every directory the
+    walk listed, with its lstat taken before the listing.
     """
     result = ScanResult(path=path)
     try:
@@ -124,7 +134,7 @@ def scan(
         started = time.time_ns()
         records: dict[str, FileRecord] = {}
         if "tree" in scopes or _needs_walk(project):
-            _scan_tree(path, project, previous or {}, started, result)
+            _scan_tree(path, project, previous or {}, started, result, dirs)
             records = {r.rel: r for r in result.records}
             # Reused records come from ``previous`` one per path: equal counts, equal sets.
             result.same_files = bool(previous) and result.hashed == 0
@@ -136,7 +146,8 @@ def scan(
                 (dg.Entry(os.fsencode(r.rel), r.kind, r.digest) for r in result.records), "tree"
             )
         if "meta" in scopes:
-            result.meta = dg.package_digest(_meta_entries(path, project, records, started), "meta")
+            result.meta_entries = _meta_entries(path, project, records, started)
+            result.meta = dg.package_digest(result.meta_entries, "meta")
     except FreshdError as exc:
         result.error = str(exc)
         result.tree = result.meta = None
@@ -177,6 +188,7 @@ def rescan_files(
                 records.pop(rel, None)
                 continue
             records[rel] = record
+            _note_link(result, rel, st)
             result.hashed += 1
             result.hashed_bytes += record.size
         result.records = sorted(records.values(), key=lambda r: os.fsencode(r.rel))
@@ -202,8 +214,9 @@ def _scan_tree(
     previous: Mapping[str, FileRecord],
     started: int,
     result: ScanResult,
+    dirs: list[tuple[str, os.stat_result]] | None = None,
 ) -> None:
-    walked = walk(path, project, previous)
+    walked = walk(path, project, previous, dirs)
     if walked.errors:
         raise walked.errors[0]
     result.skipped = walked.skipped
@@ -212,12 +225,19 @@ def _scan_tree(
         if old is not None and old.reusable_for(item.st):
             result.records.append(old)
             result.reused += 1
+            _note_link(result, item.rel, item.st)
             continue
         record = _hash_record(os.path.join(path, item.rel), item.rel, item.st, started)
         if record is not None:
             result.records.append(record)
             result.hashed += 1
             result.hashed_bytes += record.size
+            _note_link(result, item.rel, item.st)
+
+
+def _note_link(result: ScanResult, rel: str, st: os.stat_result) -> None:
+    if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+        result.links.append((rel, st.st_dev, st.st_ino, st.st_nlink))
 
 
 def _hash_record(abs_path: str, rel: str, st: os.stat_result, now: int) -> FileRecord | None:
@@ -238,25 +258,25 @@ def _hash_record(abs_path: str, rel: str, st: os.stat_result, now: int) -> FileR
     )
 
 
+def meta_keys(project: Project) -> tuple[list[str], list[str], bool, bool]:
+    """What the meta digest reads: file patterns, directories whose existence counts,
+    and whether git's commit and tags count (uv's defaults when no cache keys are set)."""
+    keys = project.cache_keys
+    if keys is None:
+        return ["pyproject.toml", "setup.py", "setup.cfg"], ["src"], False, False
+    return (
+        [k.file for k in keys if k.file is not None],
+        [k.dir for k in keys if k.dir is not None],
+        any(k.git_commit for k in keys),
+        any(k.git_tags for k in keys),
+    )
+
+
 def _meta_entries(
     path: str, project: Project, records: Mapping[str, FileRecord], now: int
 ) -> list[dg.Entry]:
     """Entries of the meta digest: uv's cache keys by content (defaults when unset)."""
-    keys = project.cache_keys
-    files: list[str]
-    dirs: list[str]
-    if keys is None:
-        files, dirs, commit, tags = (
-            ["pyproject.toml", "setup.py", "setup.cfg"],
-            ["src"],
-            False,
-            False,
-        )
-    else:
-        files = [k.file for k in keys if k.file is not None]
-        dirs = [k.dir for k in keys if k.dir is not None]
-        commit = any(k.git_commit for k in keys)
-        tags = any(k.git_tags for k in keys)
+    files, dirs, commit, tags = meta_keys(project)
     entries: dict[bytes, dg.Entry] = {}
     for pattern in files:
         for rel in _expand(pattern, records):
@@ -278,6 +298,8 @@ def _expand(pattern: str, records: Mapping[str, FileRecord]) -> list[str]:
     if not _GLOB_CHARS & set(pattern):
         rel = _clean_rel(pattern)
         return [rel] if rel is not None else []
+    import pathspec  # deferred: only glob cache keys need it
+
     # A glob matches files of the file set, anchored at the package directory.
     spec = pathspec.GitIgnoreSpec.from_lines(["/" + pattern.lstrip("/")])
     return sorted(rel for rel in records if spec.match_file(rel))

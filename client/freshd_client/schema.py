@@ -66,6 +66,13 @@ def path_key(path: str) -> bytes:
     return raw if len(raw) <= MAX_PLAIN_KEY else b"\xff" + blake3(raw).digest()
 
 
+def name_key(name: str) -> bytes:
+    """Key of a project name in ``names``: its UTF-8, or a hash if empty or long (LMDB
+    refuses both; a lookup of such a name then finds nothing instead of failing)."""
+    raw = name.encode("utf-8", "surrogatepass")
+    return raw if 0 < len(raw) <= MAX_PLAIN_KEY else b"\xff" + blake3(raw).digest()
+
+
 def files_prefix(package_path: str) -> bytes:
     """The 16-byte prefix shared by all ``files`` keys of one package."""
     return blake3(os.fsencode(package_path)).digest()[:PREFIX_SIZE]

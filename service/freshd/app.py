@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from freshd import __version__
@@ -74,8 +74,26 @@ class PackageList(BaseModel):
     packages: list[PackageInfo]
 
 
+MAX_PATH_CHARS = 4096
+
+
+def _path_length(value: str) -> str:
+    if len(value) > MAX_PATH_CHARS:
+        raise ValueError(f"String should have at most {MAX_PATH_CHARS} characters")
+    return value
+
+
+# Not Field(max_length=…): pydantic cannot measure a str holding surrogate escapes, the
+# form a path that is not UTF-8 takes (os.fsdecode), and refused every such path.
+PathText = Annotated[
+    str,
+    AfterValidator(_path_length),
+    WithJsonSchema({"type": "string", "maxLength": MAX_PATH_CHARS}),
+]
+
+
 class FreshItem(_Strict):
-    path: Annotated[str, Field(max_length=4096)]
+    path: PathText
     digest: Annotated[str, Field(max_length=80)]
     scope: Scope | None = None
 
@@ -99,7 +117,7 @@ class FreshResponse(BaseModel):
 
 
 class SyncRequest(_Strict):
-    paths: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=MAX_ITEMS)] = []
+    paths: Annotated[list[PathText], Field(max_length=MAX_ITEMS)] = []
     timeout_ms: Annotated[int, Field(ge=0, le=60_000)] = 1000
 
 
@@ -129,7 +147,7 @@ class Health(BaseModel):
 
 
 class RootRequest(_Strict):
-    path: Annotated[str, Field(max_length=4096)]
+    path: PathText
 
 
 class RootsAnswer(BaseModel):
@@ -199,6 +217,7 @@ def create_app(ctx: Context) -> Any:
         description="Content-addressed freshness of local Python packages.",
         docs_url=None,
         redoc_url=None,
+        default_response_class=PathSafeJSONResponse,
     )
 
     @app.exception_handler(ApiError)
@@ -315,8 +334,20 @@ def create_app(ctx: Context) -> Any:
 # -- route helpers --------------------------------------------------------------------
 
 
+class PathSafeJSONResponse(JSONResponse):
+    """JSON that can carry any path. A name that is not UTF-8 reaches Python as surrogate
+    escapes (``os.fsdecode``), which UTF-8 cannot encode: such an answer is sent with
+    ``\\udcXX`` escapes instead, and ``os.fsencode(json.loads(...))`` gives the bytes back."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    return PathSafeJSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
 def _totals(index: Index) -> tuple[int, int]:
@@ -368,7 +399,7 @@ def _by_name(ctx: Context, name: str) -> sc.PackageRecord | None:
     from freshd_client.project import normalize_name
 
     def find(txn: Any) -> list[str]:
-        raw = txn.get(normalize_name(name).encode(), db=ctx.index.dbs[sc.DB_NAMES])
+        raw = txn.get(sc.name_key(normalize_name(name)), db=ctx.index.dbs[sc.DB_NAMES])
         return list(json.loads(bytes(raw))) if raw else []
 
     paths = ctx.index.read(find)

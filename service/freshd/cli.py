@@ -9,23 +9,28 @@ answers a verb that needs one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
 
 from freshd import __version__
+from freshd_client.errors import FreshdError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms at start-up)
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
     from typing import Any
 
     from freshd_client.http import HttpTransport
 
+VERBS = ("digest", "index", "serve", "status", "ls", "add", "remove", "stamp", "check", "run")
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_NO_DAEMON = 2
+EXIT_STALE = 1  # freshd check: some package changed by content
+EXIT_UNKNOWN = 2  # freshd check: some package's freshness cannot be told
 
 
 def _cmd_digest(args: argparse.Namespace) -> int:
@@ -225,6 +230,116 @@ def _cmd_remove(args: argparse.Namespace) -> int:
     return _print_roots(args, answer, "no longer watching")
 
 
+def _cmd_stamp(args: argparse.Namespace) -> int:
+    """Record the digest of every local package installed in VENV, inside VENV.
+
+    Local installs are found through PEP 610 (direct_url.json with a file:// URL and
+    dir_info): regular installs get a tree stamp (every file), editable ones a meta
+    stamp (build inputs). The records go to VENV/.freshd/ and travel with the venv
+    into an image layer. A package with a file changed after it was installed is not
+    stamped (exit 1) unless --force. Needs no daemon.
+
+    Example:
+
+        $ uv sync --frozen && freshd stamp --venv .venv
+        stamped app  meta  b3m1:5e1d0f0c6b2a  /app
+        stamped lib  tree  b3t1:c3c34944d97b  /app/libs/lib
+    """
+    from freshd_client.stamps import stamp
+    from freshd_client.venv import venv_dir
+
+    venv = venv_dir(args.venv)
+    written, problems = stamp(venv, force=args.force)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if args.json:
+        _print_json({"venv": venv, "stamped": written, "problems": problems})
+    elif not written and not problems:
+        print(f"no local installs in {venv}: nothing to stamp", file=sys.stderr)
+    for record in [] if args.json else written:
+        digest = str(record["digest"])[:17]
+        print(f"stamped {record['name']}  {record['scope']}  {digest}  {record['source']}")
+    return EXIT_ERROR if problems else EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Compare VENV's stamps with the content of each local package now.
+
+    Exit 0: every local install is fresh by content. 1: some are stale (each named,
+    with the files that changed). 2: some are unknown (not stamped, reinstalled since)
+    or cannot be read. A running daemon answers from its index (--sync: after every
+    change made before the call); without one, the digests are computed here.
+
+    Example:
+
+        $ freshd check --venv .venv
+        fresh  app  /app  (meta, one-shot)
+        stale  lib  /app/libs/lib  (tree, one-shot): changed src/lib/core.py (content)
+    """
+    from freshd_client.stamps import check, exit_code, lockfile_changed
+    from freshd_client.venv import venv_dir
+
+    try:
+        venv = venv_dir(args.venv)
+        verdicts = check(venv, sync=args.sync)
+        moved = lockfile_changed(venv)
+    except FreshdError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    code = exit_code(verdicts)
+    if moved is not None and code != EXIT_UNKNOWN:
+        code = EXIT_STALE
+    if args.json:
+        _print_json(
+            {
+                "fresh": code == EXIT_OK,
+                "packages": [v.as_json() for v in verdicts],
+                "lockfile": moved,
+            }
+        )
+        return code
+    for v in verdicts:
+        how = f"{v.scope}, {v.by}" if v.by else v.scope
+        why = f": {v.reason}" if v.reason else ""
+        print(f"{v.state:7} {v.name}  {v.source}  ({how}){why}")
+    if moved is not None:
+        print(f"stale   {moved}")
+    return code
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    """Run CMD so that the installer reinstalls only what changed by content.
+
+    When every local package of VENV is fresh by content, CMD runs with UV_NO_SYNC=1:
+    uv starts without its timestamp check, so a copied or untarred tree rebuilds
+    nothing. When some are stale, they are reinstalled first (with uv pip, or pip, or
+    --sync-cmd) and stamped again, so CMD runs the new code. When freshd cannot tell,
+    CMD runs unchanged. A running daemon is asked with sync consistency: its answer
+    reflects every change made before the call. CMD replaces freshd (exec): its exit
+    code and signals are its own.
+
+    Example:
+
+        $ freshd run --venv /app/.venv -- uv run python -m app
+    """
+    from freshd_client.installer import prepare
+
+    command = list(args.cmd)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise FreshdError("freshd run needs a command: freshd run --venv VENV -- CMD ...")
+    env = prepare(args.venv, command, sync_cmd=args.sync_cmd)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(command[0], command, env)  # noqa: S606 - the user's command, as given
+    except OSError as exc:
+        print(f"Error: cannot run {command[0]}: {exc.strerror or exc}", file=sys.stderr)
+        return 127 if isinstance(exc, FileNotFoundError) else 126
+    return EXIT_ERROR  # not reached: exec replaced this process
+
+
 def _daemon(args: argparse.Namespace) -> HttpTransport:
     from freshd_client.http import HttpTransport
 
@@ -287,8 +402,16 @@ def _cleandoc(doc: str) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every verb (also used to generate docs/cli.md)."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of every verb (also used to generate docs/cli.md); of verb
+    ``only`` alone when given: argparse costs ~1 ms a verb (gettext looks up a
+    translation for every help string), which ``freshd run`` should not pay."""
+
+    import argparse  # not at module level: `freshd run` parses without it (plain_run)
+
+    def want(name: str) -> bool:
+        return only is None or only == name
+
     parser = argparse.ArgumentParser(
         prog="freshd",
         description="Content-addressed freshness for local Python packages.",
@@ -297,58 +420,63 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     raw = argparse.RawDescriptionHelpFormatter
 
-    short, long = _doc(_cmd_digest)
-    p = sub.add_parser("digest", help=short, description=long, formatter_class=raw)
-    p.add_argument("path", metavar="PATH", help="the package directory")
-    p.add_argument(
-        "--scope",
-        choices=("tree", "meta"),
-        default="tree",
-        help="tree: every file (regular installs); meta: build inputs (editable installs)",
-    )
-    p.add_argument("--json", action="store_true", help="print a JSON object")
-    p.set_defaults(func=_cmd_digest)
+    if want("digest"):
+        short, long = _doc(_cmd_digest)
+        p = sub.add_parser("digest", help=short, description=long, formatter_class=raw)
+        p.add_argument("path", metavar="PATH", help="the package directory")
+        p.add_argument(
+            "--scope",
+            choices=("tree", "meta"),
+            default="tree",
+            help="tree: every file (regular installs); meta: build inputs (editable installs)",
+        )
+        p.add_argument("--json", action="store_true", help="print a JSON object")
+        p.set_defaults(func=_cmd_digest)
 
-    short, long = _doc(_cmd_index)
-    p = sub.add_parser("index", help=short, description=long, formatter_class=raw)
-    p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to index (default: .)")
-    p.add_argument("--db", metavar="DIR", help="index directory (default: $FRESHD_HOME/index)")
-    p.add_argument("--workers", type=int, metavar="N", help="hashing processes (default: CPUs)")
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
-    p.set_defaults(func=_cmd_index)
+    if want("index"):
+        short, long = _doc(_cmd_index)
+        p = sub.add_parser("index", help=short, description=long, formatter_class=raw)
+        p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to index (default: .)")
+        p.add_argument("--db", metavar="DIR", help="index directory (default: $FRESHD_HOME/index)")
+        p.add_argument("--workers", type=int, metavar="N", help="hashing processes (default: CPUs)")
+        p.add_argument("--json", action="store_true", help="print a JSON summary")
+        p.set_defaults(func=_cmd_index)
 
-    short, long = _doc(_cmd_serve)
-    p = sub.add_parser("serve", help=short, description=long, formatter_class=raw)
-    p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to watch (default: .)")
-    p.add_argument("--db", metavar="DIR", help="index directory (default: $FRESHD_HOME/index)")
-    p.add_argument(
-        "--socket",
-        metavar="PATH",
-        help="Unix socket (default: $XDG_RUNTIME_DIR/freshd/freshd.sock)",
-    )
-    p.add_argument(
-        "--tcp",
-        metavar="HOST:PORT",
-        help="also listen on a loopback TCP address; clients must send the token "
-        "(Authorization: Bearer, from the file 'token' in the index directory)",
-    )
-    p.add_argument("--workers", type=int, metavar="N", help="hashing processes (default: CPUs)")
-    p.add_argument(
-        "--settle-ms",
-        type=float,
-        metavar="MS",
-        help="coalesce a burst of events for this long before rehashing (default: 10)",
-    )
-    p.add_argument(
-        "--rescan-seconds",
-        type=float,
-        metavar="S",
-        help="rescan interval of a root that cannot be watched (default: 5)",
-    )
-    p.set_defaults(func=_cmd_serve)
+    if want("serve"):
+        short, long = _doc(_cmd_serve)
+        p = sub.add_parser("serve", help=short, description=long, formatter_class=raw)
+        p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to watch (default: .)")
+        p.add_argument("--db", metavar="DIR", help="index directory (default: $FRESHD_HOME/index)")
+        p.add_argument(
+            "--socket",
+            metavar="PATH",
+            help="Unix socket (default: $XDG_RUNTIME_DIR/freshd/freshd.sock)",
+        )
+        p.add_argument(
+            "--tcp",
+            metavar="HOST:PORT",
+            help="also listen on a loopback TCP address; clients must send the token "
+            "(Authorization: Bearer, from the file 'token' in the index directory)",
+        )
+        p.add_argument("--workers", type=int, metavar="N", help="hashing processes (default: CPUs)")
+        p.add_argument(
+            "--settle-ms",
+            type=float,
+            metavar="MS",
+            help="coalesce a burst of events for this long before rehashing (default: 10)",
+        )
+        p.add_argument(
+            "--rescan-seconds",
+            type=float,
+            metavar="S",
+            help="rescan interval of a root that cannot be watched (default: 5)",
+        )
+        p.set_defaults(func=_cmd_serve)
 
     socket_help = "the daemon's Unix socket (default: $FRESHD_SOCKET, else the per-user default)"
     for fn, name in ((_cmd_status, "status"), (_cmd_ls, "ls")):
+        if not want(name):
+            continue
         short, long = _doc(fn)
         p = sub.add_parser(name, help=short, description=long, formatter_class=raw)
         p.add_argument("--socket", metavar="PATH", help=socket_help)
@@ -356,18 +484,80 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=fn)
 
     for fn, name in ((_cmd_add, "add"), (_cmd_remove, "remove")):
+        if not want(name):
+            continue
         short, long = _doc(fn)
         p = sub.add_parser(name, help=short, description=long, formatter_class=raw)
         p.add_argument("root", metavar="ROOT", help="a directory")
         p.add_argument("--socket", metavar="PATH", help=socket_help)
         p.add_argument("--json", action="store_true", help="print the daemon's JSON answer")
         p.set_defaults(func=fn)
+    sync_help = "with a daemon: first wait until every change made before the call is seen"
+    venv_help = "the virtual environment (default: $VIRTUAL_ENV, else ./.venv)"
+    if want("stamp"):
+        short, long = _doc(_cmd_stamp)
+        p = sub.add_parser("stamp", help=short, description=long, formatter_class=raw)
+        p.add_argument("--venv", metavar="VENV", help=venv_help)
+        p.add_argument(
+            "--force",
+            action="store_true",
+            help="stamp even files changed after their package was installed",
+        )
+        p.add_argument("--json", action="store_true", help="print a JSON object")
+        p.set_defaults(func=_cmd_stamp)
+
+    if want("check"):
+        short, long = _doc(_cmd_check)
+        p = sub.add_parser("check", help=short, description=long, formatter_class=raw)
+        p.add_argument("--venv", metavar="VENV", help=venv_help)
+        p.add_argument("--sync", action="store_true", help=sync_help)
+        p.add_argument("--json", action="store_true", help="print a JSON object")
+        p.set_defaults(func=_cmd_check)
+
+    if want("run"):
+        short, long = _doc(_cmd_run)
+        p = sub.add_parser("run", help=short, description=long, formatter_class=raw)
+        p.add_argument("--venv", metavar="VENV", help=venv_help)
+        p.add_argument(
+            "--sync-cmd",
+            metavar="CMD",
+            help="reinstall stale packages with this command instead (e.g. 'uv sync --frozen'; "
+            "their names are in $FRESHD_STALE)",
+        )
+        p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command to run")
+        p.set_defaults(func=_cmd_run)
     return parser
+
+
+def plain_run(argv: list[str]) -> Any:
+    """The arguments of ``run [--venv V] [--sync-cmd C] -- CMD…`` without loading
+    argparse, which costs ~8 ms (its lazy gettext, locale and shutil imports) of every
+    container start that goes through ``freshd run``; None for any other form, which
+    argparse then parses (and reports). tests/test_cli.py checks both agree."""
+    if argv[:1] != ["run"] or "--" not in argv:
+        return None
+    split = argv.index("--")
+    options, command = argv[1:split], argv[split + 1 :]
+    values: dict[str, str | None] = {"venv": None, "sync_cmd": None}
+    while options:
+        key = {"--venv": "venv", "--sync-cmd": "sync_cmd"}.get(options[0])
+        if key is None or len(options) < 2 or values[key] is not None:
+            return None
+        if options[1].startswith("-"):
+            return None
+        values[key], options = options[1], options[2:]
+    if not command:
+        return None
+    from types import SimpleNamespace
+
+    return SimpleNamespace(func=_cmd_run, command="run", cmd=command, **values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``freshd`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verb = argv[0] if argv and argv[0] in VERBS else None
+    args = plain_run(argv) or build_parser(verb).parse_args(argv)
     from freshd_client.errors import DaemonNotRunningError, FreshdError
 
     try:

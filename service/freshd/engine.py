@@ -29,6 +29,7 @@ import itertools
 import logging
 import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -41,6 +42,7 @@ from watchdog.events import (
     DirAttribEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    FileCreatedEvent,
     FileDeletedEvent,
     FileMovedEvent,
     FileSystemEvent,
@@ -51,6 +53,7 @@ from freshd.config import Config
 from freshd.discovery import Package, discover, workspace_members
 from freshd.index import Index
 from freshd.indexer import index_roots, make_pool, rescan_job, scan_packages, store
+from freshd.links import Inode, LinkTable
 from freshd.metrics import Metrics
 from freshd.watcher import Watcher, max_user_watches
 from freshd_client import schema as sc
@@ -99,6 +102,11 @@ class Tracked:
     sensitive: bool = False  # [tool.freshd] include or git cache keys: no event is noise
     git_dir: str | None = None  # the repository whose state its meta digest covers
     polled: bool = False  # its inputs cannot be watched: never reported clean
+    linked_out: bool = False  # a hard link has a name no event reports: never reported clean
+
+    @property
+    def never_clean(self) -> bool:
+        return self.polled or self.linked_out
 
 
 class _StopRequestedError(Exception):
@@ -150,16 +158,22 @@ class Engine:
         self._cookie_ids = itertools.count(1)
         self._pool: Executor | None = None
         self._pool_used = 0.0
+        self._links = LinkTable()
+        self._new_names: set[str] = set()  # files created since the last step
+        self._searched: set[tuple[Inode, int]] = set()  # short inodes looked up in the index
         self._next_package_poll = 0.0
         self._limits: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._writes_failing = False
         self._overflowed = False
         self._overflow_logged = -1e9
+        self._unwatched: set[str] = set()  # directories the daemon could not read to watch
         self._stopping = threading.Event()
         self._watcher = Watcher(
             lambda event: self._queue.put(("event", event)),
             on_overflow=lambda: self._queue.put(("overflow",)),
             on_limit=self._on_limit,
+            on_moved=lambda root: self._queue.put(("moved", root)),
+            on_unreadable=lambda path: self._queue.put(("unreadable", path)),
         )
         self._thread = threading.Thread(target=self._run, name="freshd-engine", daemon=True)
         self._heartbeat = threading.Thread(target=self._beat, name="freshd-heartbeat", daemon=True)
@@ -293,11 +307,14 @@ class Engine:
             log.warning("%s", problem)
         for pkg in summary.found:
             self._track(pkg)
+        for path, links in summary.links.items():
+            self._links.update(path, links, None)
+        self._check_links(set(summary.links))
         self.index.write(self._disown_others)
         self._queue_polled()
         # Events received during the crawl: their packages are rescanned before `ready`.
         self._step(block=False)
-        while self._dirty or self._structure or self._newly_dirty:
+        while self._dirty or self._structure or self._newly_dirty or self._new_names:
             self._step(block=False)
         self.progress = None
         self.status = "ready"
@@ -332,9 +349,22 @@ class Engine:
             # Everything received before these cookies is in _dirty/_structure now.
             cookies = list(self._cookies)
             self._cookies.clear()
+            for path, tracked in self._tracked.items():
+                if tracked.linked_out:  # no event tells: rehash before a sync answer
+                    self._touch(path)
             self._process()
+            # Processing can find other packages stale (a hard link lost its other name):
+            # rehash them too, and at least mark them dirty, before the answer.
+            for _ in range(2):
+                if not self._dirty:
+                    break
+                self._flush_marks()
+                self._process()
+            self._flush_marks()
             self._ack(cookies)
-        elif (self._dirty or self._structure) and (not block or now >= self._settle_deadline()):
+        elif (self._dirty or self._structure or self._new_names) and (
+            not block or now >= self._settle_deadline()
+        ):
             self._process()
         self._tick(now)
         self.metrics.queue_depth.set(self._queue.qsize())
@@ -352,7 +382,7 @@ class Engine:
         if self._cookies:
             return 0.0  # seen while scanning: no later event may come to acknowledge it
         deadlines = []
-        if self._dirty or self._structure:
+        if self._dirty or self._structure or self._new_names:
             deadlines.append(self._settle_deadline())
         if any(s.mode != "watching" for s in self.roots.values()) or self._polled_packages():
             deadlines.append(time.monotonic() + _COOKIE_POLL_SECONDS)
@@ -380,6 +410,13 @@ class Engine:
             self._command(item[2], self._add_root, item[1])
         elif kind == "remove":
             self._command(item[2], self._remove_root, item[1])
+        elif kind == "unreadable":
+            # Its package cannot be scanned either (an error) until the directory is
+            # readable; a DirAttribEvent then adds its watches (see _on_event).
+            self._unwatched.add(item[1])
+        elif kind == "moved":
+            if item[1] in self.roots:  # the directory now at its path is not watched
+                self._root_gone(item[1])
         elif kind == "stop":
             self._stopping.set()
 
@@ -427,6 +464,9 @@ class Engine:
                 if gone:
                     self._root_gone(root)
                 continue
+            if not gone and isinstance(event, (FileCreatedEvent, FileMovedEvent)):
+                self._new_names.add(path)  # maybe a hard link to a file of any package
+                self._note_event()
             if "/.git" in path and self._git_keyed:
                 self._touch_git(path)
             owner = self._owner(path)
@@ -436,6 +476,9 @@ class Engine:
             if event.is_directory:
                 if not isinstance(event, DirAttribEvent):
                     self._structure.add(path)
+                elif path in self._unwatched:  # its mode changed: maybe readable now
+                    self._unwatched.discard(path)
+                    self._watcher.rewatch(root, path)
             elif name in MARKERS or name == VENV_MARKER:
                 self._structure.add(os.path.dirname(path))
             if owner is None:
@@ -448,7 +491,10 @@ class Engine:
                 or name in (VENV_MARKER, ".gitignore")
                 or (tracked is not None and tracked.sensitive)
             )
-            self._touch(owner, path[len(owner) + 1 :] if content_only else None)
+            rel = path[len(owner) + 1 :]
+            self._touch(owner, rel if content_only else None)
+            for other, other_rel in self._links.others(owner, rel):
+                self._touch(other, other_rel)  # the same file under another name
 
     @property
     def _git_keyed(self) -> bool:
@@ -542,6 +588,9 @@ class Engine:
         """Re-discover changed directories, then scan every dirty package and write it back."""
         if self._structure:
             self._restructure()
+        if self._new_names:
+            self._touch_linked(self._new_names)
+            self._new_names.clear()
         self._first_event = 0.0
         if not self._dirty:
             return
@@ -563,7 +612,7 @@ class Engine:
         full = []
         for path in batch:
             # A few files named by events: rehash just those (the common edit).
-            targeted = path in changed and not self._tracked[path].polled
+            targeted = path in changed and not self._tracked[path].never_clean
             quick = rescan_job(self.index, path, changed[path]) if targeted else None
             if quick is None:
                 full.append(path)
@@ -581,6 +630,10 @@ class Engine:
             tracked = self._tracked.get(outcome.path)
             if tracked is not None and outcome.error is None and outcome.name != tracked.pkg.name:
                 tracked.pkg = replace(tracked.pkg, name=outcome.name)
+            if tracked is not None:
+                partial = changed.get(outcome.path) if outcome.partial else None
+                self._links.update(outcome.path, outcome.links, partial)
+        self._check_links(set(batch))
 
         def write(txn: lmdb.Transaction) -> list[sc.PackageRecord]:
             by_path = {p: self._tracked[p].pkg for p in batch if p in self._tracked}
@@ -591,13 +644,74 @@ class Engine:
             again = [
                 p
                 for p in by_path
-                if self._dirty.get(p, batch[p]) != batch[p] or self._tracked[p].polled
+                if self._dirty.get(p, batch[p]) != batch[p] or self._tracked[p].never_clean
             ]
             redirty = self._mark_dirty(txn, again)
             redirtied = {r.path for r in redirty}
             return [r for r in written if r.path not in redirtied] + redirty
 
         self._published(self.index.write(write))
+
+    def _check_links(self, scanned: set[str]) -> None:
+        """Account for every name of the hard-linked files (``links``); a package holding
+        a name that no event reports is never reported clean."""
+        short = self._links.short()
+        unsearched = {i for i, n in short.items() if (i, n) not in self._searched}
+        if unsearched:  # names in packages scanned before the link was made
+            self._searched.update((i, short[i]) for i in unsearched)
+            for package, rel, inode in self._stored_names(unsearched):
+                if package not in scanned:  # its stored records are older than the scan
+                    self._links.add_name(package, rel, inode)
+            short = self._links.short()
+        outside = self._links.holders(short)
+        for path, tracked in self._tracked.items():
+            if path in outside and not tracked.linked_out:
+                log.warning(
+                    "%s holds a hard-linked file with a name outside every watched file "
+                    "set; it stays unknown (never fresh) and is rehashed every %.0f s and "
+                    "before each sync answer",
+                    path,
+                    self.cfg.rescan_seconds,
+                )
+                if path not in scanned:
+                    self._touch(path)  # its link counts may be older than this news
+            elif tracked.linked_out and path not in outside and path not in scanned:
+                self._touch(path)  # kept dirty until now: rehash it to write it clean
+            tracked.linked_out = path in outside
+
+    def _touch_linked(self, paths: Iterable[str]) -> None:
+        """New names of files that have others (``ln``, ``cp -al``): the packages holding
+        the others are rescanned, so that they learn of the name (it may be in no file
+        set: link() notifies only the directory it is made in)."""
+        inodes = set()
+        for path in paths:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
+                inodes.add((st.st_dev, st.st_ino))
+        if not inodes:
+            return
+        holders = self._links.holders(inodes)
+        holders.update(p for p, _rel, _inode in self._stored_names(inodes))
+        for path in holders:
+            if path in self._tracked:
+                self._touch(path)
+
+    def _stored_names(self, inodes: set[Inode]) -> list[tuple[str, str, Inode]]:
+        prefixes = {sc.files_prefix(p): p for p in self._tracked}
+
+        def find(txn: lmdb.Transaction) -> list[tuple[str, str, Inode]]:
+            found = []
+            for key, value in txn.cursor(db=self.index.dbs[sc.DB_FILES]):
+                record = sc.decode_file(value)
+                package = prefixes.get(bytes(key[: sc.PREFIX_SIZE]))
+                if (record.dev, record.ino) in inodes and package is not None:
+                    found.append((package, record.rel, (record.dev, record.ino)))
+            return found
+
+        return self.index.read(find)
 
     def _pool_for(self, count: int) -> Executor | None:
         if count < _POOL_MIN_PACKAGES or self.cfg.workers <= 1:
@@ -647,7 +761,10 @@ class Engine:
         for directory in dirs:
             if _under_any(directory, done):
                 continue
-            done.add(directory)
+            # Only discovery walks below a directory; a package that stays one is just
+            # re-read, so a package appearing inside it must be handled on its own.
+            if directory not in self._tracked or not _is_package(directory):
+                done.add(directory)
             root = self.root_of(directory)
             if root is not None and self._restructure_dir(directory, root):
                 changed_roots.add(root)
@@ -666,6 +783,10 @@ class Engine:
         if gone:
             self._forget(gone)
             changed = True
+            for path in gone:  # the package around a gone one takes in its files
+                owner = self._owner(path)
+                if owner is not None:
+                    self._touch(owner)
         tracked = self._tracked.get(directory)
         if tracked is not None:
             # Its project files changed: name, include/exclude, workspace settings.
@@ -674,7 +795,7 @@ class Engine:
             changed |= _workspace_settings(before) != _workspace_settings(
                 self._tracked[directory].pkg.project
             )
-        elif os.path.isdir(directory) and not _pruned(directory, root):
+        elif _is_real_dir(directory) and not _pruned(directory, root):
             for pkg in discover(directory, within=root).packages:
                 if pkg.path not in self._tracked:
                     self._track(pkg)
@@ -699,6 +820,7 @@ class Engine:
             or uses_git
             or _keys_in_noise(pkg.path, keys),
             git_dir=git_dir,
+            linked_out=old.linked_out if old else False,
             # Git state outside every root, or a root not fully watched, cannot be followed.
             polled=(git_dir is not None and self.root_of(git_dir) is None)
             or (root is not None and root.mode == "polling"),
@@ -715,10 +837,12 @@ class Engine:
         self.index.write(write)
         for path in paths:
             self._tracked.pop(path, None)
+            self._links.forget(path)
             self._dirty.pop(path, None)
             self._newly_dirty.discard(path)
             self.metrics.packages.dec()
             self._publish("removed", {"path": path})
+        self._check_links(set())  # a forgotten name may leave a linked file unaccounted
 
     def _refresh_workspaces(self, root: str) -> None:
         in_root = {p: t for p, t in self._tracked.items() if t.pkg.root == root}
@@ -779,7 +903,7 @@ class Engine:
             self._touch(path)
 
     def _polled_packages(self) -> list[str]:
-        return [p for p, t in self._tracked.items() if t.polled]
+        return [p for p, t in self._tracked.items() if t.never_clean]
 
     def _tick(self, now: float) -> None:
         if self._pool is not None and now - self._pool_used > _POOL_IDLE_SECONDS:
@@ -952,7 +1076,16 @@ def _under_any(path: str, dirs: set[str]) -> bool:
 
 def _is_package(path: str) -> bool:
     try:
-        return is_package_dir(set(os.listdir(path)))
+        return _is_real_dir(path) and is_package_dir(set(os.listdir(path)))
+    except OSError:
+        return False
+
+
+def _is_real_dir(path: str) -> bool:
+    """A directory, not a symlink to one: a package directory replaced by a link leaves
+    its root (the link is recorded as a link, never followed out of the tree)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
     except OSError:
         return False
 

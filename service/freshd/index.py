@@ -172,18 +172,20 @@ class Index:
     def _name(self, txn: lmdb.Transaction, name: str | None, path: str) -> None:
         if name:
             paths = set(self._named(txn, name)) | {path}
-            txn.put(name.encode(), json.dumps(sorted(paths)).encode(), db=self.dbs[sc.DB_NAMES])
+            txn.put(sc.name_key(name), json.dumps(sorted(paths)).encode(), db=self.dbs[sc.DB_NAMES])
 
     def _unname(self, txn: lmdb.Transaction, name: str | None, path: str) -> None:
         if name:
             paths = set(self._named(txn, name)) - {path}
             if paths:
-                txn.put(name.encode(), json.dumps(sorted(paths)).encode(), db=self.dbs[sc.DB_NAMES])
+                txn.put(
+                    sc.name_key(name), json.dumps(sorted(paths)).encode(), db=self.dbs[sc.DB_NAMES]
+                )
             else:
-                txn.delete(name.encode(), db=self.dbs[sc.DB_NAMES])
+                txn.delete(sc.name_key(name), db=self.dbs[sc.DB_NAMES])
 
     def _named(self, txn: lmdb.Transaction, name: str) -> list[str]:
-        raw = txn.get(name.encode(), db=self.dbs[sc.DB_NAMES])
+        raw = txn.get(sc.name_key(name), db=self.dbs[sc.DB_NAMES])
         return list(json.loads(bytes(raw))) if raw else []
 
 

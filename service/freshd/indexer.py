@@ -46,6 +46,7 @@ class Summary:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     found: list[Package] = field(default_factory=list)
+    links: dict[str, list[tuple[str, int, int, int]]] = field(default_factory=dict)
 
 
 def canonical_root(path: str) -> str:
@@ -75,6 +76,7 @@ class Outcome:
     hashed_bytes: int
     pairs: list[tuple[bytes, bytes]] | None  # encoded file records; None: stored ones stand
     partial: bool = False  # pairs update only these keys (an empty value deletes one)
+    links: list[tuple[str, int, int, int]] = field(default_factory=list)  # ScanResult.links
 
 
 def _outcome(
@@ -102,6 +104,7 @@ def _from_scan(
         result.hashed_bytes,
         pairs,
         partial,
+        result.links,
     )
 
 
@@ -219,6 +222,7 @@ def _account(summary: Summary, outcome: Outcome) -> None:
     summary.hashed += outcome.hashed
     summary.reused += outcome.reused
     summary.hashed_bytes += outcome.hashed_bytes
+    summary.links[outcome.path] = outcome.links
     if outcome.error is not None:
         summary.errors.append(f"{outcome.path}: {outcome.error}")
 

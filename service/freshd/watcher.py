@@ -81,8 +81,12 @@ class Watcher:
     """Watches roots recursively and passes their events to ``sink``.
 
     ``on_overflow()`` is called when events were lost; ``on_limit(path)`` when a
-    directory could not be watched because the watch limit is exhausted. All three
-    callbacks run on watchdog's threads: they must only hand over, never block.
+    directory could not be watched because the watch limit is exhausted;
+    ``on_moved(root)`` when a watched root directory was renamed away (its watches
+    follow the directory, not the path, so whatever appears at the path is unwatched);
+    ``on_unreadable(path)`` when a directory could not be watched because the daemon may
+    not read it (watchdog drops that silently; ``rewatch`` adds it once readable).
+    The callbacks run on watchdog's threads: they must only hand over, never block.
     """
 
     def __init__(
@@ -91,11 +95,18 @@ class Watcher:
         *,
         on_overflow: Callable[[], None],
         on_limit: Callable[[str], None],
+        on_moved: Callable[[str], None],
+        on_unreadable: Callable[[str], None],
     ) -> None:
         self._handler = _Handler(sink)
         self._watches: dict[str, ObservedWatch] = {}
         self._lock = threading.Lock()
-        self._observer = _make_observer(on_overflow, on_limit)
+
+        def moved(path: str) -> None:
+            if path in self._watches:  # a subdirectory's rename is an ordinary event
+                on_moved(path)
+
+        self._observer = _make_observer(on_overflow, on_limit, moved, on_unreadable)
 
     def start(self) -> None:
         """Start the observer's threads."""
@@ -109,6 +120,17 @@ class Watcher:
             self._watches[root] = self._observer.schedule(
                 self._handler, root, recursive=True, event_filter=EVENT_FILTER
             )
+
+    def rewatch(self, root: str, directory: str) -> None:
+        """Add the watches of ``directory`` (below ``root``, recursively): one that could
+        not be watched before (``on_unreadable``). Reported again if it still cannot."""
+        with self._lock:
+            watch = self._watches.get(root)
+        emitter = self._observer._emitter_for_watch.get(watch) if watch is not None else None
+        group = getattr(emitter, "_inotify", None)  # watchdog's InotifyWatchGroup
+        if group is not None:
+            with group._lock:
+                group._add_all_callbacks(os.fsencode(directory))
 
     def unwatch(self, root: str) -> None:
         """Stop watching ``root`` (no-op when it is not watched)."""
@@ -126,7 +148,12 @@ class Watcher:
             self._observer.join(timeout=5)
 
 
-def _make_observer(on_overflow: Callable[[], None], on_limit: Callable[[str], None]) -> Any:
+def _make_observer(
+    on_overflow: Callable[[], None],
+    on_limit: Callable[[str], None],
+    on_moved: Callable[[str], None],
+    on_unreadable: Callable[[str], None],
+) -> Any:
     if not sys.platform.startswith("linux"):
         from watchdog.observers import Observer
 
@@ -142,22 +169,102 @@ def _make_observer(on_overflow: Callable[[], None], on_limit: Callable[[str], No
         """The shared inotify instance, reporting what watchdog only logs."""
 
         def add_callback(self, path: bytes, mask: Any, callback: Any, id_: Any) -> Any:
+            mask |= inotify_c.InotifyConstants.IN_MOVE_SELF  # see handle_event
             try:
-                return super().add_callback(path, mask, callback, id_)
+                wd = super().add_callback(path, mask, callback, id_)
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     on_limit(os.fsdecode(path))
                 raise
+            if wd == -1:  # EACCES, which watchdog swallows: the directory is not watched
+                on_unreadable(os.fsdecode(path))
+            return wd
 
         def handle_event(self, event: Any) -> None:
             if event.is_queue_overflow:
                 on_overflow()
+            elif event.is_move_self:
+                # Asked for by add_callback, unknown to watchdog: not passed on. The path
+                # a watch was added for names a root when the root itself moved.
+                watch = self._watch_for_wd.get(event.wd)
+                if watch is not None:
+                    on_moved(os.fsdecode(watch._initial_creation_path))
+                return
             super().handle_event(event)
+
+    class MoveSafeWatchGroup(inotify.InotifyWatchGroup):
+        """watchdog's watch group, forgetting the watches of a directory moved out.
+
+        watchdog keeps the path bookkeeping of a directory moved out of the tree (its
+        kernel watch follows the inode). When the directory came back under another
+        name and a directory at its old path was then moved, the stale entry re-pointed
+        the returning directory's watch at a wrong path: its events named files of
+        another package, and the changed package stayed clean (issue 5, churn seed 101).
+        """
+
+        def __post_init__(self) -> None:
+            self.moving: dict[int, list[tuple[inotify_c.WatchDescriptor, bytes]]] = {}
+            super().__post_init__()
+
+        def on_event(self, event: Any) -> None:
+            with self._lock:
+                src = self._build_event_source_path(event) if event.is_directory else None
+                if src is not None and event.is_moved_from:
+                    below = src + b"/"
+                    self.moving[event.cookie] = [
+                        (wd, path)
+                        for path, wd in self._active_callbacks_by_path.items()
+                        if path == src or path.startswith(below)
+                    ]
+            super().on_event(event)
+            if src is not None and event.is_moved_to and self.is_recursive:
+                # A directory created just before an ancestor moved could not be watched
+                # under its old path (watchdog drops the ENOENT): watch the moved tree as
+                # it is now. Adding a watch again only refreshes its path. Its files are
+                # covered by the full rescan the move itself causes.
+                with self._lock:
+                    if self.is_active and os.path.isdir(src):
+                        self._add_all_callbacks(src)
+
+        def moved_out(self, cookie: int) -> None:
+            """An unpaired move of a directory: it left the tree, drop its watches
+            (those not registered again under a new path meanwhile)."""
+            with self._lock:
+                watched = self.moving.pop(cookie, [])
+                stale = [
+                    wd for wd, path in watched if self._active_callbacks_by_watch.get(wd) == path
+                ]
+                if stale and self.is_active:
+                    self._remove_callbacks(stale)
+
+        def paired(self, cookie: int) -> None:
+            with self._lock:
+                self.moving.pop(cookie, None)
+
+    class MoveSafeEmitter(inotify.InotifyEmitter):
+        def on_thread_start(self) -> None:
+            self._inotify = MoveSafeWatchGroup(
+                self._inotify_fd,
+                os.fsencode(self.watch.path),
+                is_recursive=self.watch.is_recursive,
+                event_mask=self.get_event_mask_from_filter(),
+                follow_symlink=self.watch.follow_symlink,
+            )
+
+        def build_and_queue_event(self, event: Any, *, full_events: bool = False) -> None:
+            group = self._inotify
+            if isinstance(group, MoveSafeWatchGroup):
+                if not isinstance(event, inotify_move_event_grouper.PathedInotifyEvent):
+                    if event[0].ev.is_directory:
+                        group.paired(event[0].ev.cookie)
+                elif event.ev.is_moved_from and event.ev.is_directory:
+                    group.moved_out(event.ev.cookie)
+            super().build_and_queue_event(event, full_events=full_events)
 
     class ReportingObserver(inotify.InotifyObserver):
         def __init__(self) -> None:
             self._inotify_fd = ReportingInotifyFD()
             self._inotify_fd.start()
-            BaseObserver.__init__(self, inotify.InotifyEmitter, inotify_fd=self._inotify_fd)
+            BaseObserver.__init__(self, MoveSafeEmitter, inotify_fd=self._inotify_fd)
 
     return ReportingObserver()

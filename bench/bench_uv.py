@@ -1,0 +1,201 @@
+"""Benchmark ``freshd run -- uv run`` against plain ``uv run`` (issue 6).
+
+Generates the project of the installer tests (``tests/uv_project.py``: an app plus a
+local library as a path dependency, hatchling, the real uv next to this interpreter),
+runs ``uv sync`` and ``freshd stamp``, then times whole processes, median of ``--runs``:
+
+- plain ``uv run`` when nothing was touched (uv's own freshness check passes);
+- ``freshd run -- uv run`` when nothing was touched;
+- ``freshd check`` alone, after a tar round trip (one-shot digests, no daemon);
+- plain ``uv run`` after a tar round trip of the project into the same paths (same
+  content, new inodes and ctimes): uv rebuilds and reinstalls app and lib;
+- ``freshd run -- uv run`` after the same round trip: nothing is rebuilt.
+
+Each round trip is redone before each timed run and is not timed. Whether each run
+rebuilt is checked (the inode of lib's ``.dist-info``) and reported beside the time.
+The uv cache is private to the run and warm (hatchling is downloaded once, before
+timing), so the rebuild row is the local build, not a download. Timings are a report,
+never an assertion. Usage::
+
+    python bench/bench_uv.py                # 7 runs each (~30 s)
+    python bench/bench_uv.py --runs 3       # fewer
+    python bench/bench_uv.py --json         # the figures as JSON on stdout
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+)
+
+from uv_project import FRESHD, UV, Project, make_project
+
+CODE = "import lib"
+ROUND_TRIP_GOAL = 10.0  # plain / freshd run, after a content-preserving copy
+UNTOUCHED_GOAL_MS = 20.0  # freshd run - plain, when nothing was touched
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One measurement: a command in a state, median and spread in milliseconds."""
+
+    what: str
+    state: str
+    runs: int
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    rebuilt: int  # runs after which lib's .dist-info was a new one
+
+
+def timed(project: Project, argv: list[str | Path]) -> float:
+    """Wall time (ms) of one ``argv`` in the app directory; it must succeed."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [str(a) for a in argv],
+        cwd=project.app,
+        env=project.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
+    elapsed = (time.perf_counter() - start) * 1000
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv} exited {proc.returncode}:\n{proc.stderr.decode()[-3000:]}")
+    return elapsed
+
+
+def series(
+    project: Project, what: str, state: str, argv: list[str | Path], runs: int, round_trip: bool
+) -> Row:
+    """``runs`` timed runs of ``argv``, each after a tar round trip when ``round_trip``."""
+    times, rebuilt = [], 0
+    for _ in range(runs):
+        if round_trip:
+            project.tar_round_trip()
+        inode = project.dist_info("lib").stat().st_ino
+        times.append(timed(project, argv))
+        rebuilt += project.dist_info("lib").stat().st_ino != inode
+    return Row(what, state, runs, statistics.median(times), min(times), max(times), rebuilt)
+
+
+def settled(project: Project, deadline_s: float = 30.0) -> None:
+    """Wait until ``freshd check`` answers from its stat cache: "untouched" means files
+    older than the racy window (2 s), as in a tree nobody is editing this second."""
+    give_up = time.monotonic() + deadline_s
+    while time.monotonic() < give_up:
+        proc = project.freshd("check", "--venv", project.venv, "--json")
+        if all(p["by"] == "stat cache" for p in json.loads(proc.stdout)["packages"]):
+            return
+        time.sleep(0.25)
+    raise SystemExit(f"freshd check never answered from its stat cache in {deadline_s:g} s")
+
+
+def run(runs: int) -> tuple[list[Row], dict[str, object]]:
+    work = Path(tempfile.mkdtemp(prefix="fdbench-uv"))
+    try:
+        project = make_project(work / "project", work / "uv-cache", editable=False)
+        project.sync()
+        project.stamp()
+        plain: list[str | Path] = [UV, "run", "python", "-c", CODE]
+        freshd_run: list[str | Path] = [FRESHD, "run", "--venv", project.venv, "--", *plain]
+        check: list[str | Path] = [FRESHD, "check", "--venv", project.venv]
+        # Bytecode as users have it: this sandbox sets PYTHONDONTWRITEBYTECODE, which
+        # would recompile every module of every freshd process.
+        project.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        for argv in (plain, freshd_run, check):
+            timed(project, argv)  # warm-up: page cache, bytecode
+        settled(project)
+        rows = [
+            series(project, "uv run", "untouched", plain, runs, round_trip=False),
+            series(project, "freshd run -- uv run", "untouched", freshd_run, runs, False),
+            series(project, "freshd check", "after tar round trip", check, runs, True),
+            series(project, "uv run", "after tar round trip", plain, runs, True),
+        ]
+        project.stamp()  # uv reinstalled both packages: record the installs now in the venv
+        rows.append(
+            series(project, "freshd run -- uv run", "after tar round trip", freshd_run, runs, True)
+        )
+        version = subprocess.run([UV, "--version"], capture_output=True, text=True, check=True)
+        info = {
+            "python": platform.python_version(),
+            "uv": version.stdout.split()[1],
+            "cpus": os.cpu_count(),
+            "runs": runs,
+        }
+        return rows, info
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def ratios(rows: list[Row]) -> dict[str, float]:
+    """The issue's goals: the round-trip speed-up and the untouched overhead."""
+    by = {(r.what, r.state): r.median_ms for r in rows}
+    trip, still = "after tar round trip", "untouched"
+    return {
+        "round_trip_speedup": by["uv run", trip] / by["freshd run -- uv run", trip],
+        "untouched_overhead_ms": by["freshd run -- uv run", still] - by["uv run", still],
+    }
+
+
+def print_table(rows: list[Row], info: dict[str, object]) -> None:
+    print(f"freshd run vs uv run — uv {info['uv']}, Python {info['python']}, {info['cpus']} CPUs")
+    header = ("command", "state", "median", "min", "max", "runs", "rebuilt")
+    table = [header] + [
+        (
+            r.what,
+            r.state,
+            f"{r.median_ms:.1f} ms",
+            f"{r.min_ms:.1f} ms",
+            f"{r.max_ms:.1f} ms",
+            str(r.runs),
+            str(r.rebuilt),
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for i, row in enumerate(table):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    goals = ratios(rows)
+    print()
+    print(
+        f"after a tar round trip: plain / freshd run = {goals['round_trip_speedup']:.1f}x "
+        f"(goal ≥ {ROUND_TRIP_GOAL:.0f}x)"
+    )
+    print(
+        f"untouched: freshd run - plain = {goals['untouched_overhead_ms']:+.1f} ms "
+        f"(goal ≤ {UNTOUCHED_GOAL_MS:.0f} ms)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="timed runs per row (default 7)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args()
+    rows, info = run(max(1, args.runs))
+    if args.json:
+        report = {"info": info, "rows": [asdict(r) for r in rows], "goals": ratios(rows)}
+        json.dump(report, sys.stdout, indent=2)
+        print()
+    else:
+        print_table(rows, info)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""The proof with the real installer (issue 6): uv 0.13 on a generated app + local library.
+
+Nothing is mocked: ``uv`` is the binary installed from PyPI next to this interpreter,
+the project is built with hatchling from PyPI (downloaded once a session into a shared
+uv cache), and ``freshd`` is the console script. Each test starts from its own
+``uv sync`` + ``freshd stamp``; the runtime side of a container is imitated by a tar
+round trip of the project into the same paths (same content, new inodes and ctimes)
+and, where it matters, an empty uv cache with ``UV_OFFLINE=1`` (no network, no build
+backend at hand).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytest.register_assert_rewrite("uv_project")
+from uv_project import (  # noqa: E402
+    FRESHD,
+    PRINT_VALUE,
+    PRINT_VERSION,
+    PROCESS_TIMEOUT_S,
+    UV,
+    Project,
+    installer_activity,
+    make_project,
+)
+
+EDITABLE = pytest.mark.parametrize("editable", [False, True], ids=["regular", "editable"])
+
+
+@pytest.fixture(scope="session")
+def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One uv cache for the session: hatchling is downloaded once."""
+    return tmp_path_factory.mktemp("uv-cache")
+
+
+def synced(base: Path, cache: Path, *, editable: bool) -> Project:
+    """The project under ``base``, installed by ``uv sync`` and stamped by freshd."""
+    project = make_project(base, cache, editable=editable)
+    project.sync()
+    project.stamp()
+    return project
+
+
+@pytest.fixture
+def offline(tmp_path: Path) -> dict[str, str]:
+    """A container's runtime stage: no network and an empty uv cache."""
+    empty = tmp_path / "empty-cache"
+    empty.mkdir()
+    return {"UV_OFFLINE": "1", "UV_CACHE_DIR": str(empty)}
+
+
+def cached_artifacts(cache: Path) -> list[str]:
+    """What uv put into its cache besides its markers and interpreter info: downloads,
+    builds, unpacked wheels."""
+    markers = {"CACHEDIR.TAG", ".lock", ".gitignore", ".git"}
+    return [
+        str(path.relative_to(cache))
+        for path in cache.rglob("*")
+        if path.is_file()
+        and path.name not in markers
+        and not path.relative_to(cache).parts[0].startswith("interpreter-")
+    ]
+
+
+@EDITABLE
+def test_the_problem_a_tar_round_trip_makes_uv_rebuild(
+    tmp_path: Path, uv_cache: Path, offline: dict[str, str], editable: bool
+) -> None:
+    project = synced(tmp_path, uv_cache, editable=editable)
+    before = project.run(project.uv_run_argv(PRINT_VALUE))
+    assert installer_activity(before.stderr) == [], "a no-op uv run must not reinstall"
+
+    project.tar_round_trip()
+    inode = project.dist_info("lib").stat().st_ino
+    failed = project.run(project.uv_run_argv(PRINT_VALUE), check=False, **offline)
+    assert "Requirement installed, but not fresh: lib==0.1.0" in failed.stderr
+    assert failed.returncode != 0, "offline, uv cannot fetch the build backend to rebuild"
+
+    rebuilt = project.run(project.uv_run_argv(PRINT_VALUE))
+    assert "Requirement installed, but not fresh: lib==0.1.0" in rebuilt.stderr
+    assert "Built lib @ file://" in rebuilt.stderr
+    assert "Uninstalled" in rebuilt.stderr and "Installed" in rebuilt.stderr
+    assert rebuilt.stdout == "one\n"
+    assert project.dist_info("lib").stat().st_ino != inode
+
+
+@EDITABLE
+def test_freshd_run_reinstalls_nothing_after_a_round_trip_offline(
+    tmp_path: Path, uv_cache: Path, offline: dict[str, str], editable: bool
+) -> None:
+    project = synced(tmp_path, uv_cache, editable=editable)
+    project.tar_round_trip()
+    inodes = {name: project.dist_info(name).stat().st_ino for name in ("app", "lib")}
+
+    check = project.freshd("check", "--venv", project.venv)
+    assert check.returncode == 0
+    assert "fresh   lib" in check.stdout and "fresh   app" in check.stdout
+
+    ran = project.freshd_run(project.uv_run_argv(PRINT_VALUE), **offline)
+    assert ran.stdout == "one\n"
+    assert installer_activity(ran.stderr) == []
+    assert "Resolved" not in ran.stderr  # UV_NO_SYNC: no lock or freshness check at all
+    assert {name: project.dist_info(name).stat().st_ino for name in inodes} == inodes
+    assert cached_artifacts(Path(offline["UV_CACHE_DIR"])) == []
+
+
+def test_regular_install_source_edit_is_stale_and_freshd_run_runs_the_new_code(
+    tmp_path: Path, uv_cache: Path
+) -> None:
+    project = synced(tmp_path, uv_cache, editable=False)
+    project.set_value("two")
+
+    check = project.freshd("check", "--venv", project.venv, check=False)
+    assert check.returncode == 1
+    [lib_line] = [line for line in check.stdout.splitlines() if " lib " in line]
+    assert lib_line.startswith("stale")
+    assert "changed src/lib/__init__.py (content)" in lib_line
+
+    plain = project.run(project.uv_run_argv(PRINT_VALUE))
+    assert plain.stdout == "one\n", "plain uv never notices an edit no cache key covers"
+    assert installer_activity(plain.stderr) == []
+
+    ran = project.freshd_run(project.uv_run_argv(PRINT_VALUE))
+    assert ran.stdout == "two\n"
+    assert "lib changed" in ran.stderr
+    assert project.freshd("check", "--venv", project.venv).returncode == 0
+
+
+def test_editable_install_version_change_is_stale_and_freshd_run_reinstalls_it(
+    tmp_path: Path, uv_cache: Path
+) -> None:
+    project = synced(tmp_path, uv_cache, editable=True)
+    project.set_version("0.2.0")
+
+    check = project.freshd("check", "--venv", project.venv, check=False)
+    assert check.returncode == 1
+    [lib_line] = [line for line in check.stdout.splitlines() if " lib " in line]
+    assert lib_line.startswith("stale")
+    assert "changed pyproject.toml (content)" in lib_line
+
+    ran = project.freshd_run(project.uv_run_argv(PRINT_VERSION))
+    assert ran.stdout == "0.2.0\n"
+    assert project.dist_info("lib").name == "lib-0.2.0.dist-info"
+    assert project.freshd("check", "--venv", project.venv).returncode == 0
+
+
+def test_editable_install_source_edit_stays_fresh_and_runs_the_new_code(
+    tmp_path: Path, uv_cache: Path, offline: dict[str, str]
+) -> None:
+    project = synced(tmp_path, uv_cache, editable=True)
+    project.tar_round_trip()
+    project.set_value("two")
+
+    check = project.freshd("check", "--venv", project.venv)
+    assert check.returncode == 0
+
+    ran = project.freshd_run(project.uv_run_argv(PRINT_VALUE), **offline)
+    assert ran.stdout == "two\n"
+    assert installer_activity(ran.stderr) == []
+
+
+@EDITABLE
+def test_bytecode_and_ignored_files_make_nothing_stale(
+    tmp_path: Path, uv_cache: Path, offline: dict[str, str], editable: bool
+) -> None:
+    project = synced(tmp_path, uv_cache, editable=editable)
+    project.tar_round_trip()
+    package = project.lib / "src" / "lib"
+    (package / "__pycache__").mkdir(exist_ok=True)
+    (package / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"\x00junk")
+    (package / "stray.pyc").write_bytes(b"\x00junk")
+    (project.lib / "__pycache__").mkdir()
+    (project.lib / "debug.log").write_text("ignored by lib/.gitignore\n")
+
+    check = project.freshd("check", "--venv", project.venv)
+    assert check.returncode == 0, check.stdout
+
+    ran = project.freshd_run(project.uv_run_argv(PRINT_VALUE), **offline)
+    assert ran.stdout == "one\n"
+    assert installer_activity(ran.stderr) == []
+
+
+def test_no_stamp_vouches_for_an_edit_older_than_the_install_from_uvs_wheel_cache(
+    tmp_path: Path, uv_cache: Path
+) -> None:
+    """A source edit that no cache key covers, then a new venv: uv installs the wheel it
+    built before the edit from its cache, so the install is newer than the edit but holds
+    the old code. freshd must not answer fresh for it (the invariant)."""
+    project = make_project(tmp_path, uv_cache, editable=False)
+    project.sync()
+    project.set_value("two")
+    shutil.rmtree(project.venv)
+    project.sync()
+    installed = project.run([project.venv / "bin" / "python", "-c", PRINT_VALUE]).stdout
+    assert installed == "one\n", "uv installed its cached wheel, built before the edit"
+
+    project.freshd("stamp", "--venv", project.venv, check=False)
+    check = project.freshd("check", "--venv", project.venv, check=False)
+    assert check.returncode != 0, (
+        f"fresh, but lib runs the code from before the edit:\n{check.stdout}"
+    )
+
+
+PRINT_INICONFIG = "import importlib.metadata as m; print(m.version('iniconfig'))"
+
+
+@pytest.mark.parametrize("lib_edited", [False, True], ids=["lock-only", "lock-and-lib"])
+def test_a_moved_lock_makes_uv_sync(tmp_path: Path, uv_cache: Path, lib_edited: bool) -> None:
+    """A pull that upgrades a third-party pin in uv.lock: every local package may be
+    fresh, but uv must sync, also when freshd reinstalled a stale local package first."""
+    project = make_project(tmp_path, uv_cache, editable=False)
+    project.depend_on("iniconfig")
+    project.uv("lock", "--upgrade-package", "iniconfig==1.1.1")
+    project.sync()
+    project.stamp()
+    project.uv("lock", "--upgrade-package", "iniconfig")
+    if lib_edited:
+        project.set_value("two")
+
+    check = project.freshd("check", "--venv", project.venv, check=False)
+    assert check.returncode == 1
+    assert "uv.lock changed" in check.stdout
+
+    ran = project.freshd_run(project.uv_run_argv(f"{PRINT_VALUE}; {PRINT_INICONFIG}"))
+    value, version = ran.stdout.split()
+    assert value == ("two" if lib_edited else "one")
+    assert version != "1.1.1", "uv.lock moved: uv must have synced the upgrade"
+
+
+# -- the command's exit code, signals and process ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stamped(tmp_path_factory: pytest.TempPathFactory, uv_cache: Path) -> Project:
+    """One synced, stamped project for the tests that only run commands through it."""
+    return synced(tmp_path_factory.mktemp("stamped"), uv_cache, editable=False)
+
+
+@pytest.mark.parametrize("through_uv", [False, True], ids=["python", "uv-run"])
+def test_freshd_run_passes_the_exit_code_through(stamped: Project, through_uv: bool) -> None:
+    python = stamped.venv / "bin" / "python"
+    argv: list[str | Path] = [python, "-c", "raise SystemExit(7)"]
+    if through_uv:
+        argv = [UV, "run", "python", "-c", "raise SystemExit(7)"]
+    ran = stamped.freshd_run(argv, check=False)
+    assert ran.returncode == 7, ran.stderr
+
+
+def test_freshd_run_passes_a_signal_through(stamped: Project) -> None:
+    code = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+    ran = stamped.freshd_run([stamped.venv / "bin" / "python", "-c", code], check=False)
+    assert ran.returncode == -15, ran.stderr
+
+
+def test_freshd_run_execs_the_command(stamped: Project) -> None:
+    code = "import os; print(os.getpid(), os.environ.get('UV_NO_SYNC'))"
+    argv = [FRESHD, "run", "--venv", stamped.venv, "--", stamped.venv / "bin" / "python"]
+    proc = subprocess.Popen(
+        [str(a) for a in [*argv, "-c", code]],
+        cwd=stamped.app,
+        env=stamped.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    out, _ = proc.communicate(timeout=PROCESS_TIMEOUT_S)
+    assert proc.returncode == 0
+    assert out.split() == [str(proc.pid), "1"]
