@@ -397,7 +397,16 @@ SCENARIOS: dict[str, Scenario] = {
     "cache-key-in-build-edited": _cache_key_in_build_edited,
     "only-ignored-files": _only_ignored_files,
 }
-OWN_TREES = ("sync", "probe", "burst", "events", "metrics", "lookup", "hardlink")
+OWN_TREES = (
+    "sync",
+    "probe",
+    "burst",
+    "events",
+    "metrics",
+    "lookup",
+    "hardlink",
+    "linked-rules",
+)
 
 
 @dataclass
@@ -501,6 +510,23 @@ def test_a_hard_linked_file_written_through_another_name(shared: Shared, tmp_pat
         assert result["fresh"] is None, f"stale content answered fresh (sync={sync}): {result}"
     linked.unlink()
     assert_exact(shared.daemon, find_packages(tree), roots=[tree])
+
+
+def test_a_hard_linked_gitignore_written_through_another_name(shared: Shared) -> None:
+    """A ``.gitignore`` (or project file) written through another name changes which
+    files the package holds: the event on that name must rewalk the package, not just
+    rehash the file (churn seed 5014: clean with 14 files where there were 21)."""
+    tree = shared.tree("linked-rules")
+    core = tree / "core"
+    os.link(core / ".gitignore", core / "src/core/rules_again")
+    assert_exact(shared.daemon, find_packages(tree), roots=[tree])
+    before = oracle(core)
+    write(core / "src/core/rules_again", "ignored_dir/\n")  # *.log no longer ignored
+    assert oracle(core).tree != before.tree
+    wait_converged(shared.daemon, tree)  # the event path alone, then a sync answer
+    assert_exact(shared.daemon, find_packages(tree), roots=[tree])
+    (result,) = shared.daemon.fresh([(core, before.tree)], sync=True)["results"]
+    assert result["fresh"] is False, result
 
 
 def _probe(daemon: Daemon, path: Path, digests: list[str]) -> list[dict[str, Any]]:

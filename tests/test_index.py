@@ -259,3 +259,6 @@ def test_rescanning_named_files_equals_a_full_scan(tmp_path: Path) -> None:
     (src / "m3.py").unlink()
     (src / "m3.py").mkdir()
     assert rescan_files(str(pkg), known, {"src/quick/m3.py"}) is None
+    # A file that defines the rules (even written through a hard link's other name).
+    for rule in ("pyproject.toml", ".gitignore", "src/.gitignore"):
+        assert rescan_files(str(pkg), known, {rule}) is None, rule

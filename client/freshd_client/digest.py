@@ -10,13 +10,20 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
+from collections import namedtuple
 
 from blake3 import blake3
 
-Scope = Literal["tree", "meta"]
+# dataclasses and typing cost ~15 ms of a short-lived process's start-up (inspect, ast):
+# the types exist for the type checker, the run time gets a plain named tuple.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Literal, NamedTuple
+
+    Scope = Literal["tree", "meta"]
+else:
+    Scope = str
 SCOPES: tuple[Scope, ...] = ("tree", "meta")
 
 FORMAT_VERSION = 1
@@ -37,13 +44,17 @@ _SMALL_READ = 1 << 20
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One member of a package digest."""
+if TYPE_CHECKING:
 
-    path: bytes  # relative POSIX path, raw file-system bytes
-    kind: bytes  # one of KINDS
-    digest: bytes  # 32 bytes
+    class Entry(NamedTuple):
+        """One member of a package digest."""
+
+        path: bytes  # relative POSIX path, raw file-system bytes
+        kind: bytes  # one of KINDS
+        digest: bytes  # 32 bytes
+
+else:
+    Entry = namedtuple("Entry", ("path", "kind", "digest"))
 
 
 def kind_of(mode: int) -> bytes:

@@ -15,17 +15,25 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
 
 from freshd_client.errors import UnreadableError
 from freshd_client.project import Project, is_package_dir
-from freshd_client.schema import COOKIE_PREFIX
+from freshd_client.records import COOKIE_PREFIX
 from freshd_client.smallfile import read_small
 
+TYPE_CHECKING = False
+
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Protocol
+
     import pathspec
+
+    class Known(Protocol):
+        """A stored record of a file-set member (``schema.FileRecord``)."""
+
+        def reusable_for(self, st: os.stat_result) -> bool: ...
+
 
 VCS_NAMES = frozenset({".git", ".hg", ".svn", ".bzr", "_darcs", ".jj", ".pijul"})
 CACHE_DIRS = frozenset(
@@ -36,22 +44,26 @@ BYTECODE_SUFFIXES = (".pyc", ".pyo")
 VENV_MARKER = "pyvenv.cfg"
 
 
-@dataclass(slots=True)
 class WalkedFile:
     """A regular file or symlink in the file set, with the lstat taken during the walk."""
 
-    rel: str  # relative POSIX path; non-UTF-8 names carry surrogate escapes
-    st: os.stat_result
+    __slots__ = ("rel", "st")
+
+    def __init__(self, rel: str, st: os.stat_result) -> None:
+        self.rel = rel  # relative POSIX path; non-UTF-8 names carry surrogate escapes
+        self.st = st
 
 
-@dataclass(slots=True)
 class Walk:
     """The outcome of walking a package directory."""
 
-    files: list[WalkedFile] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # "rel (fifo)" etc., never opened
-    errors: list[UnreadableError] = field(default_factory=list)
-    nested: list[str] = field(default_factory=list)  # relative dirs of nested packages
+    __slots__ = ("errors", "files", "nested", "skipped")
+
+    def __init__(self) -> None:
+        self.files: list[WalkedFile] = []
+        self.skipped: list[str] = []  # "rel (fifo)" etc., never opened
+        self.errors: list[UnreadableError] = []
+        self.nested: list[str] = []  # relative dirs of nested packages
 
 
 def _spec(lines: list[str] | tuple[str, ...]) -> pathspec.GitIgnoreSpec | None:
@@ -135,12 +147,6 @@ class Matcher:
             chain = ((dir_rel, spec), *parent) if spec is not None else parent
             self._chains[dir_rel] = chain
         return chain
-
-
-class Known(Protocol):
-    """A stored record of a file-set member (``schema.FileRecord``)."""
-
-    def reusable_for(self, st: os.stat_result) -> bool: ...
 
 
 def walk(

@@ -10,40 +10,63 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 
 from freshd_client import digest as dg
 from freshd_client import gitstate
 from freshd_client.errors import FreshdError, PackagePathError, UnreadableError
 from freshd_client.fileset import walk
 from freshd_client.project import Project, is_package_dir, read_project
-from freshd_client.schema import FileRecord, stat_identity
+from freshd_client.records import FileRecord, stat_identity
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 _HASH_ATTEMPTS = 4
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
 _GLOB_CHARS = frozenset("*?[")
 
 
-@dataclass(slots=True)
 class ScanResult:
-    """Digests and per-file records of one package."""
+    """Digests and per-file records of one package.
 
-    path: str
-    name: str | None = None
-    tree: str | None = None
-    meta: str | None = None
-    records: list[FileRecord] = field(default_factory=list)
-    meta_entries: list[dg.Entry] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    error: str | None = None
-    hashed: int = 0
-    reused: int = 0
-    hashed_bytes: int = 0
-    same_files: bool = False  # every stored record was reused and none was added
-    links: list[tuple[str, int, int, int]] = field(default_factory=list)
-    """Files of the set with more than one name: (rel, st_dev, st_ino, st_nlink)."""
+    A plain class (not a dataclass: ``freshd check`` should not load dataclasses and
+    inspect); it crosses process boundaries from the indexer's workers by pickle.
+    """
+
+    __slots__ = (
+        "error",
+        "hashed",
+        "hashed_bytes",
+        "links",
+        "meta",
+        "meta_entries",
+        "name",
+        "notes",
+        "path",
+        "records",
+        "reused",
+        "same_files",
+        "skipped",
+        "tree",
+    )
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.name: str | None = None
+        self.tree: str | None = None
+        self.meta: str | None = None
+        self.records: list[FileRecord] = []
+        self.meta_entries: list[dg.Entry] = []
+        self.skipped: list[str] = []
+        self.notes: list[str] = []
+        self.error: str | None = None
+        self.hashed = 0
+        self.reused = 0
+        self.hashed_bytes = 0
+        self.same_files = False  # every stored record was reused and none was added
+        self.links: list[tuple[str, int, int, int]] = []
+        """Files of the set with more than one name: (rel, st_dev, st_ino, st_nlink)."""
 
 
 def package_dir(path: str) -> str:
@@ -163,7 +186,8 @@ def rescan_files(
     ``previous`` must be the complete file set of the last scan and ``changed`` the
     relative paths of every event since: unchanged files are trusted without a
     ``stat``, which only a watcher can justify. None when the change needs a full
-    scan: a path that is new to the file set (the rules must decide), or that is now
+    scan: a path that is new to the file set (the rules must decide), a file that
+    defines the rules (``pyproject.toml``, a ``.gitignore``), or a path that is now
     something other than a file or symlink.
     """
     result = ScanResult(path=path)
@@ -173,6 +197,8 @@ def rescan_files(
         project = read_project(path)
         result.name = project.name
         for rel in sorted(set(changed)):
+            if rel == "pyproject.toml" or os.path.basename(rel) == ".gitignore":
+                return None  # the rules changed: other files may enter or leave the set
             abs_path = os.path.join(path, rel)
             try:
                 st = os.lstat(abs_path)

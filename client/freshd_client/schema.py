@@ -12,13 +12,17 @@ import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import lmdb
 from blake3 import blake3
 
 from freshd_client import digest as dg
 from freshd_client.errors import IndexMissingError, IndexStoreError, SchemaMismatchError
+from freshd_client.records import COOKIE_PREFIX as COOKIE_PREFIX
+from freshd_client.records import RACY_WINDOW_NS as RACY_WINDOW_NS
+from freshd_client.records import FileRecord as FileRecord
+from freshd_client.records import stat_identity as stat_identity
 
 SCHEMA_VERSION = 1
 MAX_DBS = 8
@@ -34,8 +38,6 @@ META_SCHEMA = b"schema_version"
 META_GENERATION = b"generation"
 META_LAST_WRITE = b"last_write_ns"
 META_DAEMON = b"daemon"
-COOKIE_PREFIX = ".freshd-cookie-"
-"""Name prefix of sync cookie files: never part of a file set; acknowledged in ``cookies``."""
 
 API_VERSION = 1
 """Version of the daemon's HTTP API and of the ``daemon`` meta record."""
@@ -84,47 +86,6 @@ def file_key(prefix: bytes, rel: str) -> bytes:
     if len(raw) + PREFIX_SIZE <= MAX_PLAIN_KEY:
         return prefix + raw
     return prefix + b"\x00" + blake3(raw).digest()
-
-
-class FileRecord(NamedTuple):
-    """A ``files`` value: a file's stat identity and its entry digest.
-
-    A named tuple rather than a dataclass: a warm pass decodes one per file, and
-    tuples are several times cheaper to build.
-    """
-
-    rel: str
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    ino: int
-    dev: int
-    kind: bytes
-    digest: bytes
-    hashed_at_ns: int
-
-    def same_stat(self, st: os.stat_result) -> bool:
-        """Whether ``st`` shows the file exactly as it was when hashed."""
-        identity = (self.size, self.mtime_ns, self.ctime_ns, self.ino, self.dev)
-        return identity == stat_identity(st) and self.kind == dg.kind_of(st.st_mode)
-
-    def reusable_for(self, st: os.stat_result) -> bool:
-        """The stat fast path with git's racy rule."""
-        return self.same_stat(st) and st.st_mtime_ns < self.hashed_at_ns - RACY_WINDOW_NS
-
-
-def stat_identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
-    """What the stat fast path compares: size, mtime, ctime, inode, device."""
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-
-
-RACY_WINDOW_NS = 2_000_000_000
-"""A stored hash is reused only if the file's mtime is this much older than the hash.
-
-File timestamps come from a coarse clock (a kernel tick; a whole second on some
-file systems), so a write landing in the same tick as the hash can leave size
-and timestamps unchanged: git's racy-timestamp problem.
-"""
 
 
 def encode_file(v: FileRecord) -> bytes:

@@ -23,6 +23,7 @@ import os
 import stat
 
 from freshd_client.errors import FreshdError
+from freshd_client.records import RACY_WINDOW_NS as RACY_WINDOW_NS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 VERIFIED_FILE = "verified.json"
 FORMAT = 1
-RACY_WINDOW_NS = 2_000_000_000  # schema.RACY_WINDOW_NS, without loading the schema
 
 
 def _identity(st: os.stat_result) -> list[int]:

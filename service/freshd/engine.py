@@ -485,16 +485,17 @@ class Engine:
                 if self._structure:
                     self._note_event()
                 continue
-            content_only = not (
-                event.is_directory
-                or name in MARKERS
-                or name in (VENV_MARKER, ".gitignore")
-                or (tracked is not None and tracked.sensitive)
-            )
             rel = path[len(owner) + 1 :]
-            self._touch(owner, rel if content_only else None)
+            self._touch(owner, rel if _content_only(event.is_directory, name, tracked) else None)
             for other, other_rel in self._links.others(owner, rel):
-                self._touch(other, other_rel)  # the same file under another name
+                # The same file under another name, judged by that name: a linked
+                # .gitignore or project file written through any name changes its
+                # package's file set or project, not just one file (churn seed 5014).
+                other_name = os.path.basename(other_rel)
+                if other_name in MARKERS:
+                    self._structure.add(os.path.dirname(os.path.join(other, other_rel)))
+                content = _content_only(False, other_name, self._tracked.get(other))
+                self._touch(other, other_rel if content else None)
 
     @property
     def _git_keyed(self) -> bool:
@@ -1042,6 +1043,17 @@ class Engine:
 
 
 # -- helpers --------------------------------------------------------------------------
+
+
+def _content_only(is_directory: bool, name: str, tracked: Tracked | None) -> bool:
+    """Whether an event on a file named ``name`` changes only that file's record (a
+    targeted rehash suffices), not the package's file set or project."""
+    return not (
+        is_directory
+        or name in MARKERS
+        or name in (VENV_MARKER, ".gitignore")
+        or (tracked is not None and tracked.sensitive)
+    )
 
 
 def _keys_in_noise(base: str, keys: Iterable[CacheKey] | None) -> bool:

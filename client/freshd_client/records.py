@@ -1,0 +1,71 @@
+"""A file's record in the index and the one-shot scan: its stat identity and digest.
+
+Kept apart from ``schema`` (LMDB, dataclasses, typing): the one-shot scan of
+``freshd check`` and ``freshd run`` needs only this, and every millisecond of a
+container's start counts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+
+from freshd_client import digest as dg
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+COOKIE_PREFIX = ".freshd-cookie-"
+"""Name prefix of sync cookie files: never part of a file set; acknowledged in ``cookies``."""
+
+_FIELDS = ("rel", "size", "mtime_ns", "ctime_ns", "ino", "dev", "kind", "digest", "hashed_at_ns")
+
+if TYPE_CHECKING:
+
+    class _Record(NamedTuple):
+        rel: str
+        size: int
+        mtime_ns: int
+        ctime_ns: int
+        ino: int
+        dev: int
+        kind: bytes
+        digest: bytes
+        hashed_at_ns: int
+
+else:  # the same named tuple, without loading typing (~5 ms of start-up)
+    _Record = namedtuple("_Record", _FIELDS)
+
+
+class FileRecord(_Record):
+    """A ``files`` value: a file's stat identity and its entry digest.
+
+    A named tuple rather than a dataclass: a warm pass decodes one per file, and
+    tuples are several times cheaper to build.
+    """
+
+    __slots__ = ()
+
+    def same_stat(self, st: os.stat_result) -> bool:
+        """Whether ``st`` shows the file exactly as it was when hashed."""
+        identity = (self.size, self.mtime_ns, self.ctime_ns, self.ino, self.dev)
+        return identity == stat_identity(st) and self.kind == dg.kind_of(st.st_mode)
+
+    def reusable_for(self, st: os.stat_result) -> bool:
+        """The stat fast path with git's racy rule."""
+        return self.same_stat(st) and st.st_mtime_ns < self.hashed_at_ns - RACY_WINDOW_NS
+
+
+def stat_identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What the stat fast path compares: size, mtime, ctime, inode, device."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+RACY_WINDOW_NS = 2_000_000_000
+"""A stored hash is reused only if the file's mtime is this much older than the hash.
+
+File timestamps come from a coarse clock (a kernel tick; a whole second on some
+file systems), so a write landing in the same tick as the hash can leave size
+and timestamps unchanged: git's racy-timestamp problem.
+"""
