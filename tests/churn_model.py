@@ -466,3 +466,14 @@ def check_fast(
             return caught
         assert time.monotonic() < deadline, f"fast answers never reached the oracle: {behind}"
         time.sleep(0.005)
+
+
+def soak_seeds(first: int | None, minutes: float) -> Iterator[int]:
+    """The seeds of a soak run: ``first`` (else one from the clock, printed by the
+    caller's report), then ``first + 1``, … while ``minutes`` last; always at least one."""
+    seed = first if first is not None else time.time_ns() % 1_000_000_007
+    until = time.monotonic() + minutes * 60
+    yield seed
+    while time.monotonic() < until:
+        seed += 1
+        yield seed

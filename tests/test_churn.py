@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 pytest.register_assert_rewrite("daemon_harness", "churn_model")
-from churn_model import Churn, check_fast, check_sync  # noqa: E402
+from churn_model import Churn, check_fast, check_sync, soak_seeds  # noqa: E402
 from daemon_harness import Factory  # noqa: E402
 
 pytest_plugins = ["daemon_harness"]
@@ -67,17 +67,14 @@ def test_churn_soak(
     pytestconfig: pytest.Config,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    first = pytestconfig.getoption("soak_seed")
-    seed = first if first is not None else time.time_ns() % 1_000_000_007
-    until = time.monotonic() + pytestconfig.getoption("soak_minutes") * 60
     started = time.monotonic()
     seeds, operations, caught = [], 0, 0
-    while not seeds or time.monotonic() < until:
+    options = pytestconfig.getoption("soak_seed"), pytestconfig.getoption("soak_minutes")
+    for seed in soak_seeds(*options):
         done, seen = drive(freshd_factory, seed, tmp_path / f"churn{seed}", SOAK_STEPS)
         seeds.append(seed)
         operations += done
         caught += seen
-        seed += 1
     report(
         capsys,
         f"churn soak: {operations} operations in {len(seeds) * SOAK_STEPS} checked steps, "

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 pytest.register_assert_rewrite("daemon_harness", "churn_model")
-from churn_model import Churn, check_sync  # noqa: E402
+from churn_model import Churn, check_sync, soak_seeds  # noqa: E402
 from daemon_harness import Daemon, Factory, make_package, oracle, wait_until, write  # noqa: E402
 from freshd_client import digest as dg  # noqa: E402
 from freshd_client import schema as sc  # noqa: E402
@@ -103,17 +103,14 @@ def test_kill9_soak(
 ) -> None:
     from test_churn import report
 
-    first = pytestconfig.getoption("soak_seed")
-    seed = first if first is not None else time.time_ns() % 1_000_000_007
-    until = time.monotonic() + pytestconfig.getoption("soak_minutes") * 60
     started = time.monotonic()
     seeds, operations, kills = [], 0, 0
-    while not seeds or time.monotonic() < until:
+    options = pytestconfig.getoption("soak_seed"), pytestconfig.getoption("soak_minutes")
+    for seed in soak_seeds(*options):
         done, killed = crash_rounds(freshd_factory, seed, tmp_path / f"crash{seed}", 25)
         seeds.append(seed)
         operations += done
         kills += killed
-        seed += 1
     report(
         capsys,
         f"crash soak: {kills} kill -9 survived, {operations} operations, seeds "

@@ -19,7 +19,7 @@ import json
 import os
 
 from freshd_client.errors import FreshdError
-from freshd_client.venv import LocalInstall, VenvError, local_installs
+from freshd_client.venv import LocalInstall, VenvError, local_installs, read_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -310,13 +310,7 @@ def lockfile_changed(venv: str) -> str | None:
 def read_lockfile_record(venv: str) -> dict[str, str] | None:
     """The lock file record of the stamps (None: no stamps, or no lock file then)."""
     path = os.path.join(venv, STAMP_DIR, STAMP_FILE)
-    try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise VenvError(f"{path}: unreadable stamps ({exc}); stamp again") from None
+    data = read_json(path, "stamps (stamp again)")
     record = data.get("lockfile") if isinstance(data, dict) else None
     if record is None:
         return None
@@ -353,13 +347,9 @@ def _atomic_json(path: str, value: object) -> None:
 def read_stamps(venv: str) -> dict[str, dict[str, Any]] | None:
     """The stamps of ``venv`` by package name; None when it was never stamped."""
     path = os.path.join(venv, STAMP_DIR, STAMP_FILE)
-    try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read())
-    except FileNotFoundError:
+    data = read_json(path, "stamps (stamp again)")
+    if data is None:
         return None
-    except (OSError, ValueError) as exc:
-        raise VenvError(f"{path}: unreadable stamps ({exc}); stamp again") from None
     if not isinstance(data, dict) or data.get("format") != STAMP_FORMAT:
         found = data.get("format") if isinstance(data, dict) else None
         raise VenvError(

@@ -108,13 +108,9 @@ def read_install(dist_info: str) -> LocalInstall | None:
     """The local install recorded in ``dist_info``; None if it was not installed from a
     local directory. VenvError naming the file if its ``direct_url.json`` is malformed."""
     record = os.path.join(dist_info, "direct_url.json")
-    try:
-        with open(record, "rb") as f:
-            data = json.loads(f.read())
-    except FileNotFoundError:
+    data = read_json(record, "PEP 610 record")
+    if data is None:
         return None
-    except (OSError, ValueError) as exc:
-        raise VenvError(f"{record}: unreadable PEP 610 record ({exc})") from None
     if not isinstance(data, dict):
         raise VenvError(f"{record}: unreadable PEP 610 record (not a JSON object)")
     url, dir_info = data.get("url"), data.get("dir_info")
@@ -125,6 +121,19 @@ def read_install(dist_info: str) -> LocalInstall | None:
         return None
     name, version = _name_version(dist_info)
     return LocalInstall(name, version, source, dir_info.get("editable") is True, dist_info)
+
+
+def read_json(path: str, what: str) -> object | None:
+    """The JSON document at ``path``; None when there is no such file, VenvError naming
+    the file and ``what`` it is when it cannot be read or parsed."""
+    try:
+        with open(path, "rb") as f:
+            data: object = json.loads(f.read())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise VenvError(f"{path}: unreadable {what} ({exc})") from None
+    return data
 
 
 def file_url_path(url: str) -> str | None:
