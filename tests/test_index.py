@@ -262,3 +262,18 @@ def test_rescanning_named_files_equals_a_full_scan(tmp_path: Path) -> None:
     # A file that defines the rules (even written through a hard link's other name).
     for rule in ("pyproject.toml", ".gitignore", "src/.gitignore"):
         assert rescan_files(str(pkg), known, {rule}) is None, rule
+
+
+def test_a_worker_whose_daemon_is_already_gone_exits() -> None:
+    """A daemon killed while a hashing worker starts has already left the worker to init:
+    the worker must still notice, not wait for init to die."""
+    code = (
+        "import time\n"
+        "from freshd.indexer import _die_with_parent\n"
+        "_die_with_parent(2**22 + 7)  # no process has this pid: the parent is gone\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, timeout=30, check=False
+    )
+    assert (proc.returncode, proc.stderr) == (1, b"")

@@ -309,19 +309,24 @@ def make_pool(workers: int) -> Executor:
     # children outlive a `kill -9` of the daemon).
     context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_die_with_parent
+        max_workers=workers,
+        mp_context=context,
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
     )
 
 
-def _die_with_parent() -> None:
-    """In a worker: exit when the daemon that started it is gone (even by ``kill -9``),
-    instead of holding the index open forever.
+def _die_with_parent(parent: int) -> None:
+    """In a worker: exit when the daemon ``parent`` that started it is gone (even by
+    ``kill -9``), instead of holding the index open forever.
 
     A watch on the parent's pid, not PR_SET_PDEATHSIG: that signal fires when the
     *thread* that spawned the worker ends, and the engine thread ends before the pool
-    is shut down, which left the shutdown waiting for killed workers.
+    is shut down, which left the shutdown waiting for killed workers. The pid is passed
+    in, not read with getppid() here: a daemon killed while the worker was starting has
+    already left it to init, and the worker then waited for init to die (found by the
+    kill -9 soak: workers orphaned for good).
     """
-    parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
