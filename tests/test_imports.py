@@ -13,6 +13,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 HEAVY = (
     "fastapi",
     "uvicorn",
@@ -111,3 +113,37 @@ def test_client_side_cli_verbs_are_light(tmp_path: Path, pkg: Path) -> None:
 
 def test_the_guard_notices_a_heavy_import() -> None:
     assert heavy(loaded_by("import freshd_client, starlette")) == ["starlette"]
+
+
+def test_freshd_run_is_light_and_skips_argparse(
+    tmp_path: Path, pkg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``freshd run`` starts every container: no heavy module, and not even argparse
+    (its plain form is parsed without it), nor dataclasses or typing on the one-shot
+    scan it runs for a stamped local install. The exec is replaced so the probe survives."""
+    from freshd_client.stamps import stamp
+    from test_venv import fake_venv, install
+
+    monkeypatch.setenv("FRESHD_SOCKET", str(tmp_path / "none.sock"))  # no daemon
+    (pkg / ".gitignore").unlink()  # rules would load pathspec, which loads dataclasses
+    venv = fake_venv(tmp_path / "venv")
+    install(venv, pkg)
+    assert stamp(str(venv))[1] == []
+    code = textwrap.dedent(
+        """
+        import os, sys
+        def no_exec(*args):
+            raise SystemExit(0)
+        os.execvpe = no_exec
+        from freshd.cli import main
+        try:
+            main(["run", "--venv", sys.argv[1], "--", "true"])
+        except SystemExit:
+            pass
+        """
+    )
+    modules = loaded_by(code, str(venv))
+    assert "freshd_client.scan" in modules  # the probe did hash the package
+    assert heavy(modules) == []
+    # typing: tomllib imports it on Python 3.11, so only the others are checked here
+    assert sorted(m for m in ("argparse", "lmdb", "dataclasses", "inspect") if m in modules) == []
