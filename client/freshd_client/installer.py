@@ -17,7 +17,7 @@ import os
 import sys
 
 from freshd_client.errors import FreshdError
-from freshd_client.stamps import Verdict, check, lockfile_changed, stamp
+from freshd_client.stamps import Verdict, stamp, verify
 from freshd_client.venv import venv_dir
 
 NO_SYNC = "UV_NO_SYNC"
@@ -33,20 +33,15 @@ def prepare(venv: str | None, command: list[str], *, sync_cmd: str | None) -> di
     env.pop(NO_SYNC, None)  # set below only when freshd itself verified every package
     try:
         path = venv_dir(venv)
-        verdicts = check(path, sync=True)
+        verdicts, moved = verify(path, sync=True)
     except FreshdError as exc:
         _note(f"{exc}; running the command unchanged")
         return env
     stale = [v for v in verdicts if v.state == "stale"]
     if stale:
         _reinstall(path, stale, command, sync_cmd)
-        verdicts = check(path, sync=True)
+        verdicts, moved = verify(path, sync=True)
     unsure = [v for v in verdicts if v.state != "fresh"]
-    try:
-        moved = lockfile_changed(path)
-    except FreshdError as exc:
-        _note(f"{exc}; running the command unchanged")
-        return env
     if not unsure and moved is None:
         env[NO_SYNC] = "1"
         return env

@@ -80,7 +80,10 @@ def stamp(
     from freshd_client.scan import package_dir, scan
 
     wanted = set(names) if names is not None else None
-    stamps = (read_stamps(venv) or {}) if wanted is not None else {}
+    # a partial stamp keeps the others' stamps and the lock record: a lock that moved
+    # was not synced by reinstalling a few local packages
+    kept = _document(venv) if wanted is not None else None
+    stamps = dict(kept["packages"]) if kept is not None else {}
     written: list[dict[str, Any]] = []
     problems: list[str] = []
     manifests: dict[str, dict[str, Any]] = {}
@@ -125,9 +128,7 @@ def stamp(
         stamps[install.name] = record
         manifests[install.name] = {"scope": install.scope, "digest": digest, "entries": entries}
         written.append(record)
-    # a partial stamp (after a reinstall) keeps the lock record: a lock that moved was
-    # not synced by reinstalling a few local packages
-    lock = read_lockfile_record(venv) if wanted is not None else _lockfile(venv)
+    lock = _lockfile(venv) if wanted is None else (kept or {}).get("lockfile")
     _write(venv, stamps, manifests, lock)
     return written, problems
 
@@ -295,32 +296,19 @@ def lockfile_changed(venv: str) -> str | None:
     Local packages can all be fresh while the lock moved (a pull that upgraded a
     dependency): then uv must sync, and ``freshd run`` must not set UV_NO_SYNC.
     """
-    if read_stamps(venv) is None:
+    return _lock_moved(venv, _document(venv))
+
+
+def _lock_moved(venv: str, document: dict[str, Any] | None) -> str | None:
+    if document is None:
         return None  # no stamps: check() says so
-    stamped = read_lockfile_record(venv)
+    stamped = document["lockfile"]
     now = _lockfile(venv)
     if stamped == now:
         return None
     if now is None:
-        gone = stamped["path"] if stamped is not None else "uv.lock"
-        return f"{gone} was removed since the stamps were taken"
+        return f"{stamped['path']} was removed since the stamps were taken"
     return f"{now['path']} changed since the stamps were taken"
-
-
-def read_lockfile_record(venv: str) -> dict[str, str] | None:
-    """The lock file record of the stamps (None: no stamps, or no lock file then)."""
-    path = os.path.join(venv, STAMP_DIR, STAMP_FILE)
-    data = read_json(path, "stamps (stamp again)")
-    record = data.get("lockfile") if isinstance(data, dict) else None
-    if record is None:
-        return None
-    if not (
-        isinstance(record, dict)
-        and isinstance(record.get("path"), str)
-        and isinstance(record.get("digest"), str)
-    ):
-        raise VenvError(f"{path}: unreadable stamps (a malformed lockfile record); stamp again")
-    return {"path": record["path"], "digest": record["digest"]}
 
 
 def _by_name(record: dict[str, Any]) -> str:
@@ -346,6 +334,13 @@ def _atomic_json(path: str, value: object) -> None:
 
 def read_stamps(venv: str) -> dict[str, dict[str, Any]] | None:
     """The stamps of ``venv`` by package name; None when it was never stamped."""
+    document = _document(venv)
+    return document["packages"] if document is not None else None
+
+
+def _document(venv: str) -> dict[str, Any] | None:
+    """``stamps.json``, validated: ``packages`` by name and the ``lockfile`` record (or
+    None). None when the venv was never stamped; VenvError, one line, when unreadable."""
     path = os.path.join(venv, STAMP_DIR, STAMP_FILE)
     data = read_json(path, "stamps (stamp again)")
     if data is None:
@@ -360,20 +355,39 @@ def read_stamps(venv: str) -> dict[str, dict[str, Any]] | None:
         isinstance(p, dict) and isinstance(p.get("name"), str) for p in packages
     ):
         raise VenvError(f"{path}: unreadable stamps (no package list); stamp again")
-    return {p["name"]: p for p in packages}
+    lock = data.get("lockfile")
+    if lock is not None and not (
+        isinstance(lock, dict)
+        and isinstance(lock.get("path"), str)
+        and isinstance(lock.get("digest"), str)
+    ):
+        raise VenvError(f"{path}: unreadable stamps (a malformed lockfile record); stamp again")
+    return {
+        "packages": {p["name"]: p for p in packages},
+        "lockfile": {"path": lock["path"], "digest": lock["digest"]} if lock else None,
+    }
 
 
 # -- checking -------------------------------------------------------------------------
 
 
 def check(venv: str, *, sync: bool = False, daemon: bool = True) -> list[Verdict]:
-    """Compare the stamps of ``venv`` with the content now, one Verdict a local install.
+    """``verify``'s verdicts alone."""
+    return verify(venv, sync=sync, daemon=daemon)[0]
 
-    A running daemon answers from its index (``sync``: after every change made before
-    the call); what it cannot answer is computed one-shot. A stale package's Verdict
-    names the files that differ from the stamped manifest.
+
+def verify(
+    venv: str, *, sync: bool = False, daemon: bool = True
+) -> tuple[list[Verdict], str | None]:
+    """Compare the stamps of ``venv`` with the content now: one Verdict a local install,
+    and why the project's ``uv.lock`` moved since the stamps (None if it did not).
+
+    The stat cache answers what it can; a running daemon answers from its index
+    (``sync``: after every change made before the call); the rest is computed one-shot.
+    A stale package's Verdict names the files that differ from the stamped manifest.
     """
-    stamps = read_stamps(venv)
+    document = _document(venv)
+    stamps = document["packages"] if document is not None else None
     installs = local_installs(venv)
     if stamps is None and not installs:
         raise VenvError(f"{venv}: no stamps and no local installs (run: freshd stamp)")
@@ -406,17 +420,18 @@ def check(venv: str, *, sync: bool = False, daemon: bool = True) -> list[Verdict
     answers = _ask_daemon(asked, sync) if daemon and asked else [None] * len(asked)
     learned: dict[str, dict[str, Any] | None] = {}
     for (verdict, record), answer in zip(asked, answers, strict=True):
+        result = None
         if answer is not None:
             verdict.state, verdict.by = ("fresh" if answer else "stale"), "daemon"
         else:
-            learned[verdict.name] = _one_shot(verdict, record)
+            learned[verdict.name], result = _one_shot(verdict, record)
         if verdict.state == "stale":
-            verdict.changes = _changes(venv, verdict, record)
+            verdict.changes = _changes(venv, verdict, record, result)
             if not verdict.reason:
                 verdict.reason = _summary(verdict.changes)
     if learned:
         verified.save(venv, learned)
-    return verdicts
+    return verdicts, _lock_moved(venv, document)
 
 
 def _ask_daemon(asked: list[tuple[Verdict, dict[str, Any]]], sync: bool) -> list[bool | None]:
@@ -442,8 +457,11 @@ def daemon_may_run() -> bool:
     return os.path.exists(locations.socket_path())
 
 
-def _one_shot(verdict: Verdict, record: dict[str, Any]) -> dict[str, Any] | None:
-    """Hash the package here; its stat-cache entry when it is fresh (None otherwise)."""
+def _one_shot(
+    verdict: Verdict, record: dict[str, Any]
+) -> tuple[dict[str, Any] | None, ScanResult | None]:
+    """Hash the package here: its stat-cache entry when it is fresh (else None), and the
+    scan (which names the changes when it is stale)."""
     from freshd_client import verified
     from freshd_client.scan import package_dir, scan
 
@@ -459,20 +477,24 @@ def _one_shot(verdict: Verdict, record: dict[str, Any]) -> dict[str, Any] | None
         result = scan(path, scopes=(verdict.scope,), dirs=dirs)
     except FreshdError as exc:
         verdict.state, verdict.reason = "error", str(exc)
-        return None
+        return None, None
     if result.error is not None:
         verdict.state, verdict.reason = "error", result.error
-        return None
+        return None, None
     digest = result.tree if verdict.scope == "tree" else result.meta
     if digest is None or digest != record.get("digest"):
         verdict.state = "stale"
-        return None
+        return None, result
     verdict.state = "fresh"
-    return verified.entry_for(result, digest, record["install"], dirs=dirs, snapshot=snapshot)
+    entry = verified.entry_for(result, digest, record["install"], dirs=dirs, snapshot=snapshot)
+    return entry, result
 
 
-def _changes(venv: str, verdict: Verdict, record: dict[str, Any]) -> list[str]:
-    """What differs between the stamped manifest and the content now, one line a file."""
+def _changes(
+    venv: str, verdict: Verdict, record: dict[str, Any], result: ScanResult | None
+) -> list[str]:
+    """What differs between the stamped manifest and the content now (``result``, or a
+    scan made here when the daemon answered), one line a file."""
     from freshd_client.scan import package_dir, scan
 
     path = os.path.join(venv, STAMP_DIR, MANIFESTS, verdict.name + ".json")
@@ -482,7 +504,8 @@ def _changes(venv: str, verdict: Verdict, record: dict[str, Any]) -> list[str]:
         if manifest.get("digest") != record.get("digest"):
             return []  # a manifest from another stamp
         before = {rel: (kind, digest) for rel, kind, digest in manifest["entries"]}
-        result = scan(package_dir(verdict.source), scopes=(verdict.scope,))
+        if result is None:
+            result = scan(package_dir(verdict.source), scopes=(verdict.scope,))
     except (OSError, ValueError, KeyError, TypeError, FreshdError):
         return []
     if result.error is not None:

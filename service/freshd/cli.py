@@ -276,13 +276,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
         fresh  app  /app  (meta, one-shot)
         stale  lib  /app/libs/lib  (tree, one-shot): changed src/lib/core.py (content)
     """
-    from freshd_client.stamps import check, exit_code, lockfile_changed
+    from freshd_client.stamps import exit_code, verify
     from freshd_client.venv import venv_dir
 
     try:
-        venv = venv_dir(args.venv)
-        verdicts = check(venv, sync=args.sync)
-        moved = lockfile_changed(venv)
+        verdicts, moved = verify(venv_dir(args.venv), sync=args.sync)
     except FreshdError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
