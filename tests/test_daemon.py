@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from api_cases import BAD_REQUESTS, fresh_body
 from conftest import Exec, Link, make_tree
 
 # Before the import, so that its asserts are rewritten and ``pytest_plugins`` can load
@@ -726,61 +727,6 @@ def test_lookup_by_path_and_name(shared: Shared) -> None:
 # -- bad input -------------------------------------------------------------------------------
 
 
-def _item(**fields: Any) -> bytes:
-    item = {"path": "/nowhere/pkg", "digest": NO_DIGEST, **fields}
-    return json.dumps({"items": [item], "sync": False}).encode()
-
-
-BAD_REQUESTS: dict[str, tuple[str, str, bytes | None]] = {
-    "malformed-json": ("POST", "/v1/fresh", b'{"items": [}'),
-    "empty-body": ("POST", "/v1/fresh", b""),
-    "not-utf8": ("POST", "/v1/fresh", b'{"items": ["\xff\xfe"]}'),
-    "body-is-a-list": ("POST", "/v1/fresh", b"[]"),
-    "body-is-null": ("POST", "/v1/fresh", b"null"),
-    "items-not-a-list": ("POST", "/v1/fresh", b'{"items": "all"}'),
-    "item-not-an-object": ("POST", "/v1/fresh", b'{"items": [3]}'),
-    "path-wrong-type": ("POST", "/v1/fresh", _item(path=7)),
-    "digest-wrong-type": ("POST", "/v1/fresh", _item(digest=["b3t1:"])),
-    "sync-wrong-type": ("POST", "/v1/fresh", b'{"items": [], "sync": [true]}'),
-    "timeout-negative": ("POST", "/v1/fresh", b'{"items": [], "timeout_ms": -1}'),
-    "timeout-huge": ("POST", "/v1/fresh", b'{"items": [], "timeout_ms": 1e400}'),
-    "timeout-string": ("POST", "/v1/fresh", b'{"items": [], "timeout_ms": "soon"}'),
-    "unknown-field": ("POST", "/v1/fresh", b'{"items": [], "consistency": "sync"}'),
-    "relative-path": ("POST", "/v1/fresh", _item(path="core")),
-    "dot-relative-path": ("POST", "/v1/fresh", _item(path="./core")),
-    "empty-path": ("POST", "/v1/fresh", _item(path="")),
-    "nul-in-path": ("POST", "/v1/fresh", _item(path="/tmp/a\x00b")),
-    "path-too-long": ("POST", "/v1/fresh", _item(path="/" + "a" * 5000)),
-    "digest-garbage": ("POST", "/v1/fresh", _item(digest="nope")),
-    "digest-unknown-algorithm": ("POST", "/v1/fresh", _item(digest="md5:" + "0" * 32)),
-    "digest-short": ("POST", "/v1/fresh", _item(digest="b3t1:abcd")),
-    "digest-not-hex": ("POST", "/v1/fresh", _item(digest="b3t1:" + "z" * 64)),
-    "scope-mismatch": ("POST", "/v1/fresh", _item(scope="meta")),
-    "scope-unknown": ("POST", "/v1/fresh", _item(scope="both")),
-    "too-many-items": (
-        "POST",
-        "/v1/fresh",
-        json.dumps({"items": [{"path": "/p", "digest": NO_DIGEST}] * 10_001}).encode(),
-    ),
-    "deeply-nested-json": ("POST", "/v1/fresh", b"[" * 200_000 + b"]" * 200_000),
-    "huge-integer": ("POST", "/v1/fresh", b'{"items": [], "timeout_ms": ' + b"9" * 5000 + b"}"),
-    "lookup-without-query": ("GET", "/v1/packages/lookup", None),
-    "lookup-path-and-name": ("GET", "/v1/packages/lookup?path=/a&name=a", None),
-    "lookup-relative-path": ("GET", "/v1/packages/lookup?path=core", None),
-    "lookup-unknown-name": ("GET", "/v1/packages/lookup?name=no-such-package", None),
-    "add-root-relative": ("POST", "/v1/roots", b'{"path": "relative/dir"}'),
-    "add-root-missing": ("POST", "/v1/roots", b'{"path": "/no/such/dir/anywhere"}'),
-    "add-root-a-file": ("POST", "/v1/roots", b'{"path": "/proc/version"}'),
-    "add-root-wrong-type": ("POST", "/v1/roots", b'{"path": 5}'),
-    "add-root-malformed": ("POST", "/v1/roots", b'{"path": '),
-    "remove-root-unknown": ("DELETE", "/v1/roots?path=/not/a/root", None),
-    "remove-root-relative": ("DELETE", "/v1/roots?path=not/a/root", None),
-    "remove-root-without-path": ("DELETE", "/v1/roots", None),
-    "unknown-route": ("GET", "/v1/nothing-here", None),
-    "wrong-method": ("PUT", "/v1/fresh", b"{}"),
-}
-
-
 @pytest.mark.parametrize("name", list(BAD_REQUESTS))
 def test_bad_input_is_a_4xx_json_error(shared: Shared, name: str) -> None:
     method, target, body = BAD_REQUESTS[name]
@@ -795,7 +741,7 @@ def test_bad_input_is_a_4xx_json_error(shared: Shared, name: str) -> None:
 
 def test_a_good_request_is_answered(shared: Shared) -> None:
     """The control for the bad-input cases: the same shape, well formed."""
-    body = json.loads(_item())
+    body = json.loads(fresh_body())
     answer = shared.daemon.call("POST", "/v1/fresh", body)
     assert answer["results"] == [
         {"path": "/nowhere/pkg", "fresh": None, "state": "unknown", "digest": None}

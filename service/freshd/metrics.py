@@ -30,12 +30,17 @@ class Metrics:
         self.dirty = Gauge("freshd_dirty_packages", "Packages waiting to be rehashed", registry=r)
         self.packages = Gauge("freshd_packages", "Packages in the index", registry=r)
         self.index_bytes = Gauge("freshd_index_bytes", "Size of the LMDB data file", registry=r)
+        # route: a declared route's path, or "other"; never the path a client sent, which
+        # would let it add series without bound.
         self.queries = Counter(
-            "freshd_queries", "HTTP requests answered", ["route", "status"], registry=r
+            "freshd_queries",
+            "HTTP requests answered, by route and status",
+            ["route", "status"],
+            registry=r,
         )
         self.latency = Histogram(
             "freshd_query_seconds",
-            "HTTP request latency",
+            "HTTP request latency, by route",
             ["route"],
             buckets=(5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.25, 1.0, 5.0),
             registry=r,
