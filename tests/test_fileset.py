@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -292,9 +293,16 @@ def test_known_members_follow_changed_rules(
     first = scan(str(pkg))
     assert first.error is None
     known = {r.rel: r for r in first.records}
+    members = {r.rel: r.digest for r in first.records}  # as a stamp's manifest has them
     change(pkg)
     warm = rels(walk(str(pkg), read_project(str(pkg)), known))
     cold = rels(walk_package(pkg))
     assert warm == cold  # the oracle: the same walk with nothing known
     assert now_in <= warm
     assert not now_out & warm
+    # the same in a copy, where the rule files are judged by content, not by stat
+    copy = tmp_path / "copy"
+    shutil.copytree(pkg, copy, symlinks=True)
+    by_content = scan(str(copy), members=members)
+    assert by_content.error is None
+    assert {r.rel for r in by_content.records} == cold

@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import lmdb
 import pytest
@@ -262,6 +263,51 @@ def test_rescanning_named_files_equals_a_full_scan(tmp_path: Path) -> None:
     # A file that defines the rules (even written through a hard link's other name).
     for rule in ("pyproject.toml", ".gitignore", "src/.gitignore"):
         assert rescan_files(str(pkg), known, {rule}) is None, rule
+
+
+def test_rescanning_from_kept_records_equals_rescanning_from_stored_ones(tmp_path: Path) -> None:
+    """The engine keeps a package's records between targeted rehashes (``known``); they
+    stand in for the stored ones only while the stored tree digest is still theirs."""
+    from freshd.indexer import Outcome, rescan_job, store
+
+    root = tmp_path / "root"
+    pkg = _package(root, "kept", files=4)
+    src = pkg / "src" / "kept"
+    path = str(pkg)
+
+    def targeted(index: Index, rel: str, known: dict[str, Any] | None) -> Outcome:
+        outcome = rescan_job(index, path, {rel}, known)
+        assert outcome is not None and outcome.error is None
+        return outcome
+
+    def same(a: Outcome, b: Outcome) -> bool:  # the pairs hold the time of each hash
+        return (a.tree, a.meta, a.files, [k for k, _v in a.pairs or []]) == (
+            b.tree,
+            b.meta,
+            b.files,
+            [k for k, _v in b.pairs or []],
+        )
+
+    with Index(str(tmp_path / "index")) as index:
+        by_path = {p.path: p for p in index_roots(index, [str(root)], workers=1).found}
+        known: dict[str, Any] = {}
+        (src / "m0.py").write_text("X = 'a'\n")
+        first = targeted(index, "src/kept/m0.py", known)
+        assert known[path][0] == first.tree
+        index.write(lambda txn: store(index, txn, by_path, [first]))
+        (src / "m1.py").write_text("X = 'b'\n")
+        from_stored = targeted(index, "src/kept/m1.py", None)
+        from_kept = targeted(index, "src/kept/m1.py", known)
+        assert same(from_kept, from_stored)
+        assert from_kept.tree == digest_path(path, "tree").tree
+        # A whole rescan stores a file the kept records do not have: they are not used.
+        (src / "new.py").write_text("N = 1\n")
+        index_roots(index, [str(root)], workers=1)
+        (src / "m2.py").write_text("X = 'c'\n")
+        after = targeted(index, "src/kept/m2.py", known)
+        assert same(after, targeted(index, "src/kept/m2.py", None))
+        assert after.tree == digest_path(path, "tree").tree
+        assert after.meta == digest_path(path, "meta").meta
 
 
 def test_a_worker_whose_daemon_is_already_gone_exits() -> None:

@@ -110,11 +110,13 @@ def link_digest(target: bytes) -> bytes:
 
 def hash_open_file(fd: int, size_hint: int) -> bytes:
     """BLAKE3 of everything readable from fd. A short read means end of file."""
-    hasher = blake3()
     want = size_hint + 1 if size_hint < _SMALL_READ else _CHUNK
+    chunk = os.read(fd, want)
+    if len(chunk) < want:
+        return blake3(chunk).digest()  # the common case: all of it in one read
+    hasher = blake3(chunk)
     while True:
-        chunk = os.read(fd, want)
+        chunk = os.read(fd, _CHUNK)
         hasher.update(chunk)
-        if len(chunk) < want:
+        if len(chunk) < _CHUNK:
             return hasher.digest()
-        want = _CHUNK

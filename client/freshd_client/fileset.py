@@ -14,7 +14,9 @@ a function of the package directory alone, wherever it is copied.
 from __future__ import annotations
 
 import os
+import re
 import stat
+from collections import namedtuple
 
 from freshd_client.errors import UnreadableError
 from freshd_client.project import Project, is_package_dir
@@ -24,8 +26,8 @@ from freshd_client.smallfile import read_small
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from typing import Protocol
+    from collections.abc import Iterable, Mapping
+    from typing import NamedTuple, Protocol
 
     import pathspec
 
@@ -44,31 +46,50 @@ BYTECODE_SUFFIXES = (".pyc", ".pyo")
 VENV_MARKER = "pyvenv.cfg"
 
 
-class WalkedFile:
-    """A regular file or symlink in the file set, with the lstat taken during the walk."""
+if TYPE_CHECKING:
 
-    __slots__ = ("rel", "st")
+    class WalkedFile(NamedTuple):
+        """A regular file or symlink in the file set, with the lstat the walk took."""
 
-    def __init__(self, rel: str, st: os.stat_result) -> None:
-        self.rel = rel  # relative POSIX path; non-UTF-8 names carry surrogate escapes
-        self.st = st
+        rel: str  # relative POSIX path; non-UTF-8 names carry surrogate escapes
+        st: os.stat_result | None  # None: listed as a regular file, not stat'ed
+
+else:  # the same named tuple, without loading typing
+    WalkedFile = namedtuple("WalkedFile", ("rel", "st"))
 
 
 class Walk:
     """The outcome of walking a package directory."""
 
-    __slots__ = ("errors", "files", "nested", "skipped")
+    __slots__ = ("errors", "files", "hidden", "nested", "skipped")
 
     def __init__(self) -> None:
         self.files: list[WalkedFile] = []
         self.skipped: list[str] = []  # "rel (fifo)" etc., never opened
         self.errors: list[UnreadableError] = []
         self.nested: list[str] = []  # relative dirs of nested packages
+        self.hidden: list[str] = []  # relative dirs not walked: soft-excluded, cookie names
 
 
-def _spec(lines: list[str] | tuple[str, ...]) -> pathspec.GitIgnoreSpec | None:
+def _spec(lines: list[str] | tuple[str, ...]) -> Rules | None:
     if not lines:
         return None
+    key = tuple(lines)
+    rules = _COMPILED.get(key)
+    if rules is None:
+        if len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.clear()
+        rules = _COMPILED[key] = Rules(_compile(key))
+    return rules
+
+
+# Compiled rules by their lines: the packages of a monorepo often share a .gitignore, and
+# compiling one costs more than walking a small package (Rules are never modified).
+_COMPILED: dict[tuple[str, ...], Rules] = {}
+_COMPILED_MAX = 256
+
+
+def _compile(lines: tuple[str, ...]) -> pathspec.GitIgnoreSpec:
     import pathspec  # ~15 ms: loaded only for a package that has rules to match
 
     try:
@@ -89,6 +110,61 @@ def _valid(line: str) -> bool:
     return True
 
 
+class Rules:
+    """A list of gitignore-style patterns, matched by pathspec.
+
+    Most paths match none of a package's patterns, and pathspec tries each pattern
+    in turn: one regular expression joining all of them answers "no match" first
+    (as often as not the whole answer). Paths are relative and normalized, as the
+    walk builds them.
+    """
+
+    __slots__ = ("_any", "spec")
+
+    def __init__(self, spec: pathspec.GitIgnoreSpec) -> None:
+        self.spec = spec
+        self._any = _union(spec)
+
+    def match(self, path: str) -> bool:
+        """Whether the patterns exclude ``path`` (``GitIgnoreSpec.match_file``)."""
+        if self._any is not None and self._any.search(path) is None:
+            return False
+        return self.spec.match_file(path)
+
+    def decide(self, path: str) -> bool | None:
+        """Whether the last matching pattern excludes (True) or re-includes (False)
+        ``path``; None when no pattern matches it (``GitIgnoreSpec.check_file``)."""
+        if self._any is not None and self._any.search(path) is None:
+            return None
+        return self.spec.check_file(path).include
+
+
+_DIR_MARK_GROUP = "(?P<ps_d>"  # pathspec's one named group: marks a directory match
+_PLAIN_FLAGS = re.UNICODE  # what every str pattern compiles with
+
+
+def _union(spec: pathspec.GitIgnoreSpec) -> re.Pattern[str] | None:
+    """An expression that matches a path exactly when one of ``spec``'s patterns does
+    (pathspec searches each pattern's expression); None when the patterns are not
+    expressions it can safely join: pathspec alone then decides."""
+    parts = []
+    for pattern in spec.patterns:
+        if pattern.include is None:
+            continue  # a blank line or a comment: pathspec skips it too
+        regex = getattr(pattern, "regex", None)
+        if regex is None or not isinstance(regex.pattern, str) or regex.flags != _PLAIN_FLAGS:
+            return None
+        text = regex.pattern.replace(_DIR_MARK_GROUP, "(?:")
+        # Joined, numbered groups shift: any back-reference (or other group name) stops it.
+        if "(?P" in text or re.search(r"\\[1-9]", text):
+            return None
+        parts.append(f"(?:{text})")
+    try:
+        return re.compile("|".join(parts) or "(?!)")  # no pattern: nothing matches
+    except re.error:
+        return None
+
+
 class Matcher:
     """Decides soft exclusion of paths relative to one package directory."""
 
@@ -96,9 +172,11 @@ class Matcher:
         self.root = root
         self.include = _spec(project.include)
         self.exclude = _spec(project.exclude)
-        self._gitignores: dict[str, pathspec.GitIgnoreSpec | None] = {}
+        # Per directory: its .gitignore's lines, read when listed, compiled when first
+        # matched against (a walk that only meets known members never loads pathspec).
+        self._gitignores: dict[str, list[str] | Rules | None] = {}
         # Per directory: the .gitignore specs that apply inside it, deepest first.
-        self._chains: dict[str, tuple[tuple[str, pathspec.GitIgnoreSpec], ...]] = {}
+        self._chains: dict[str, tuple[tuple[str, Rules], ...]] = {}
 
     def load_gitignore(self, dir_rel: str) -> None:
         """Read ``dir_rel/.gitignore`` (called by the walk when the listing shows one)."""
@@ -109,15 +187,15 @@ class Matcher:
             self._gitignores[dir_rel] = None
             raise UnreadableError(path, exc.strerror or str(exc)) from exc
         lines = raw.decode("utf-8", "surrogateescape").splitlines() if raw is not None else []
-        self._gitignores[dir_rel] = _spec(lines)
+        self._gitignores[dir_rel] = lines or None
 
     def included(self, rel: str, is_dir: bool) -> bool:
         """Whether ``[tool.freshd] include`` names this path."""
-        return self.include is not None and self.include.match_file(rel + "/" if is_dir else rel)
+        return self.include is not None and self.include.match(rel + "/" if is_dir else rel)
 
     def soft_excluded(self, rel: str, is_dir: bool) -> bool:
         """Whether defaults, .gitignore files or ``[tool.freshd] exclude`` drop this path."""
-        name = rel.rpartition("/")[2]
+        dir_rel, _, name = rel.rpartition("/")
         if is_dir:
             if name in CACHE_DIRS or name.endswith(".egg-info"):
                 return True
@@ -126,24 +204,26 @@ class Matcher:
         elif name.endswith(BYTECODE_SUFFIXES):
             return True
         probe = rel + "/" if is_dir else rel
-        if self.exclude is not None and self.exclude.match_file(probe):
+        if self.exclude is not None and self.exclude.match(probe):
             return True
-        chain = self._chain(rel.rpartition("/")[0])
-        if len(chain) == 1:  # the common case; match_file skips building a CheckResult
-            base, spec = chain[0]
-            return spec.match_file(probe[len(base) + 1 :] if base else probe)
+        chain = self._chain(dir_rel)
+        if len(chain) == 1:  # the common case; match skips building a CheckResult
+            base, rules = chain[0]
+            return rules.match(probe[len(base) + 1 :] if base else probe)
         # The deepest .gitignore with a matching pattern decides (git's precedence).
-        for base, spec in chain:
-            result = spec.check_file(probe[len(base) + 1 :] if base else probe)
-            if result.include is not None:
-                return bool(result.include)
+        for base, rules in chain:
+            decided = rules.decide(probe[len(base) + 1 :] if base else probe)
+            if decided is not None:
+                return decided
         return False
 
-    def _chain(self, dir_rel: str) -> tuple[tuple[str, pathspec.GitIgnoreSpec], ...]:
+    def _chain(self, dir_rel: str) -> tuple[tuple[str, Rules], ...]:
         chain = self._chains.get(dir_rel)
         if chain is None:
             parent = self._chain(dir_rel.rpartition("/")[0]) if dir_rel else ()
             spec = self._gitignores.get(dir_rel)
+            if isinstance(spec, list):
+                spec = self._gitignores[dir_rel] = _spec(spec)
             chain = ((dir_rel, spec), *parent) if spec is not None else parent
             self._chains[dir_rel] = chain
         return chain
@@ -154,6 +234,8 @@ def walk(
     project: Project,
     known: Mapping[str, Known] | None = None,
     dirs: list[tuple[str, os.stat_result]] | None = None,
+    *,
+    lstat_new: bool = True,
 ) -> Walk:
     """Walk the package at ``root`` and return its file set (never follows symlinks).
 
@@ -163,12 +245,17 @@ def walk(
     matched against the rules again. ``dirs`` (when given) receives each directory
     listed, with its lstat taken *before* the listing: a change made after the stat
     shows as a different stat later, never as a listing newer than its stat.
+
+    Every known member and symlink gets its lstat; a regular file that is not known
+    gets none when ``lstat_new`` is false (the listing's type says what it is, and a
+    hasher's fstat of the opened file says the rest).
     """
     matcher = Matcher(root, project)
     result = Walk()
     files = result.files
     soft_excluded, included = matcher.soft_excluded, matcher.included
     known = known or {}
+    known_dirs: set[str] | None = None  # the directories above known members, when needed
     # Each frame: (relative dir, whether it is soft-excluded and walked only for includes,
     # whether the rules that apply inside it are unchanged since ``known`` was made).
     stack: list[tuple[str, bool, bool]] = [("", False, bool(known))]
@@ -202,32 +289,65 @@ def walk(
                 stable = stable and _rules_unchanged(known, "pyproject.toml", names, entries)
         for entry in entries:
             name = entry.name
-            if name in VCS_NAMES or name.startswith(COOKIE_PREFIX):
+            if name in VCS_NAMES:
                 continue
             rel = prefix + name
             try:
+                if name.startswith(COOKIE_PREFIX):
+                    if entry.is_dir(follow_symlinks=False):
+                        result.hidden.append(rel)
+                    continue
                 if entry.is_dir(follow_symlinks=False):
+                    if stable and not excluded_frame and matcher.include is None:
+                        # Unchanged rules kept it before (no include can have re-admitted
+                        # what is below it): no need to match it again.
+                        if known_dirs is None:
+                            known_dirs = _ancestors(known)
+                        if rel in known_dirs:
+                            stack.append((rel, False, True))
+                            continue
                     if excluded_frame or soft_excluded(rel, True):
                         if matcher.include is not None:  # an include may re-admit something below
                             stack.append((rel, True, False))
+                        else:
+                            result.hidden.append(rel)
                     else:
                         stack.append((rel, False, stable))
                     continue
-                st = entry.stat(follow_symlinks=False)
+                member = rel in known
+                if member or lstat_new or not entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    mode = st.st_mode
+                    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+                        result.skipped.append(f"{rel} ({_special_kind(mode)})")
+                        continue
+                else:
+                    st = None
             except FileNotFoundError:
                 continue  # vanished since the listing: not part of the tree any more
             except OSError as exc:
                 result.errors.append(UnreadableError(entry.path, exc.strerror or str(exc)))
                 continue
-            mode = st.st_mode
-            if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-                result.skipped.append(f"{rel} ({_special_kind(mode)})")
-            elif excluded_frame:
+            if excluded_frame:
                 if included(rel, False):
-                    files.append(WalkedFile(rel, st))
-            elif (stable and rel in known) or not soft_excluded(rel, False) or included(rel, False):
-                files.append(WalkedFile(rel, st))
+                    files.append(_walked(WalkedFile, (rel, st)))
+            elif (stable and member) or not soft_excluded(rel, False) or included(rel, False):
+                files.append(_walked(WalkedFile, (rel, st)))
     return result
+
+
+_walked = tuple.__new__  # builds a WalkedFile without its keyword-parsing __new__
+
+
+def _ancestors(paths: Iterable[str]) -> set[str]:
+    """Every directory above one of the relative ``paths``."""
+    dirs: set[str] = set()
+    for rel in paths:
+        head = rel.rpartition("/")[0]
+        while head and head not in dirs:
+            dirs.add(head)
+            head = head.rpartition("/")[0]
+    return dirs
 
 
 def _rules_unchanged(

@@ -22,6 +22,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from freshd_client.fileset import Known
+
 _HASH_ATTEMPTS = 4
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
 _GLOB_CHARS = frozenset("*?[")
@@ -49,6 +51,7 @@ class ScanResult:
         "same_files",
         "skipped",
         "tree",
+        "walked",
     )
 
     def __init__(self, path: str) -> None:
@@ -67,6 +70,9 @@ class ScanResult:
         self.same_files = False  # every stored record was reused and none was added
         self.links: list[tuple[str, int, int, int]] = []
         """Files of the set with more than one name: (rel, st_dev, st_ino, st_nlink)."""
+        self.walked: tuple[list[str], list[str]] | None = None
+        """What the walk saw besides the file set (``Walk.nested``, ``Walk.hidden``);
+        None when it did not run or did not finish."""
 
 
 def package_dir(path: str) -> str:
@@ -85,49 +91,64 @@ def package_dir(path: str) -> str:
     return real
 
 
-def hash_path(path: str, st: os.stat_result) -> tuple[os.stat_result, bytes] | None:
-    """Hash the file or symlink at ``path``, last seen with ``st``.
+def hash_path(path: str, st: os.stat_result | None) -> tuple[os.stat_result, bytes] | None:
+    """Hash the file or symlink at ``path``, last seen with ``st`` (None: listed as a
+    regular file, not stat'ed).
 
     Returns the stat the digest is valid for, or None if the path is gone or is
-    no longer a file or symlink. A file that changes while it is read is hashed
-    again; UnreadableError if it will not hold still or cannot be read.
+    no longer a file or symlink. A regular file is read through one descriptor and
+    the stat is its fstat, the same before and after the read: a file modified while
+    it is read is hashed again (so is one renamed over, where the old inode's ctime
+    moves as it loses its name, as on Linux), and the stat always names the inode
+    that was read, so no later lstat of a path holding other content matches it.
+    UnreadableError if it will not hold still or cannot be read.
     """
     for _ in range(_HASH_ATTEMPTS):
         try:
-            if stat.S_ISLNK(st.st_mode):
-                raw = dg.link_digest(os.readlink(os.fsencode(path)))
-            elif stat.S_ISREG(st.st_mode):
-                fd = os.open(path, _OPEN_FLAGS)
-                try:
-                    opened = os.fstat(fd)
-                    # Swapped since the lstat (a FIFO, /dev/zero): never read what was opened.
-                    if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (
-                        st.st_dev,
-                        st.st_ino,
-                    ):
-                        raise OSError(errno.EAGAIN, "replaced since it was listed")
-                    raw = dg.hash_open_file(fd, st.st_size)
-                finally:
-                    os.close(fd)
-            else:
+            if st is None or stat.S_ISREG(st.st_mode):
+                hashed = _hash_file(path, st)
+                if hashed is not None:
+                    return hashed
+                st = None  # modified while read: again, from a new open
+                continue
+            if not stat.S_ISLNK(st.st_mode):
                 return None
+            raw = dg.link_digest(os.readlink(os.fsencode(path)))
             after = os.lstat(path)
-        except FileNotFoundError:
-            return None
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # gone, or a directory above it is no longer one
         except OSError as exc:
-            if exc.errno not in (errno.ELOOP, errno.EINVAL, errno.EAGAIN, errno.ENOTDIR):
+            if exc.errno not in (errno.ELOOP, errno.EINVAL, errno.EAGAIN):
                 raise UnreadableError(path, exc.strerror or str(exc)) from exc
-            # It was swapped for another kind of object between lstat and open.
+            # It was swapped for another kind of object since it was listed (a symlink
+            # makes the O_NOFOLLOW open fail with ELOOP, a file makes readlink fail).
             try:
-                after = os.lstat(path)
-            except FileNotFoundError:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
                 return None
-            st = after
             continue
         if _unchanged(st, after):
             return st, raw
         st = after
     raise UnreadableError(path, "it kept changing while being hashed")
+
+
+def _hash_file(path: str, st: os.stat_result | None) -> tuple[os.stat_result, bytes] | None:
+    """Hash the regular file at ``path`` (the file ``st`` saw, when given); None when it
+    changed while it was read. OSError(EAGAIN) when it is not that regular file."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        opened = os.fstat(fd)
+        # Swapped since it was listed (a FIFO, /dev/zero): never read what was opened.
+        if not stat.S_ISREG(opened.st_mode) or (
+            st is not None and (opened.st_ino, opened.st_dev) != (st.st_ino, st.st_dev)
+        ):
+            raise OSError(errno.EAGAIN, "replaced since it was listed")
+        raw = dg.hash_open_file(fd, opened.st_size)
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return (opened, raw) if _unchanged(opened, after) else None
 
 
 def _unchanged(a: os.stat_result, b: os.stat_result) -> bool:
@@ -141,23 +162,32 @@ def scan(
     scopes: tuple[dg.Scope, ...] = dg.SCOPES,
     previous_tree: str | None = None,
     dirs: list[tuple[str, os.stat_result]] | None = None,
+    project: Project | None = None,
+    members: Mapping[str, bytes] | None = None,
 ) -> ScanResult:
     """Scan the package at canonical ``path``; errors land in ``ScanResult.error``.
 
     ``previous`` holds the stored records (enabling the stat fast path) and
     ``previous_tree`` the tree digest they gave: it is reused when every stored
     record was reused and no file was added. ``dirs`` receives every directory the
-    walk listed, with its lstat taken before the listing.
+    walk listed, with its lstat taken before the listing. ``project``: the package's
+    project files as already read (``project.load_project``), else they are read here.
+    ``members`` (without ``previous``): the file set of an earlier scan with the raw
+    digest of each file (a stamp's manifest): where the files that define the rules
+    still hold the same content, a member is kept without matching the rules again
+    (a copy of the package then walks without loading pathspec).
     """
     result = ScanResult(path=path)
     try:
-        project = read_project(path)
+        if project is None:
+            project = read_project(path)
         result.name = project.name
         result.notes.extend(f"cache key not covered: {k}" for k in project.ignored_cache_keys)
         started = time.time_ns()
         records: dict[str, FileRecord] = {}
         if "tree" in scopes or _needs_walk(project):
-            _scan_tree(path, project, previous or {}, started, result, dirs)
+            known = previous or (_stamped(path, members) if members else {})
+            _scan_tree(path, project, previous or {}, started, result, dirs, known)
             records = {r.rel: r for r in result.records}
             # Reused records come from ``previous`` one per path: equal counts, equal sets.
             result.same_files = bool(previous) and result.hashed == 0
@@ -240,25 +270,66 @@ def _scan_tree(
     previous: Mapping[str, FileRecord],
     started: int,
     result: ScanResult,
-    dirs: list[tuple[str, os.stat_result]] | None = None,
+    dirs: list[tuple[str, os.stat_result]] | None,
+    known: Mapping[str, Known],
 ) -> None:
-    walked = walk(path, project, previous, dirs)
+    walked = walk(path, project, known, dirs, lstat_new=False)
+    result.walked = walked.nested, walked.hidden
     if walked.errors:
         raise walked.errors[0]
     result.skipped = walked.skipped
-    for item in walked.files:
-        old = previous.get(item.rel)
-        if old is not None and old.reusable_for(item.st):
-            result.records.append(old)
-            result.reused += 1
-            _note_link(result, item.rel, item.st)
-            continue
-        record = _hash_record(os.path.join(path, item.rel), item.rel, item.st, started)
-        if record is not None:
-            result.records.append(record)
-            result.hashed += 1
-            result.hashed_bytes += record.size
-            _note_link(result, item.rel, item.st)
+    records = result.records
+    hashed = hashed_bytes = 0
+    base = os.path.join(path, "")  # "path/": the join of each file is a concatenation
+    for rel, st in walked.files:
+        if st is not None:
+            old = previous.get(rel)
+            if old is not None and old.reusable_for(st):
+                records.append(old)
+                if st.st_nlink > 1:  # (the test first: this loop runs once a file)
+                    _note_link(result, rel, st)
+                continue
+        done = hash_path(base + rel, st)
+        if done is None:
+            continue  # gone, or no longer a file or symlink
+        st, raw = done
+        records.append(_record(rel, st, raw, started))
+        hashed += 1
+        hashed_bytes += st.st_size
+        if st.st_nlink > 1:
+            _note_link(result, rel, st)
+    result.hashed = hashed
+    result.hashed_bytes = hashed_bytes
+    result.reused = len(records) - hashed
+
+
+class _Member:
+    """A member of an earlier file set (``scan``'s ``members``): the walk asks it whether
+    a file that defines the rules is unchanged, which here means by content."""
+
+    __slots__ = ("digest", "path")
+
+    def __init__(self, path: str, digest: bytes) -> None:
+        self.path = path
+        self.digest = digest
+
+    def reusable_for(self, st: os.stat_result) -> bool:
+        if not self.digest or not stat.S_ISREG(st.st_mode):
+            return False  # a symlink's target would be read, not its digest's string
+        hashed = hash_path(self.path, st)
+        return hashed is not None and hashed[1] == self.digest
+
+
+def _stamped(path: str, members: Mapping[str, bytes]) -> dict[str, _Member]:
+    other = _Member("", b"")  # not a rule file: only its membership is asked
+    return {
+        rel: _Member(os.path.join(path, rel), digest) if _defines_rules(rel) else other
+        for rel, digest in members.items()
+    }
+
+
+def _defines_rules(rel: str) -> bool:
+    return rel == "pyproject.toml" or rel.rpartition("/")[2] == ".gitignore"
 
 
 def _note_link(result: ScanResult, rel: str, st: os.stat_result) -> None:
@@ -268,20 +339,26 @@ def _note_link(result: ScanResult, rel: str, st: os.stat_result) -> None:
 
 def _hash_record(abs_path: str, rel: str, st: os.stat_result, now: int) -> FileRecord | None:
     hashed = hash_path(abs_path, st)
-    if hashed is None:
-        return None
-    st, raw = hashed
-    return FileRecord(
-        rel=rel,
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        ctime_ns=st.st_ctime_ns,
-        ino=st.st_ino,
-        dev=st.st_dev,
-        kind=dg.kind_of(st.st_mode),
-        digest=raw,
-        hashed_at_ns=now,
+    return _record(rel, *hashed, now) if hashed is not None else None
+
+
+def _record(rel: str, st: os.stat_result, digest: bytes, now: int) -> FileRecord:
+    """The record of a file hashed at ``now`` (taken before it was read)."""
+    fields = (
+        rel,
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+        st.st_ino,
+        st.st_dev,
+        dg.kind_of(st.st_mode),
+        digest,
+        now,
     )
+    return _new_record(FileRecord, fields)  # tuple.__new__: FileRecord's own parses keywords
+
+
+_new_record = tuple.__new__
 
 
 def meta_keys(project: Project) -> tuple[list[str], list[str], bool, bool]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -82,7 +83,10 @@ def files_prefix(package_path: str) -> bytes:
 
 def file_key(prefix: bytes, rel: str) -> bytes:
     """Key of one file record: package prefix + relative path (hashed, after NUL, if long)."""
-    raw = os.fsencode(rel)
+    return _file_key(prefix, os.fsencode(rel))
+
+
+def _file_key(prefix: bytes, raw: bytes) -> bytes:
     if len(raw) + PREFIX_SIZE <= MAX_PLAIN_KEY:
         return prefix + raw
     return prefix + b"\x00" + blake3(raw).digest()
@@ -90,26 +94,37 @@ def file_key(prefix: bytes, rel: str) -> bytes:
 
 def encode_file(v: FileRecord) -> bytes:
     """Encode a ``files`` value: fixed 81-byte head, then the relative path bytes."""
-    return FILE_VALUE.pack(
-        v.size, v.mtime_ns, v.ctime_ns, v.ino, v.dev, v.hashed_at_ns, v.digest, v.kind
-    ) + os.fsencode(v.rel)
+    return _encode_file(v, os.fsencode(v.rel))
+
+
+def _encode_file(v: FileRecord, raw: bytes) -> bytes:
+    return (
+        _pack_file(v.size, v.mtime_ns, v.ctime_ns, v.ino, v.dev, v.hashed_at_ns, v.digest, v.kind)
+        + raw
+    )
 
 
 def decode_file(raw: Raw) -> FileRecord:
     """Decode a ``files`` value."""
     size, mtime, ctime, ino, dev, hashed_at, digest, kind = _unpack_file(raw)
-    rel = os.fsdecode(bytes(raw[FILE_VALUE.size :]))
+    rel = str(raw[FILE_VALUE.size :], _FS_ENCODING, _FS_ERRORS)  # os.fsdecode, for memoryviews too
     return _new_record(FileRecord, (rel, size, mtime, ctime, ino, dev, kind, digest, hashed_at))
 
 
+_pack_file = FILE_VALUE.pack
 _unpack_file = FILE_VALUE.unpack_from
 _new_record = tuple.__new__
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 def encode_files(package_path: str, records: Iterable[FileRecord]) -> list[tuple[bytes, bytes]]:
     """The ``files`` key/value pairs of one package's records."""
     prefix = files_prefix(package_path)
-    return [(file_key(prefix, r.rel), encode_file(r)) for r in records]
+    pairs = []
+    for r in records:
+        raw = os.fsencode(r.rel)  # once for the key and the value
+        pairs.append((_file_key(prefix, raw), _encode_file(r, raw)))
+    return pairs
 
 
 def get_package(txn: lmdb.Transaction, db: lmdb._Database, path: str) -> PackageRecord | None:

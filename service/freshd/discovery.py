@@ -35,39 +35,17 @@ def _pruned(name: str) -> bool:
     return name in VCS_NAMES or name in CACHE_DIRS or name.endswith(".egg-info")
 
 
-def discover(root: str, *, within: str | None = None) -> Discovery:
+def discover(root: str, *, within: str | None = None, inside_packages: bool = True) -> Discovery:
     """Walk ``root`` (canonical, a directory) and return every package below it.
 
     Never follows symlinks; skips VCS directories, virtual environments and tool
     caches. A package nested in another is its own package. ``within`` names the
-    root the packages belong to when ``root`` is a directory inside it.
+    root the packages belong to when ``root`` is a directory inside it. Without
+    ``inside_packages``, the walk stops at each package it finds: the indexer learns
+    of the packages inside one from that package's own walk (``found_inside``).
     """
     found = Discovery(within or root)
-    projects: dict[str, Project | None] = {}
-    stack = [root]
-    while stack:
-        directory = stack.pop()
-        try:
-            with os.scandir(directory) as it:
-                entries = list(it)
-        except OSError as exc:
-            found.problems.append(f"cannot list {directory}: {exc.strerror or exc}")
-            continue
-        names = {e.name for e in entries}
-        if VENV_MARKER in names and directory != root:
-            continue
-        if is_package_dir(names):
-            try:
-                projects[directory] = read_project(directory)
-            except ProjectFileError:
-                projects[directory] = None  # still a package; its scan reports the error
-        for entry in entries:
-            try:
-                is_dir = entry.is_dir(follow_symlinks=False)
-            except OSError:
-                continue
-            if is_dir and not _pruned(entry.name):
-                stack.append(entry.path)
+    projects = _search(root, root, found.problems, inside_packages=inside_packages)
     members = workspace_members(projects)
     for path in sorted(projects):
         project = projects[path]
@@ -77,10 +55,81 @@ def discover(root: str, *, within: str | None = None) -> Discovery:
     return found
 
 
+def found_inside(
+    package: str, walked: tuple[list[str], list[str]] | None, problems: list[str]
+) -> dict[str, Project | None]:
+    """The packages that discovery finds inside ``package`` (a package it found), short
+    of those inside them: from what the package's file-set walk saw (``walked``: the
+    relative directories of the packages nested in it, and of the soft-excluded ones it
+    did not enter), else (None: its walk did not finish) by walking it again, all of it.
+    ``problems`` receives the directories that could not be listed."""
+    if walked is None:
+        projects = _search(package, package, problems, inside_packages=True)
+        projects.pop(package, None)
+        return projects
+    nested, hidden = walked
+    found: dict[str, Project | None] = {}
+    for rel in nested:
+        if _entered(rel):
+            path = os.path.join(package, rel)
+            found[path] = _project(path)
+    for rel in hidden:
+        if _entered(rel):
+            top = os.path.join(package, rel)
+            found.update(_search(top, package, problems, inside_packages=False))
+    return found
+
+
+def _entered(rel: str) -> bool:
+    """Whether discovery walks down this relative path (no part of it is pruned)."""
+    return not any(_pruned(part) for part in rel.split("/"))
+
+
+def _search(
+    top: str, root: str, problems: list[str], *, inside_packages: bool
+) -> dict[str, Project | None]:
+    """The packages at and below directory ``top`` with their project files; ``root``
+    (where discovery started) is a package even if it holds a virtual environment."""
+    projects: dict[str, Project | None] = {}
+    stack = [top]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except OSError as exc:
+            problems.append(f"cannot list {directory}: {exc.strerror or exc}")
+            continue
+        names = {e.name for e in entries}
+        if VENV_MARKER in names and directory != root:
+            continue
+        if is_package_dir(names):
+            projects[directory] = _project(directory)
+            if not inside_packages:
+                continue
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            if is_dir and not _pruned(entry.name):
+                stack.append(entry.path)
+    return projects
+
+
+def _project(directory: str) -> Project | None:
+    try:
+        return read_project(directory)
+    except ProjectFileError:
+        return None  # still a package; its scan reports the error
+
+
 def workspace_members(projects: dict[str, Project | None]) -> dict[str, str]:
     """Map each workspace member's path to its workspace root (``[tool.uv.workspace]``)."""
     members: dict[str, str] = {}
-    for ws_root, project in projects.items():
+    # In path order, whatever order the packages were found in: where two workspaces
+    # claim a package, the deeper one wins.
+    for ws_root, project in sorted(projects.items()):
         if project is None or project.workspace_members is None:
             continue
         excluded = {

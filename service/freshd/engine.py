@@ -80,6 +80,9 @@ _POOL_MIN_PACKAGES = 4  # fewer dirty packages are scanned on the engine thread
 _POOL_IDLE_SECONDS = 60.0
 _COOKIE_POLL_SECONDS = 0.1
 _COOKIE_KEEP_NS = 60_000_000_000
+_COOKIE_PRUNE_SECONDS = 10.0  # records older than _COOKIE_KEEP_NS go at most this often
+_ACKED_SECONDS = 10.0  # how long a seen cookie's later events are recognized
+_KNOWN_RECORDS = 10_000  # file records kept decoded for targeted rehashes (~0.5 KiB each)
 
 
 @dataclass(slots=True)
@@ -151,7 +154,10 @@ class Engine:
         self._changed: dict[str, set[str]] = {}  # dirty package → the files its events named
         self._full_scan: set[str] = set()  # dirty packages that need a whole walk
         self._cookies: dict[str, None] = {}  # cookie paths seen, in order
-        self._acked: dict[str, float] = {}
+        self._acked: dict[str, float] = {}  # in the order acknowledged
+        self._cookies_pruned = 0.0
+        self._own_cookies = f"{COOKIE_PREFIX}d{os.getpid()}-"  # waited for in memory
+        self._known: dict[str, tuple[str, dict[str, sc.FileRecord]]] = {}  # see rescan_job
         self._first_event = self._last_event = 0.0
         self._waiters: dict[str, _SyncGroup] = {}
         self._waiters_lock = threading.Lock()
@@ -224,9 +230,8 @@ class Engine:
         """Write a cookie into each root; ``done(True)`` once the engine has processed
         every event received before them, ``done(False)`` if a cookie cannot be written.
         Returns a function that cancels the wait."""
-        pid = os.getpid()
         paths = [
-            os.path.join(root, f"{COOKIE_PREFIX}d{pid}-{next(self._cookie_ids)}")
+            os.path.join(root, f"{self._own_cookies}{next(self._cookie_ids)}")
             for root in dict.fromkeys(roots)
         ]
         if not paths:
@@ -243,7 +248,9 @@ class Engine:
         with self._waiters_lock:
             for path in paths:
                 self._waiters[path] = group
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        # Created read-only: its close is no event the watcher subscribes to (one event
+        # fewer through the watcher's threads per cookie).
+        flags = os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         for n, path in enumerate(paths):
             try:
                 os.close(os.open(path, flags, 0o600))
@@ -614,11 +621,12 @@ class Engine:
         for path in batch:
             # A few files named by events: rehash just those (the common edit).
             targeted = path in changed and not self._tracked[path].never_clean
-            quick = rescan_job(self.index, path, changed[path]) if targeted else None
+            quick = rescan_job(self.index, path, changed[path], self._known) if targeted else None
             if quick is None:
                 full.append(path)
             else:
                 outcomes.append(quick)
+        self._trim_known()
         for outcome in scan_packages(self.index, full, self._pool_for(len(full))):
             outcomes.append(outcome)
             for item in self._drain():  # keep marking packages dirty while scanning
@@ -652,6 +660,16 @@ class Engine:
             return [r for r in written if r.path not in redirtied] + redirty
 
         self._published(self.index.write(write))
+
+    def _trim_known(self) -> None:
+        """Keep the records of the packages rehashed last within ``_KNOWN_RECORDS`` (the
+        very last whatever its size: a big package gains the most)."""
+        held = sum(len(records) for _tree, records in self._known.values())
+        for path, (_tree, records) in list(self._known.items())[:-1]:  # oldest first
+            if held <= _KNOWN_RECORDS:
+                return
+            held -= len(records)
+            del self._known[path]
 
     def _check_links(self, scanned: set[str]) -> None:
         """Account for every name of the hard-linked files (``links``); a package holding
@@ -724,9 +742,11 @@ class Engine:
 
     def _ack(self, cookies: list[str]) -> None:
         """Everything before these cookies is in the index: release their waiters, then
-        record them for direct readers and delete the files."""
+        record direct clients' cookies (they poll the index) and delete the files."""
         monotonic = time.monotonic()
-        for path in [p for p, t in self._acked.items() if t < monotonic - 10]:
+        cutoff = monotonic - _ACKED_SECONDS
+        # Oldest first: the stale ones are a prefix, whatever the number of recent ones.
+        for path, _seen in list(itertools.takewhile(lambda i: i[1] < cutoff, self._acked.items())):
             del self._acked[path]  # later events of an acknowledged cookie are long gone
         for path in cookies:
             self._acked[path] = monotonic
@@ -737,18 +757,29 @@ class Engine:
                     group.pending.discard(path)
             if group is not None and finished:
                 group.done(True)
+        # The daemon's own cookies are waited for in memory: no write transaction for them.
         now = time.time_ns()
-        names = [os.fsencode(os.path.basename(c)) for c in cookies]
+        names = [
+            os.fsencode(name)
+            for name in map(os.path.basename, cookies)
+            if not name.startswith(self._own_cookies)
+        ]
+        prune = monotonic - self._cookies_pruned > _COOKIE_PRUNE_SECONDS
 
         def write(txn: lmdb.Transaction) -> None:
             db = self.index.dbs[sc.DB_COOKIES]
-            stale = [k for k, v in txn.cursor(db=db) if now - sc.U64.unpack(v)[0] > _COOKIE_KEEP_NS]
-            for key in stale:
-                txn.delete(key, db=db)
+            if prune:
+                cursor = txn.cursor(db=db)
+                stale = [k for k, v in cursor if now - sc.U64.unpack(v)[0] > _COOKIE_KEEP_NS]
+                for key in stale:
+                    txn.delete(key, db=db)
             for name in names:
                 txn.put(name, sc.U64.pack(now), db=db)
 
-        self.index.write(write)
+        if names or prune:
+            self.index.write(write)
+        if prune:
+            self._cookies_pruned = monotonic
         for path in cookies:
             _unlink(path)
 
@@ -838,6 +869,7 @@ class Engine:
         self.index.write(write)
         for path in paths:
             self._tracked.pop(path, None)
+            self._known.pop(path, None)
             self._links.forget(path)
             self._dirty.pop(path, None)
             self._newly_dirty.discard(path)

@@ -1,8 +1,9 @@
 """Build or refresh the index of every package under some roots (``freshd index``).
 
-Discovery runs in this process; packages are scanned in a pool of worker
-processes (walk + stat + BLAKE3 in parallel), and results are written to LMDB
-here, the single writer, in batches.
+Discovery runs in this process down to the first package on each path; packages
+are scanned in a pool of worker processes (walk + stat + BLAKE3 in parallel), each
+scan reporting the packages inside its own, which are scanned in turn: the tree is
+walked once. Results are written to LMDB here, the single writer, in batches.
 """
 
 from __future__ import annotations
@@ -12,17 +13,25 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    as_completed,
+    wait,
+)
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import lmdb
 
-from freshd.discovery import Package, discover
+from freshd.discovery import Package, discover, found_inside, workspace_members
 from freshd.index import Index
 from freshd_client import schema as sc
 from freshd_client.errors import PackagePathError
+from freshd_client.project import Project
 from freshd_client.scan import ScanResult, rescan_files, scan
 
 T = TypeVar("T")
@@ -30,6 +39,7 @@ Progress = Callable[[int, int], None]
 """Called with (packages done, packages total)."""
 
 _BATCH_SECONDS = 0.25
+_JOBS_PER_WORKER = 4  # of the guided schedule's first round (more follow, smaller)
 
 
 @dataclass(slots=True)
@@ -77,6 +87,7 @@ class Outcome:
     pairs: list[tuple[bytes, bytes]] | None  # encoded file records; None: stored ones stand
     partial: bool = False  # pairs update only these keys (an empty value deletes one)
     links: list[tuple[str, int, int, int]] = field(default_factory=list)  # ScanResult.links
+    walked: tuple[list[str], list[str]] | None = None  # ScanResult.walked
 
 
 def _outcome(
@@ -105,20 +116,44 @@ def _from_scan(
         pairs,
         partial,
         result.links,
+        result.walked,
     )
 
 
-def rescan_job(index: Index, path: str, changed: set[str]) -> Outcome | None:
+def rescan_job(
+    index: Index,
+    path: str,
+    changed: set[str],
+    known: dict[str, tuple[str, dict[str, sc.FileRecord]]] | None = None,
+) -> Outcome | None:
     """Rehash only the ``changed`` files of a package the watcher follows (its own
-    process); None when the stored state does not allow it or a full scan is needed."""
-    dbs = index.dbs[sc.DB_PACKAGES], index.dbs[sc.DB_FILES]
-    old, previous = index.read(lambda txn: _stored(txn, *dbs, path))
+    process); None when the stored state does not allow it or a full scan is needed.
+
+    ``known`` (the caller bounds its size): file records of earlier rescans by package,
+    with the tree digest they give. They stand in for the stored records while the
+    stored tree digest is that one: the same digest means the same paths, kinds and
+    digests, all that a rescan reads of the unchanged files (decoding a package's
+    records from LMDB costs more than rehashing one small file)."""
+    packages_db, files_db = index.dbs[sc.DB_PACKAGES], index.dbs[sc.DB_FILES]
+    memo = known.get(path) if known is not None else None
+
+    def stored(txn: lmdb.Transaction) -> tuple[sc.PackageRecord | None, dict[str, sc.FileRecord]]:
+        record = sc.get_package(txn, packages_db, path)
+        if memo is not None and record is not None and record.tree == memo[0]:
+            return record, memo[1]
+        return record, sc.get_files(txn, files_db, path)
+
+    old, previous = index.read(stored)
     if old is None or old.tree is None or old.state not in ("clean", "dirty"):
         return None
     result = rescan_files(path, previous, changed)
     if result is None:
         return None
     records = {r.rel: r for r in result.records}
+    if known is not None:
+        known.pop(path, None)  # re-inserted last: the caller evicts the oldest first
+        if result.tree is not None:
+            known[path] = (result.tree, records)
     prefix = sc.files_prefix(path)
     pairs = [
         (sc.file_key(prefix, rel), sc.encode_file(records[rel]) if rel in records else b"")
@@ -133,16 +168,20 @@ def rescan_job(index: Index, path: str, changed: set[str]) -> Outcome | None:
 _READERS: dict[str, tuple[lmdb.Environment, Any, Any]] = {}
 
 
-def _worker_job(path: str, index_dir: str) -> Outcome:
-    """Runs in a worker process: read the stored records read-only, scan, encode."""
+def _worker_job(paths: list[str], index_dir: str) -> list[Outcome]:
+    """Runs in a worker process: for each package, read the stored records read-only,
+    scan, encode."""
     if index_dir not in _READERS:
         env = sc.open_env(index_dir, readonly=True)
         dbs = (env.open_db(sc.DB_PACKAGES, create=False), env.open_db(sc.DB_FILES, create=False))
         _READERS[index_dir] = (env, *dbs)
     env, packages_db, files_db = _READERS[index_dir]
-    with sc.begin_read(env) as txn:
-        old, previous = _stored(txn, packages_db, files_db, path)
-    return _outcome(path, old, previous)  # scanned outside the snapshot: readers stay short
+    outcomes = []
+    for path in paths:
+        with sc.begin_read(env) as txn:
+            old, previous = _stored(txn, packages_db, files_db, path)
+        outcomes.append(_outcome(path, old, previous))  # outside the snapshot: readers stay short
+    return outcomes
 
 
 def _local_job(index: Index, path: str) -> Outcome:
@@ -164,9 +203,30 @@ def scan_packages(index: Index, paths: Sequence[str], pool: Executor | None) -> 
         for path in paths:
             yield _local_job(index, path)
         return
-    futures = [pool.submit(_worker_job, path, index.path) for path in paths]
+    futures = [pool.submit(_worker_job, [path], index.path) for path in paths]
     for future in as_completed(futures):
-        yield future.result()
+        yield from future.result()
+
+
+def _jobs(paths: Sequence[str], sizes: Mapping[str, int], parts: int) -> list[list[str]]:
+    """Packages grouped into jobs (a job costs ~0.15 ms of inter-process traffic): each
+    takes at least 1/``parts`` of the files still left, so the last ones are small and
+    the workers finish together (guided self-scheduling)."""
+    weights = [max(sizes.get(p, 0), 1) for p in paths]
+    left = sum(weights)
+    jobs: list[list[str]] = []
+    job: list[str] = []
+    taken = 0
+    for path, weight in zip(paths, weights, strict=True):
+        job.append(path)
+        taken += weight
+        if taken * parts >= left:
+            jobs.append(job)
+            left -= taken
+            job, taken = [], 0
+    if job:
+        jobs.append(job)
+    return jobs
 
 
 def index_roots(
@@ -180,41 +240,151 @@ def index_roots(
     """Bring the index up to date with the packages under ``roots`` (canonical paths)."""
     started = time.perf_counter()
     summary = Summary(roots=list(roots))
-    # The pool's processes start while discovery walks the roots.
+    found = _Found(roots)
+    # A new pool's processes start up while discovery walks the roots.
     with make_pool(workers) if pool is None else contextlib.nullcontext(pool) as executor:
-        for root in roots:
-            found = discover(root)
-            summary.found.extend(found.packages)
-            summary.errors.extend(found.problems)
-        by_path = {p.path: p for p in summary.found}
-        packages_db = index.dbs[sc.DB_PACKAGES]
-        sizes = index.read(
-            lambda txn: {
-                p: (r.files if (r := sc.get_package(txn, packages_db, p)) else 0) for p in by_path
-            }
-        )
-        order = sorted(by_path, key=lambda p: -sizes[p])  # big ones first balance the pool
-        summary.packages = len(order)
+        for i, root in enumerate(roots):
+            top = discover(root, inside_packages=False)
+            summary.errors.extend(top.problems)
+            found.add({p.path: p.project for p in top.packages}, {i})
+        stored: dict[str, tuple[Package, Outcome]] = {}
         pending: list[Outcome] = []
         last_flush = time.perf_counter()
 
         def flush() -> None:
             batch = list(pending)
             pending.clear()
+            by_path = found.packages()
             index.write(lambda txn: store(index, txn, by_path, batch))
+            stored.update((o.path, (by_path[o.path], replace(o, pairs=None))) for o in batch)
 
-        for done, outcome in enumerate(scan_packages(index, order, executor), 1):
+        for done, outcome in enumerate(_scan_found(index, executor, found, summary.errors), 1):
             _account(summary, outcome)
             pending.append(outcome)
             if time.perf_counter() - last_flush > _BATCH_SECONDS:
                 flush()
                 last_flush = time.perf_counter()
             if progress is not None:
-                progress(done, len(order))
-    flush()
-    summary.removed = index.write(lambda txn: _forget_missing(index, txn, roots, set(by_path)))
+                progress(done, len(found.projects))
+        if executor is not pool:
+            executor.shutdown(wait=False)  # the workers exit while the last batch is written
+        flush()
+    # A package found before the workspace or the later root that claims it is stored again.
+    final = found.packages()
+    moved = [light for path, (pkg, light) in stored.items() if final[path] != pkg]
+    if moved:
+        index.write(lambda txn: store(index, txn, final, moved))
+    summary.found = [pkg for i in range(len(roots)) for pkg in found.of_root(i, final)]
+    summary.packages = len(final)
+    summary.removed = index.write(lambda txn: _forget_missing(index, txn, roots, set(final)))
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+class _Found:
+    """The packages found so far, and which roots' walks found each (a later root's
+    claim wins, as when each root was discovered whole)."""
+
+    def __init__(self, roots: Sequence[str]) -> None:
+        self.roots = roots
+        self.projects: dict[str, Project | None] = {}
+        self.claims: dict[str, set[int]] = {}
+        self.inside: dict[str, list[str]] = {}  # packages found by each package's scan
+        self._packages: dict[str, Package] | None = None
+
+    def add(self, projects: dict[str, Project | None], claims: set[int]) -> list[str]:
+        """Record packages found by the walks of the roots ``claims``; return the new ones."""
+        new = [path for path in projects if path not in self.projects]
+        self.projects.update((path, projects[path]) for path in new)
+        for path in projects:
+            self._claim(path, claims)
+        if new:
+            self._packages = None
+        return new
+
+    def add_inside(self, package: str, projects: dict[str, Project | None]) -> list[str]:
+        """Record the packages a package's scan found inside it; return the new ones."""
+        self.inside[package] = list(projects)
+        return self.add(projects, self.claims[package])
+
+    def _claim(self, path: str, claims: set[int]) -> None:
+        known = self.claims.setdefault(path, set())
+        if not claims <= known:
+            known |= claims
+            self._packages = None
+            for inner in self.inside.get(path, ()):
+                self._claim(inner, known)
+
+    def packages(self) -> dict[str, Package]:
+        """Every package found, by path, as discovery of each root describes it."""
+        if self._packages is None:
+            members = workspace_members(self.projects)
+            self._packages = {
+                path: Package(
+                    path,
+                    project.name if project else None,
+                    self.roots[max(self.claims[path])],
+                    members.get(path),
+                    project,
+                )
+                for path, project in self.projects.items()
+            }
+        return self._packages
+
+    def of_root(self, i: int, final: dict[str, Package]) -> list[Package]:
+        """The packages the walk of root ``i`` found (``discover(roots[i])``), by path."""
+        return [
+            replace(final[path], root=self.roots[i])
+            for path in sorted(self.projects)
+            if i in self.claims[path]
+        ]
+
+
+def _scan_found(
+    index: Index, pool: Executor, found: _Found, problems: list[str]
+) -> Iterator[Outcome]:
+    """Scan every package found, and those their scans find inside them, as they finish."""
+    sizes = _stored_sizes(index, found.projects)
+    queue = sorted(found.projects, key=lambda p: -sizes[p])  # big ones first balance the pool
+
+    def inside(outcome: Outcome) -> list[str]:
+        projects = found_inside(outcome.path, outcome.walked, problems)
+        new = found.add_inside(outcome.path, projects)
+        sizes.update(_stored_sizes(index, new))
+        return sorted(new, key=lambda p: -sizes[p])
+
+    if not isinstance(pool, _Pool):
+        while queue:
+            outcome = _local_job(index, queue.pop(0))
+            queue += inside(outcome)
+            yield outcome
+        return
+    workers = pool.workers
+    running: set[Future[list[Outcome]]] = set()
+    while queue or running:
+        if len(queue) == 1 and not running:  # not worth the round trip to a worker
+            outcome = _local_job(index, queue.pop())
+            queue += inside(outcome)
+            yield outcome
+            continue
+        running.update(
+            pool.submit(_worker_job, job, index.path)
+            for job in _jobs(queue, sizes, _JOBS_PER_WORKER * workers)
+        )
+        queue = []
+        done, running = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            for outcome in future.result():
+                queue += inside(outcome)
+                yield outcome
+
+
+def _stored_sizes(index: Index, paths: Iterable[str]) -> dict[str, int]:
+    """The number of files each package had when last indexed (0 if it was not)."""
+    db = index.dbs[sc.DB_PACKAGES]
+    return index.read(
+        lambda txn: {p: (r.files if (r := sc.get_package(txn, db, p)) else 0) for p in paths}
+    )
 
 
 def _account(summary: Summary, outcome: Outcome) -> None:
@@ -240,8 +410,8 @@ def store(
         if (
             old is not None
             and out.pairs is None
-            and (old.state, old.tree, old.meta, old.name, old.workspace)
-            == (state, out.tree, out.meta, name, pkg.workspace)
+            and (old.state, old.tree, old.meta, old.name, old.root, old.workspace)
+            == (state, out.tree, out.meta, name, pkg.root, pkg.workspace)
         ):
             continue  # nothing changed: keep the record and its generation
         record = sc.PackageRecord(
@@ -308,12 +478,20 @@ def make_pool(workers: int) -> Executor:
     # and as the daemon's own children, so they can be tied to its life (a forkserver's
     # children outlive a `kill -9` of the daemon).
     context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=_die_with_parent,
-        initargs=(os.getpid(),),
-    )
+    pool = _Pool(workers, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),))
+    # Start the processes now (the executor starts one per job submitted, when it is
+    # submitted): each takes ~80 ms to import what a job needs, time the caller can use.
+    for _ in range(workers):
+        pool.submit(os.getpid)
+    return pool
+
+
+class _Pool(ProcessPoolExecutor):
+    """A process pool that says how many processes it has."""
+
+    def __init__(self, workers: int, **kwargs: Any) -> None:
+        super().__init__(max_workers=workers, **kwargs)
+        self.workers = workers
 
 
 def _die_with_parent(parent: int) -> None:

@@ -52,6 +52,7 @@ EVENT_FILTER: list[type[FileSystemEvent]] = [
     DirMovedEvent,
     DirAttribEvent,  # a directory made unreadable changes what can be scanned
 ]
+_SUBSCRIBED = tuple(EVENT_FILTER)
 
 # watchdog holds an IN_MOVED_FROM back for up to 0.5 s to pair it with its
 # IN_MOVED_TO, and every later event waits behind it. freshd treats a move as a
@@ -106,7 +107,7 @@ class Watcher:
             if path in self._watches:  # a subdirectory's rename is an ordinary event
                 on_moved(path)
 
-        self._observer = _make_observer(on_overflow, on_limit, moved, on_unreadable)
+        self._observer = _make_observer(sink, on_overflow, on_limit, moved, on_unreadable)
 
     def start(self) -> None:
         """Start the observer's threads."""
@@ -149,6 +150,7 @@ class Watcher:
 
 
 def _make_observer(
+    sink: Callable[[FileSystemEvent], None],
     on_overflow: Callable[[], None],
     on_limit: Callable[[str], None],
     on_moved: Callable[[str], None],
@@ -237,11 +239,54 @@ def _make_observer(
                 if stale and self.is_active:
                     self._remove_callbacks(stale)
 
+        def _add_callback(self, path: bytes) -> None:
+            """watchdog's, keeping its two maps inverse. A directory moved out and back in
+            under another name before the first move was paired is watched again under the
+            new path; its old path kept naming the watch, and a later move of the old
+            parent re-pointed the watch below the parent's new path: edits in the directory
+            were reported under a path of no file, and its package stayed clean with the
+            old digest (churn seed 163634105)."""
+            try:
+                wd = self._inotify_fd.add_callback(path, self.event_mask, self._callback, self._id)
+            except OSError:
+                if path == self.path:  # a descendant may be gone or unreadable meanwhile
+                    raise
+                return
+            old = self._active_callbacks_by_watch.get(wd) if wd != -1 else None  # -1: EACCES
+            if old not in (None, path) and self._active_callbacks_by_path.get(old) == wd:
+                del self._active_callbacks_by_path[old]
+            self._active_callbacks_by_path[path] = wd
+            self._active_callbacks_by_watch[wd] = path
+
+        def _move_watches(self, move_src_path: bytes, move_dst_path: bytes) -> bool:
+            """watchdog's, also renaming the paths recorded for unpaired moves pending
+            below the moved directory: ``moved_out`` compares them with the watches' paths,
+            and took a directory moved out just before its parent moved for one that had
+            come back, leaving it watched outside the tree under an inside path (churn
+            seed 845798740)."""
+            moved: bool = super()._move_watches(move_src_path, move_dst_path)
+            below = move_src_path + b"/"
+            for records in self.moving.values() if moved else ():
+                records[:] = [
+                    (wd, move_dst_path + path[len(move_src_path) :])
+                    if path == move_src_path or path.startswith(below)
+                    else (wd, path)
+                    for wd, path in records
+                ]
+            return moved
+
         def paired(self, cookie: int) -> None:
             with self._lock:
                 self.moving.pop(cookie, None)
 
     class MoveSafeEmitter(inotify.InotifyEmitter):
+        def queue_event(self, event: FileSystemEvent) -> None:
+            # Straight to the sink, not through the observer's queue and thread: one
+            # thread hand-over fewer per event (a sync query waits for its cookie's).
+            # Each root's events still arrive in order, from its one emitter thread.
+            if isinstance(event, _SUBSCRIBED):
+                sink(event)
+
         def on_thread_start(self) -> None:
             self._inotify = MoveSafeWatchGroup(
                 self._inotify_fd,

@@ -1,0 +1,134 @@
+"""The indexer's crawl: packages found through each package's own walk, jobs for the pool.
+
+The oracle for what is found is ``discover()``, the whole-tree walk the indexer used to
+run before scanning: the indexer stops discovery at the first package down each path
+and learns of the packages inside one from that package's scan.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from conftest import Link, Spec, make_tree
+from freshd.discovery import discover
+from freshd.index import Index
+from freshd.indexer import _jobs, index_roots
+from freshd_client.oneshot import digest_path
+from test_discovery import MONOREPO
+
+HIDDEN: dict[str, Spec] = {
+    # what a package's walk does not enter, and discovery does
+    "outer/pyproject.toml": '[project]\nname = "outer"\n[tool.freshd]\nexclude = ["skipped/"]\n',
+    "outer/.gitignore": "vendor/\n",
+    "outer/skipped/inner/pyproject.toml": '[project]\nname = "inner"\n',
+    "outer/vendor/lib/setup.py": "",
+    "outer/vendor/lib/deeper/setup.cfg": "[metadata]\nname = deeper\n",
+    "outer/vendor/.venv/pyvenv.cfg": "",
+    "outer/vendor/.venv/site/pyproject.toml": "",
+    "outer/vendor/env2/pyvenv.cfg": "",
+    "outer/vendor/env2/pyproject.toml": "",
+    "outer/build/generated/pyproject.toml": '[project]\nname = "generated"\n',
+    "outer/.freshd-cookie-odd/cookie/pyproject.toml": "",
+    "outer/src/a/pyproject.toml": '[project]\nname = "a"\n',
+    "outer/src/a/b/pyproject.toml": '[project]\nname = "b"\n',
+    "outer/src/link": Link("a"),
+    # what discovery prunes, even where a walk enters for an include
+    "outer/__pycache__/cached/pyproject.toml": "",
+    "outer/x.egg-info/pyproject.toml": "",
+    "inc/pyproject.toml": '[project]\nname = "inc"\n[tool.freshd]\ninclude = ["keep.pyc"]\n',
+    "inc/.gitignore": "ignored/\n",
+    "inc/ignored/p/pyproject.toml": '[project]\nname = "p"\n',
+    "inc/__pycache__/deep/pyproject.toml": "",
+    "inc/node_modules/dep/setup.py": "",
+    # a package whose scan fails before its walk
+    "broken/pyproject.toml": "[project\n",
+    "broken/sub/pyproject.toml": '[project]\nname = "sub"\n',
+    "broken/sub/inner/setup.py": "",
+}
+
+
+def _found(paths: list[tuple[str, str | None, str, str | None]]) -> list[tuple[str, ...]]:
+    return sorted((p, str(name), root, str(ws)) for p, name, root, ws in paths)
+
+
+def _discovered(roots: list[str]) -> list[tuple[str, str | None, str, str | None]]:
+    return [(p.path, p.name, p.root, p.workspace) for r in roots for p in discover(r).packages]
+
+
+def _indexed(tmp_path: Path, roots: list[str], workers: int) -> list[tuple[str, ...]]:
+    with Index(str(tmp_path / "db")) as index:
+        summary = index_roots(index, roots, workers=workers)
+        found = [(p.path, p.name, p.root, p.workspace) for p in summary.found]
+        by_path = {p.path: p for p in summary.found}  # the last root's claim wins
+        records = {r.path: r for r in index.packages()}
+    assert summary.packages == len(by_path) == len(records)
+    for path, pkg in by_path.items():
+        record = records[path]
+        assert (record.root, record.workspace) == (pkg.root, pkg.workspace), path
+        if record.state == "clean":
+            assert record.tree == digest_path(path, "tree").tree
+    return _found(found)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("tree", [MONOREPO, HIDDEN], ids=["monorepo", "hidden"])
+def test_the_crawl_finds_what_discovery_finds(
+    tmp_path: Path, tree: dict[str, Spec], workers: int
+) -> None:
+    root = str(make_tree(tmp_path / "root", tree).resolve())
+    assert _indexed(tmp_path, [root], workers) == _found(_discovered([root]))
+
+
+def test_a_later_root_claims_what_it_finds(tmp_path: Path) -> None:
+    """Roots inside one another: each package belongs to the last root that finds it,
+    also where the inner root lies inside a package of the outer one."""
+    top = make_tree(tmp_path / "root", HIDDEN).resolve()
+    roots = [str(top / "outer/vendor"), str(top), str(top / "outer/src")]
+    assert _indexed(tmp_path, roots, 1) == _found(_discovered(roots))
+
+
+_NAMES = ["a", "b", "src", "lib", "build", "dist", "vendor", "__pycache__", ".tox", "x.egg-info"]
+
+
+def _random_tree(rng: random.Random, depth: int = 0, prefix: str = "") -> dict[str, Spec]:
+    tree: dict[str, Spec] = {}
+    if rng.random() < 0.5:
+        tree[prefix + rng.choice(["pyproject.toml", "setup.py", "setup.cfg"])] = ""
+    if rng.random() < 0.1:
+        tree[prefix + "pyvenv.cfg"] = ""
+    if rng.random() < 0.3:
+        tree[prefix + ".gitignore"] = "\n".join(rng.sample(_NAMES, 2)) + "/\n"
+    tree[prefix + "m.py"] = "x = 1\n"
+    if depth < 4:
+        for name in rng.sample(_NAMES, rng.randint(0, 3)):
+            tree.update(_random_tree(rng, depth + 1, f"{prefix}{name}/"))
+    return tree
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_crawl_finds_what_discovery_finds_in_random_trees(tmp_path: Path, seed: int) -> None:
+    tree = _random_tree(random.Random(seed))  # noqa: S311 (reproducible by seed, not secret)
+    root = str(make_tree(tmp_path / "root", tree).resolve())
+    assert _indexed(tmp_path, [root], 1) == _found(_discovered([root]))
+
+
+def test_jobs_take_a_shrinking_share_of_what_is_left() -> None:
+    paths = [f"p{i}" for i in range(300)]
+    jobs = _jobs(paths, {}, 8)
+    assert [p for job in jobs for p in job] == paths  # all of them, in order
+    assert len(jobs) < 40
+    assert [len(j) for j in jobs] == sorted((len(j) for j in jobs), reverse=True)
+    assert len(jobs[-1]) == 1
+    big = _jobs(paths, {"p0": 30_000} | dict.fromkeys(paths[1:], 100), 8)
+    assert big[0] == ["p0"]  # a package bigger than a share is a job of its own
+    assert _jobs([], {}, 8) == []
+
+
+def test_a_crawl_with_nothing_to_find(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with Index(str(tmp_path / "db")) as index:
+        summary = index_roots(index, [str(tmp_path / "empty")], workers=2)
+    assert (summary.packages, summary.found, summary.errors) == (0, [], [])
