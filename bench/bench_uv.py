@@ -93,15 +93,19 @@ def series(
 
 
 def settled(project: Project, deadline_s: float = 30.0) -> None:
-    """Wait until ``freshd check`` answers from its stat cache: "untouched" means files
-    older than the racy window (2 s), as in a tree nobody is editing this second."""
+    """Wait until ``freshd check`` answers from its stat cache and its whole-venv verdict
+    (``VENV/.freshd/verdict.txt``): "untouched" means files older than the racy window
+    (2 s), the stamps included, as in a tree nobody is editing this second."""
+    from freshd_client import quick
+
     give_up = time.monotonic() + deadline_s
     while time.monotonic() < give_up:
         proc = project.freshd("check", "--venv", project.venv, "--json")
-        if all(p["by"] == "stat cache" for p in json.loads(proc.stdout)["packages"]):
+        cached = all(p["by"] == "stat cache" for p in json.loads(proc.stdout)["packages"])
+        if cached and quick.load(str(project.venv)) is not None:
             return
         time.sleep(0.25)
-    raise SystemExit(f"freshd check never answered from its stat cache in {deadline_s:g} s")
+    raise SystemExit(f"freshd check never answered from its caches in {deadline_s:g} s")
 
 
 def run(runs: int) -> tuple[list[Row], dict[str, object]]:

@@ -303,7 +303,9 @@ class Churn:
 
     def hard_link(self) -> str | None:
         """A second name for a file: in another package, or outside the root."""
-        source = self._pick(self.files(regular=True) + self.files(where=self.outside))
+        # Regular files outside too: a second name for a project file (one moved out
+        # inside a directory) let later edits through that name write invalid TOML.
+        source = self._pick(self.files(regular=True) + self.files(regular=True, where=self.outside))
         if source is None or not stat.S_ISREG(source.lstat().st_mode):
             return None
         # A name made outside the roots for a file inside: link() notifies only the

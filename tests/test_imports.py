@@ -33,7 +33,9 @@ FRESHD = str(Path(sys.executable).parent / "freshd")
 
 def loaded_by(code: str, *args: str) -> set[str]:
     """The top-level and dotted module names ``code`` leaves in sys.modules."""
-    probe = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    # sys.modules as ``code`` left it: json is imported only after the snapshot
+    probe = code + "\nimport sys\n_seen = sorted(sys.modules)\n"
+    probe += "import json\nprint(json.dumps(_seen))\n"
     proc = subprocess.run(
         [sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60
     )
@@ -125,7 +127,6 @@ def test_freshd_run_is_light_and_skips_argparse(
     from test_venv import fake_venv, install
 
     monkeypatch.setenv("FRESHD_SOCKET", str(tmp_path / "none.sock"))  # no daemon
-    (pkg / ".gitignore").unlink()  # rules would load pathspec, which loads dataclasses
     venv = fake_venv(tmp_path / "venv")
     install(venv, pkg)
     assert stamp(str(venv))[1] == []
@@ -142,8 +143,53 @@ def test_freshd_run_is_light_and_skips_argparse(
             pass
         """
     )
+    assert (pkg / ".gitignore").exists()
     modules = loaded_by(code, str(venv))
     assert "freshd_client.scan" in modules  # the probe did hash the package
     assert heavy(modules) == []
-    # typing: tomllib imports it on Python 3.11, so only the others are checked here
-    assert sorted(m for m in ("argparse", "lmdb", "dataclasses", "inspect") if m in modules) == []
+    # nor the TOML parser (and the typing it imports), nor pathspec for the .gitignore:
+    # the stamp's manifest holds the project rules with the digest of the bytes they
+    # were parsed from, and the file set, kept while the rule files hold the same bytes
+    unwanted = ("argparse", "lmdb", "dataclasses", "inspect", "tomllib", "typing", "pathspec")
+    assert sorted(m for m in unwanted if m in modules) == []
+
+
+def test_an_untouched_freshd_run_reads_no_json(
+    tmp_path: Path, pkg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where nothing changed since the last all-fresh check, ``freshd run`` answers from
+    the whole-venv verdict: no JSON (and with it no ``re``), no hashing, no scanner."""
+    from test_venv import fake_venv, install
+
+    monkeypatch.setenv("FRESHD_SOCKET", str(tmp_path / "none.sock"))  # no daemon
+    venv = fake_venv(tmp_path / "venv")
+    install(venv, pkg)
+    fill = textwrap.dedent(
+        """
+        import sys
+        from freshd_client import quick, stamps, verified
+        quick.RACY_WINDOW_NS = verified.RACY_WINDOW_NS = 0  # files written just now
+        assert stamps.stamp(sys.argv[1])[1] == []
+        stamps.verify(sys.argv[1])
+        assert quick.load(sys.argv[1]) is not None
+        """
+    )
+    loaded_by(fill, str(venv))
+    code = textwrap.dedent(
+        """
+        import os, sys
+        def no_exec(file, argv, env):
+            assert env.get("UV_NO_SYNC") == "1"  # verified fresh
+            raise SystemExit(0)
+        os.execvpe = no_exec
+        from freshd.cli import main
+        try:
+            main(["run", "--venv", sys.argv[1], "--", "true"])
+        except SystemExit as exc:
+            assert exc.code == 0, exc.code
+        """
+    )
+    modules = loaded_by(code, str(venv))
+    assert "freshd_client.quick" in modules
+    unwanted = ("json", "re", "blake3", "freshd_client.scan", "freshd_client.verified")
+    assert sorted(m for m in unwanted if m in modules) == []

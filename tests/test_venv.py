@@ -628,3 +628,81 @@ def test_no_stamp_for_a_source_that_differs_from_its_installed_copy(
     ]
     assert read_stamps(str(installed)) == {}
     assert stamp(str(installed), force=True)[1] == []
+
+
+# -- the project rules memo in the manifests ----------------------------------------------
+
+
+PROJECTS = [
+    '[project]\nname = "Demo_Pkg"\nversion = "0.1.0"\n',
+    '[project]\nname = "x"\n[tool.uv]\ncache-keys = ["a.txt", {file = "b/*.py"}, {dir = "src"},'
+    " {git = {commit = true, tags = true}}, {env = 'FOO'}]\n",
+    '[project]\nname = "x"\n[tool.freshd]\ninclude = ["build/keep"]\nexclude = ["*.md"]\n',
+    '[tool.uv.workspace]\nmembers = ["libs/*"]\nexclude = ["libs/old"]\n',
+    "",
+]
+
+
+@pytest.mark.parametrize("text", PROJECTS, ids=range(len(PROJECTS)))
+def test_a_project_read_from_its_memo_equals_one_parsed(tmp_path: Path, text: str) -> None:
+    from freshd_client.project import load_project, read_project
+
+    (tmp_path / "pyproject.toml").write_text(text)
+    (tmp_path / "setup.cfg").write_text("[metadata]\nname = from-cfg\n")
+    parsed, memo = load_project(str(tmp_path))
+    assert parsed == read_project(str(tmp_path))
+    again, same = load_project(str(tmp_path), json.loads(json.dumps(memo)))
+    assert again == parsed
+    assert same["inputs"] == memo["inputs"]
+
+
+def test_a_memo_is_used_only_for_the_bytes_it_was_made_from(tmp_path: Path) -> None:
+    from freshd_client.project import load_project
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "one"\n')
+    _, memo = load_project(str(tmp_path))
+    lying = {"inputs": memo["inputs"], "rules": {**memo["rules"], "name": "two"}}
+    assert load_project(str(tmp_path), lying)[0].name == "two"  # the memo answered
+    (tmp_path / "setup.cfg").write_text("[metadata]\nname = other\n")  # setup.cfg counts too
+    assert load_project(str(tmp_path), lying)[0].name == "one"
+    (tmp_path / "setup.cfg").unlink()
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "one" \n')
+    assert load_project(str(tmp_path), lying)[0].name == "one"
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [None, [], {}, {"name": "x"}, "rules", {"cache_keys": 3}],
+)
+def test_a_malformed_memo_is_parsed_around(tmp_path: Path, rules: object) -> None:
+    from freshd_client.project import load_project
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "one"\n')
+    _, memo = load_project(str(tmp_path))
+    project, fresh_memo = load_project(str(tmp_path), {"inputs": memo["inputs"], "rules": rules})
+    assert project.name == "one" and fresh_memo == memo
+    broken = {**memo["rules"], "include": "not a list"}
+    assert load_project(str(tmp_path), {"inputs": memo["inputs"], "rules": broken})[0].include == ()
+
+
+def test_new_cache_keys_are_read_although_the_memo_names_the_old_ones(
+    venv: Path, pkg: Path
+) -> None:
+    """The keys do not cover pyproject.toml, so its edit shows only through the rules it
+    holds: a check that trusted the stamped rules would hash the old key and say fresh."""
+    (pkg / "a.txt").write_text("a\n")
+    (pkg / "b.txt").write_text("b\n")
+    (pkg / "pyproject.toml").write_text(
+        '[project]\nname = "demo-pkg"\n[tool.uv]\ncache-keys = ["a.txt"]\n'
+    )
+    install(venv, pkg, editable=True)
+    assert stamp(str(venv))[1] == []
+    manifest = json.loads((venv / ".freshd" / "manifests" / "demo-pkg.json").read_text())
+    assert manifest["project"]["rules"]["cache_keys"] == [["a.txt", None, False, False]]
+    assert [v.state for v in check(str(venv))] == ["fresh"]
+    (pkg / "pyproject.toml").write_text(
+        '[project]\nname = "demo-pkg"\n[tool.uv]\ncache-keys = ["b.txt"]\n'
+    )
+    [verdict] = check(str(venv))
+    assert verdict.state == "stale"
+    assert verdict.changes == ["added b.txt", "removed a.txt"]

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from freshd_client import verified
+from freshd_client import quick, verified
 from freshd_client.oneshot import digest_path
-from freshd_client.stamps import STAMP_DIR, check, read_stamps, stamp
-from test_venv import install, no_daemon  # noqa: F401 - the autouse fixture applies here too
+from freshd_client.records import RACY_WINDOW_NS
+from freshd_client.stamps import STAMP_DIR, check, read_stamps, stamp, verify
+from test_venv import SITE, add_dist, install, no_daemon  # noqa: F401 - the autouse fixture
 from test_venv import venv as venv  # the fixture, re-exported
 
 DEADLINE_S = 5.0
@@ -34,6 +35,7 @@ DEADLINE_S = 5.0
 @pytest.fixture
 def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(verified, "RACY_WINDOW_NS", 0)
+    monkeypatch.setattr(quick, "RACY_WINDOW_NS", 0)
 
 
 def oracle_state(venv: Path, name: str = "demo-pkg") -> str:
@@ -213,6 +215,7 @@ def test_git_cache_keys_are_never_cached(venv: Path, pkg: Path, no_racy_window: 
 
 @pytest.mark.parametrize("garbage", ["{", "[]", '{"format": 1, "packages": []}', '{"format": 9}'])
 def test_a_garbled_cache_is_ignored_and_replaced(warm: Path, garbage: str) -> None:
+    quick.forget(str(warm))  # the per-package cache is what is tested here
     path = warm / STAMP_DIR / verified.VERIFIED_FILE
     path.write_text(garbage)
     assert answer(warm) == ("fresh", "one-shot")
@@ -225,6 +228,7 @@ def test_a_garbled_entry_is_a_miss(warm: Path) -> None:
     data = json.loads(path.read_text())
     data["packages"]["demo-pkg"]["paths"] = [["src", "not an identity"], 7]
     path.write_text(json.dumps(data))
+    quick.forget(str(warm))
     assert answer(warm) == ("fresh", "one-shot")
 
 
@@ -241,3 +245,118 @@ def test_an_unwritable_cache_costs_speed_not_answers(
     assert answer(venv) == ("fresh", "one-shot")
     assert answer(venv) == ("fresh", "one-shot")
     assert not list((venv / STAMP_DIR).glob("*.tmp*"))
+
+
+# -- the whole-venv verdict (freshd_client.quick) ------------------------------------------
+
+
+def test_both_caches_keep_the_same_racy_window() -> None:
+    assert quick.RACY_WINDOW_NS == verified.RACY_WINDOW_NS == RACY_WINDOW_NS
+
+
+def test_an_untouched_venv_is_answered_from_the_verdict_file(warm: Path) -> None:
+    assert quick.load(str(warm)) == [("demo-pkg", str(warm.parent / "demo"), False)]
+    (warm / STAMP_DIR / verified.VERIFIED_FILE).unlink()  # the verdict alone answers
+    assert answer(warm) == ("fresh", "stat cache")
+
+
+def oracle_verdicts(venv: Path) -> tuple[list[tuple[str, str]], str | None]:
+    """The check from scratch: both caches removed first."""
+    for name in (verified.VERIFIED_FILE, quick.VERDICT_FILE):
+        (venv / STAMP_DIR / name).unlink(missing_ok=True)
+    verdicts, moved = verify(str(venv))
+    return [(v.name, v.state) for v in verdicts], moved
+
+
+def _dist_info(venv: Path) -> Path:
+    return venv / SITE / "demo_pkg-0.1.0.dist-info"
+
+
+VENV_CHANGES: dict[str, tuple[str, Callable[[Path], object]]] = {
+    # name: (path, relative to the venv, whose ctime must move; the change)
+    "stamped again": (f"{STAMP_DIR}/stamps.json", lambda v: stamp(str(v))),
+    "uv.lock appears": ("../uv.lock", lambda v: (v.parent / "uv.lock").write_text("version = 1\n")),
+    "another local install": (
+        SITE,
+        lambda v: add_dist(v, "other", "1.0", {"url": v.parent.as_uri(), "dir_info": {}}),
+    ),
+    "a registry install": (SITE, lambda v: add_dist(v, "idna", "3.7", None)),
+    "direct_url.json rewritten": (
+        f"{SITE}/demo_pkg-0.1.0.dist-info/direct_url.json",
+        lambda v: (_dist_info(v) / "direct_url.json").write_text(
+            json.dumps({"url": (v.parent / "demo").as_uri(), "dir_info": {"editable": True}})
+        ),
+    ),
+    "RECORD rewritten": (
+        f"{SITE}/demo_pkg-0.1.0.dist-info/RECORD",
+        lambda v: (_dist_info(v) / "RECORD").write_text(
+            (_dist_info(v) / "RECORD").read_text() + "demo/x.py,sha256=x,1\n"
+        ),
+    ),
+    "METADATA renames it": (
+        f"{SITE}/demo_pkg-0.1.0.dist-info/METADATA",
+        lambda v: (_dist_info(v) / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: renamed\nVersion: 0.1.0\n\n"
+        ),
+    ),
+    "a file added to the dist-info": (
+        f"{SITE}/demo_pkg-0.1.0.dist-info",
+        lambda v: (_dist_info(v) / "REQUESTED").write_text(""),
+    ),
+    "a second site-packages": (
+        "lib",
+        lambda v: (v / "lib" / "python3.12" / "site-packages").mkdir(parents=True, exist_ok=True),
+    ),
+}
+
+
+@pytest.mark.parametrize("change", sorted(VENV_CHANGES))
+def test_a_change_to_the_venv_misses_the_verdict_and_the_answer_is_exact(
+    warm: Path, change: str
+) -> None:
+    """What the check reads besides the packages (stamps, install records, the lock,
+    the site-packages listing) is part of what the verdict rests on."""
+    assert quick.load(str(warm)) is not None
+    rel, apply = VENV_CHANGES[change]
+    target = (warm / rel).resolve()
+    moved_past(target, lambda: apply(warm))
+    assert quick.load(str(warm)) is None, f"{change}: the old verdict would still answer"
+    verdicts, moved = verify(str(warm))
+    assert ([(v.name, v.state) for v in verdicts], moved) == oracle_verdicts(warm), change
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_package_change_misses_the_verdict(warm: Path, pkg: Path, change: str) -> None:
+    assert quick.load(str(warm)) is not None
+    rel, apply = CHANGES[change]
+    target = pkg / rel
+    moved_past(target, lambda: apply(target))
+    assert quick.load(str(warm)) is None, change
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    ["", "freshd-verdict 1\n", "freshd-verdict 9\nV 61 62 0\n", "freshd-verdict 1\nP zz -\n"],
+)
+def test_a_garbled_verdict_file_is_a_miss(warm: Path, garbage: str) -> None:
+    (warm / STAMP_DIR / quick.VERDICT_FILE).write_text(garbage)
+    assert quick.load(str(warm)) is None
+    assert answer(warm) == ("fresh", "stat cache")  # the per-package cache answers
+    assert quick.load(str(warm)) is not None  # and the verdict is written again
+
+
+def test_no_verdict_is_kept_for_a_stale_or_unknown_venv(warm: Path, pkg: Path) -> None:
+    core = pkg / "src/demo/core.py"
+    moved_past(core, lambda: core.write_text("changed = 1\n"))
+    assert answer(warm) == ("stale", "one-shot")
+    assert not (warm / STAMP_DIR / quick.VERDICT_FILE).exists()
+
+
+def test_just_verified_files_keep_no_verdict(venv: Path, pkg: Path) -> None:
+    """With the real racy window, nothing written a moment ago is vouched for."""
+    install(venv, pkg)
+    assert stamp(str(venv))[1] == []
+    check(str(venv))
+    stamps_file = venv / STAMP_DIR / "stamps.json"
+    if time.time_ns() - stamps_file.lstat().st_ctime_ns < quick.RACY_WINDOW_NS:
+        assert quick.load(str(venv)) is None

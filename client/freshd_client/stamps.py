@@ -15,7 +15,6 @@ The formats are documented in docs/uv.md.
 
 from __future__ import annotations
 
-import json
 import os
 
 from freshd_client.errors import FreshdError
@@ -50,6 +49,11 @@ class Verdict:
         self.reason = reason
         self.by = by  # who computed the answer: "daemon" or "one-shot"
         self.changes: list[str] = []
+
+    @classmethod
+    def held(cls, name: str, source: str, editable: bool) -> Verdict:
+        """A fresh verdict from the whole-venv fast path (``quick``)."""
+        return cls(LocalInstall(name, "", source, editable, ""), "fresh", by="stat cache")
 
     def as_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -126,7 +130,12 @@ def stamp(
             "install": install_identity(install),
         }
         stamps[install.name] = record
-        manifests[install.name] = {"scope": install.scope, "digest": digest, "entries": entries}
+        manifests[install.name] = {
+            "scope": install.scope,
+            "digest": digest,
+            "entries": entries,
+            "project": _project_memo(result.path),
+        }
         written.append(record)
     lock = _lockfile(venv) if wanted is None else (kept or {}).get("lockfile")
     _write(venv, stamps, manifests, lock)
@@ -175,6 +184,17 @@ def _entries(result: ScanResult, scope: Scope) -> list[list[str]]:
         [os.fsdecode(e.path), e.kind.decode(), e.digest.hex()]
         for e in sorted(result.meta_entries, key=lambda e: e.path)
     ]
+
+
+def _project_memo(path: str) -> dict[str, Any] | None:
+    """The project rules of the package with the digest of the bytes they were parsed
+    from (``project.load_project``): a check on a copy of the same files skips TOML."""
+    from freshd_client.project import load_project
+
+    try:
+        return load_project(path)[1]
+    except FreshdError:
+        return None  # the scan already read it; a check then parses it itself
 
 
 def _first(paths: list[str]) -> str:
@@ -275,9 +295,13 @@ def _write(
         raise VenvError(f"cannot write stamps in {directory}: {exc.strerror or exc}") from None
 
 
+def _lockfile_path(venv: str) -> str:
+    return os.path.join(os.path.dirname(venv), "uv.lock")
+
+
 def _lockfile(venv: str) -> dict[str, str] | None:
     """The project's ``uv.lock`` beside the venv (uv's layout) and its digest, if any."""
-    path = os.path.join(os.path.dirname(venv), "uv.lock")
+    path = _lockfile_path(venv)
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -316,6 +340,8 @@ def _by_name(record: dict[str, Any]) -> str:
 
 
 def _atomic_json(path: str, value: object) -> None:
+    import json
+
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -386,6 +412,15 @@ def verify(
     (``sync``: after every change made before the call); the rest is computed one-shot.
     A stale package's Verdict names the files that differ from the stamped manifest.
     """
+    from freshd_client import quick
+
+    held = quick.load(venv)
+    if held is not None:
+        return [Verdict.held(name, source, editable) for name, source, editable in held], None
+    import time
+
+    started = time.time_ns()
+    inputs = quick.inputs(venv, _lockfile_path(venv))  # before anything is read
     document = _document(venv)
     stamps = document["packages"] if document is not None else None
     installs = local_installs(venv)
@@ -424,14 +459,35 @@ def verify(
         if answer is not None:
             verdict.state, verdict.by = ("fresh" if answer else "stale"), "daemon"
         else:
-            learned[verdict.name], result = _one_shot(verdict, record)
+            learned[verdict.name], result = _one_shot(venv, verdict, record)
         if verdict.state == "stale":
             verdict.changes = _changes(venv, verdict, record, result)
             if not verdict.reason:
                 verdict.reason = _summary(verdict.changes)
     if learned:
         verified.save(venv, learned)
-    return verdicts, _lock_moved(venv, document)
+    moved = _lock_moved(venv, document)
+    rests_on = _rests_on(verdicts, cache, learned) if moved is None else None
+    if rests_on is not None:
+        held = [(v.name, v.source, v.editable) for v in verdicts]
+        quick.save(venv, started, [*inputs, *rests_on], held)
+    else:
+        quick.forget(venv)
+    return verdicts, moved
+
+
+def _rests_on(
+    verdicts: list[Verdict], cache: dict[str, Any], learned: dict[str, dict[str, Any] | None]
+) -> list[tuple[str, list[int] | None]] | None:
+    """When every verdict is fresh and rests on a stat-cache entry: the paths those
+    entries rest on, with their identities; else None."""
+    paths: list[tuple[str, list[int] | None]] = []
+    for v in verdicts:
+        entry = learned.get(v.name) if v.name in learned else cache.get(v.name)
+        if v.state != "fresh" or v.by not in ("stat cache", "one-shot") or entry is None:
+            return None
+        paths += [(os.path.join(v.source, rel), ident) for rel, ident in entry["paths"]]
+    return paths or None
 
 
 def _ask_daemon(asked: list[tuple[Verdict, dict[str, Any]]], sync: bool) -> list[bool | None]:
@@ -458,23 +514,29 @@ def daemon_may_run() -> bool:
 
 
 def _one_shot(
-    verdict: Verdict, record: dict[str, Any]
+    venv: str, verdict: Verdict, record: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, ScanResult | None]:
     """Hash the package here: its stat-cache entry when it is fresh (else None), and the
     scan (which names the changes when it is stale)."""
     from freshd_client import verified
+    from freshd_client.project import load_project
     from freshd_client.scan import package_dir, scan
 
     verdict.by = "one-shot"
     dirs: list[tuple[str, os.stat_result]] | None = None
     snapshot = None
+    manifest = _manifest(venv, verdict.name, record)
+    memo = manifest.get("project") if manifest is not None else None
     try:
         path = package_dir(verdict.source)
+        members = None
         if verdict.scope == "tree":
             dirs = []
+            project = load_project(path, memo)[0]
+            members = _members(manifest)
         else:
-            snapshot = verified.meta_snapshot(path)
-        result = scan(path, scopes=(verdict.scope,), dirs=dirs)
+            snapshot, project = verified.meta_snapshot(path, memo)
+        result = scan(path, scopes=(verdict.scope,), dirs=dirs, project=project, members=members)
     except FreshdError as exc:
         verdict.state, verdict.reason = "error", str(exc)
         return None, None
@@ -497,12 +559,10 @@ def _changes(
     scan made here when the daemon answered), one line a file."""
     from freshd_client.scan import package_dir, scan
 
-    path = os.path.join(venv, STAMP_DIR, MANIFESTS, verdict.name + ".json")
+    manifest = _manifest(venv, verdict.name, record)
+    if manifest is None:
+        return []
     try:
-        with open(path, "rb") as f:
-            manifest = json.loads(f.read())
-        if manifest.get("digest") != record.get("digest"):
-            return []  # a manifest from another stamp
         before = {rel: (kind, digest) for rel, kind, digest in manifest["entries"]}
         if result is None:
             result = scan(package_dir(verdict.source), scopes=(verdict.scope,))
@@ -518,6 +578,36 @@ def _changes(
             what = "mode" if now[rel][1] == before[rel][1] else "content"
             lines.append(f"changed {rel} ({what})")
     return lines
+
+
+def _manifest(venv: str, name: str, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest written with the stamp ``record``; None when there is none, it is
+    unreadable, or it belongs to another stamp (it only ever narrows what is said)."""
+    import json
+
+    path = os.path.join(venv, STAMP_DIR, MANIFESTS, name + ".json")
+    try:
+        with open(path, "rb") as f:
+            manifest = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("digest") != record.get("digest"):
+        return None
+    return manifest
+
+
+def _members(manifest: dict[str, Any] | None) -> dict[str, bytes] | None:
+    """A tree manifest's file set, with the raw digest of each regular file (b"" for a
+    symlink): the walk keeps these members while the rule files hold the same bytes."""
+    if manifest is None or manifest.get("scope") != "tree":
+        return None
+    try:
+        return {
+            rel: bytes.fromhex(digest) if kind in ("f", "x") else b""
+            for rel, kind, digest in manifest["entries"]
+        }
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _summary(changes: list[str]) -> str:

@@ -13,7 +13,6 @@ start with it on every container start.
 
 from __future__ import annotations
 
-import json
 import os
 
 from freshd_client.errors import FreshdError
@@ -126,6 +125,8 @@ def read_install(dist_info: str) -> LocalInstall | None:
 def read_json(path: str, what: str) -> object | None:
     """The JSON document at ``path``; None when there is no such file, VenvError naming
     the file and ``what`` it is when it cannot be read or parsed."""
+    import json  # not at module level: the whole-venv fast path reads no JSON
+
     try:
         with open(path, "rb") as f:
             data: object = json.loads(f.read())
@@ -158,7 +159,7 @@ def file_url_path(url: str) -> str | None:
 
 def normalize(name: str) -> str:
     """PEP 503 normalization (``project.normalize_name``, without loading the TOML parser)."""
-    import re  # already loaded by json
+    import re  # loaded by json anyway, where names are read
 
     return re.sub(r"[-_.]+", "-", name).lower()
 

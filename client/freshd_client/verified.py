@@ -22,13 +22,13 @@ import json
 import os
 import stat
 
-from freshd_client.errors import FreshdError
 from freshd_client.records import RACY_WINDOW_NS as RACY_WINDOW_NS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from freshd_client.project import Project
     from freshd_client.scan import ScanResult
 
 VERIFIED_FILE = "verified.json"
@@ -93,28 +93,27 @@ def still_fresh(entry: object, source: str, digest: str, install: str) -> bool:
 Snapshot = tuple[int, list[tuple[str, "list[int] | None"]]]
 
 
-def meta_snapshot(source: str) -> Snapshot | None:
+def meta_snapshot(source: str, memo: object = None) -> tuple[Snapshot | None, Project]:
     """Before a meta scan: the time and the lstat of every path the meta digest reads
-    (``pyproject.toml`` first: it names the others). None when those are not a fixed
-    list of paths (git state, globs)."""
+    (``pyproject.toml`` first: it names the others), and the project read after that
+    lstat (``memo``: see ``project.load_project``). The snapshot is None when those are
+    not a fixed list of paths (git state, globs); ProjectFileError when unreadable."""
     import time
 
-    from freshd_client.project import read_project
+    from freshd_client.project import load_project
     from freshd_client.scan import meta_keys
 
     started = time.time_ns()
     pyproject = _lstat_identity(os.path.join(source, "pyproject.toml"))
-    try:
-        files, dirs, commit, tags = meta_keys(read_project(source))
-    except (FreshdError, OSError):
-        return None  # the scan reports what is wrong; no cache meanwhile
+    project = load_project(source, memo)[0]
+    files, dirs, commit, tags = meta_keys(project)
     if commit or tags or any(set(f) & set("*?[") for f in files):
-        return None
+        return None, project
     paths = [("pyproject.toml", pyproject)]
     for rel in dict.fromkeys([*files, *dirs]):
         if rel != "pyproject.toml":
             paths.append((rel, _lstat_identity(os.path.join(source, rel))))
-    return started, paths
+    return (started, paths), project
 
 
 def entry_for(

@@ -9,7 +9,6 @@ answers a verb that needs one.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -379,6 +378,8 @@ class _ProgressBar:
 
 
 def _print_json(value: object) -> None:
+    import json
+
     json.dump(value, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
 
@@ -405,7 +406,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     ``only`` alone when given: argparse costs ~1 ms a verb (gettext looks up a
     translation for every help string), which ``freshd run`` should not pay."""
 
-    import argparse  # not at module level: `freshd run` parses without it (plain_run)
+    import argparse  # not at module level: the plain forms parse without it (plain_args)
 
     def want(name: str) -> bool:
         return only is None or only == name
@@ -527,35 +528,60 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def plain_run(argv: list[str]) -> Any:
-    """The arguments of ``run [--venv V] [--sync-cmd C] -- CMD…`` without loading
-    argparse, which costs ~8 ms (its lazy gettext, locale and shutil imports) of every
-    container start that goes through ``freshd run``; None for any other form, which
-    argparse then parses (and reports). tests/test_cli.py checks both agree."""
-    if argv[:1] != ["run"] or "--" not in argv:
+_PLAIN: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "status": ({"--socket": "socket"}, {"--json": "json"}),
+    "ls": ({"--socket": "socket"}, {"--json": "json"}),
+    "check": ({"--venv": "venv"}, {"--sync": "sync", "--json": "json"}),
+    "run": ({"--venv": "venv", "--sync-cmd": "sync_cmd"}, {}),
+}
+"""The verbs an installer or a script calls on every start, and their options (with a
+value, flags): the plain forms of these are parsed without argparse."""
+
+
+def plain_args(argv: list[str]) -> Any:
+    """The arguments of a plain ``status``, ``ls``, ``check`` or ``run … -- CMD`` without
+    loading argparse, which costs ~8 ms (its lazy gettext, locale and shutil imports) of
+    every container start and every status query; None for any other form (other
+    spellings, a repeated option, help, errors), which argparse then parses and
+    reports. tests/test_cli.py checks that both agree."""
+    verb = argv[0] if argv else None
+    if verb not in _PLAIN:
         return None
-    split = argv.index("--")
-    options, command = argv[1:split], argv[split + 1 :]
-    values: dict[str, str | None] = {"venv": None, "sync_cmd": None}
+    valued, flags = _PLAIN[verb]
+    options, command = argv[1:], None
+    if verb == "run":
+        if "--" not in argv:
+            return None
+        split = argv.index("--")
+        options, command = argv[1:split], argv[split + 1 :]
+        if not command:
+            return None
+    values: dict[str, Any] = dict.fromkeys(valued.values())
+    values.update(dict.fromkeys(flags.values(), False))
+    seen: set[str] = set()
     while options:
-        key = {"--venv": "venv", "--sync-cmd": "sync_cmd"}.get(options[0])
-        if key is None or len(options) < 2 or values[key] is not None:
+        option = options[0]
+        if option in seen:
             return None
-        if options[1].startswith("-"):
+        seen.add(option)
+        if option in flags:
+            values[flags[option]], options = True, options[1:]
+            continue
+        if option not in valued or len(options) < 2 or options[1].startswith("-"):
             return None
-        values[key], options = options[1], options[2:]
-    if not command:
-        return None
+        values[valued[option]], options = options[1], options[2:]
     from types import SimpleNamespace
 
-    return SimpleNamespace(func=_cmd_run, command="run", cmd=command, **values)
+    func = {"status": _cmd_status, "ls": _cmd_ls, "check": _cmd_check, "run": _cmd_run}[verb]
+    extra = {"cmd": command} if command is not None else {}
+    return SimpleNamespace(func=func, command=verb, **values, **extra)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``freshd`` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
     verb = argv[0] if argv and argv[0] in VERBS else None
-    args = plain_run(argv) or build_parser(verb).parse_args(argv)
+    args = plain_args(argv) or build_parser(verb).parse_args(argv)
     from freshd_client.errors import DaemonNotRunningError, FreshdError
 
     try:

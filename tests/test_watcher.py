@@ -1,0 +1,65 @@
+"""The watcher for real: a daemon, real files and moves, answers against an oracle.
+
+watchdog keeps a map from each inotify watch to the path it reports events under; a
+directory moved around faster than watchdog pairs the two halves of a move (5 ms here)
+left that map naming a wrong path, and edits below it were lost. Each scenario comes
+from a soak seed; every answer is checked against digests recomputed from scratch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.register_assert_rewrite("daemon_harness")
+from daemon_harness import Factory, assert_exact, make_package, write  # noqa: E402
+
+pytest_plugins = ["daemon_harness"]
+
+
+def test_a_directory_moved_out_and_back_in_at_once_keeps_its_events(
+    freshd_factory: Factory, tmp_path: Path
+) -> None:
+    """A directory moved out of the root and back in under another name before the
+    watcher has paired the first half, then its old parent moved: edits in the
+    directory must still reach its new package (churn seed 163634105)."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    outside.mkdir()
+    first = make_package(root, "first")
+    second = make_package(root, "second")
+    write(first / "data/d16/sub/f.txt", "one\n")
+    write(second / "data/g.txt", "two\n")
+    write(second / "d39/h.txt", "three\n")
+    daemon = freshd_factory(root)
+    os.rename(first / "data/d16/sub", outside / "o27")
+    os.rename(outside / "o27", second / "data/i28")  # within watchdog's pairing delay
+    assert_exact(daemon, [first, second])
+    os.rename(first, second / "d39/d44")  # the old parent moves, within the root
+    assert_exact(daemon, [second / "d39/d44", second])
+    write(second / "data/i28/f.txt", "")
+    assert_exact(daemon, [second / "d39/d44", second])
+
+
+def test_a_directory_moved_out_as_its_parent_moves_is_followed_back(
+    freshd_factory: Factory, tmp_path: Path
+) -> None:
+    """A directory moved out of the root just before its parent moves within it (both
+    moves inside watchdog's pairing delay), later moved back in, then the parent moved
+    again: edits in the returned directory must reach its package (churn seed
+    845798740)."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    outside.mkdir()
+    pkg = make_package(root, "pkg")
+    write(pkg / "d73/d90/d47/f.txt", "one\n")
+    daemon = freshd_factory(root)
+    os.rename(pkg / "d73/d90/d47", outside / "o94")
+    os.rename(pkg / "d73", pkg / "d96")  # within watchdog's pairing delay
+    assert_exact(daemon, [pkg])
+    os.rename(outside / "o94", pkg / "i100")
+    assert_exact(daemon, [pkg])
+    os.rename(pkg / "d96", pkg / "d107")
+    assert_exact(daemon, [pkg])
+    write(pkg / "i100/f.txt", "two\n")
+    assert_exact(daemon, [pkg])
