@@ -22,6 +22,7 @@ import json
 import os
 import stat
 
+from freshd_client.quick import identity, lstat_identity
 from freshd_client.records import RACY_WINDOW_NS as RACY_WINDOW_NS
 
 TYPE_CHECKING = False
@@ -33,22 +34,6 @@ if TYPE_CHECKING:
 
 VERIFIED_FILE = "verified.json"
 FORMAT = 1
-
-
-def _identity(st: os.stat_result) -> list[int]:
-    """Size, mtime, ctime, inode, device, and the type with the execute bit of a
-    regular file (what the digest sees of a mode)."""
-    mode = st.st_mode
-    kind = stat.S_IFMT(mode) | (mode & stat.S_IXUSR if stat.S_ISREG(mode) else 0)
-    size = st.st_size if not stat.S_ISDIR(mode) else 0
-    return [size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, kind]
-
-
-def _lstat_identity(path: str) -> list[int] | None:
-    try:
-        return _identity(os.lstat(path))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
 
 
 def _path(venv: str) -> str:
@@ -83,7 +68,7 @@ def still_fresh(entry: object, source: str, digest: str, install: str) -> bool:
         return False
     try:
         for rel, expected in entry["paths"]:
-            if _lstat_identity(os.path.join(source, rel)) != expected:
+            if lstat_identity(os.path.join(source, rel)) != expected:
                 return False
     except (TypeError, ValueError, OSError):
         return False  # a malformed entry, or a path that cannot be examined
@@ -104,7 +89,7 @@ def meta_snapshot(source: str, memo: object = None) -> tuple[Snapshot | None, Pr
     from freshd_client.scan import meta_keys
 
     started = time.time_ns()
-    pyproject = _lstat_identity(os.path.join(source, "pyproject.toml"))
+    pyproject = lstat_identity(os.path.join(source, "pyproject.toml"))
     project = load_project(source, memo)[0]
     files, dirs, commit, tags = meta_keys(project)
     if commit or tags or any(set(f) & set("*?[") for f in files):
@@ -112,7 +97,7 @@ def meta_snapshot(source: str, memo: object = None) -> tuple[Snapshot | None, Pr
     paths = [("pyproject.toml", pyproject)]
     for rel in dict.fromkeys([*files, *dirs]):
         if rel != "pyproject.toml":
-            paths.append((rel, _lstat_identity(os.path.join(source, rel))))
+            paths.append((rel, lstat_identity(os.path.join(source, rel))))
     return (started, paths), project
 
 
@@ -130,7 +115,7 @@ def entry_for(
     paths: list[tuple[str, list[int] | None]]
     if dirs is not None:
         started = min((r.hashed_at_ns for r in result.records), default=0)
-        paths = [(rel, _identity(st)) for rel, st in dirs]
+        paths = [(rel, identity(st)) for rel, st in dirs]
         for r in result.records:
             kind = stat.S_IFLNK if r.kind == b"l" else stat.S_IFREG
             execute = stat.S_IXUSR if r.kind == b"x" else 0
