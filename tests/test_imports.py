@@ -8,8 +8,10 @@ check runs in a fresh interpreter and inspects ``sys.modules``.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -193,3 +195,33 @@ def test_an_untouched_freshd_run_reads_no_json(
     assert "freshd_client.quick" in modules
     unwanted = ("json", "re", "blake3", "freshd_client.scan", "freshd_client.verified")
     assert sorted(m for m in unwanted if m in modules) == []
+
+
+def test_freshd_status_and_ls_read_their_answers_without_json_or_re() -> None:
+    """``freshd status`` and ``ls`` decode the daemon's JSON with the C scanner
+    (``freshd_client.wire``): ``json`` would load ``re``, ~6 ms of their start-up."""
+    from client_fakes import FakeServer
+    from test_client_http import daemon_route
+
+    sock_dir = tempfile.mkdtemp(prefix="fd")  # short: AF_UNIX paths are limited
+    server = FakeServer(daemon_route, socket_path=os.path.join(sock_dir, "freshd.sock"))
+    try:
+        code = textwrap.dedent(
+            """
+            import io, sys
+            from contextlib import redirect_stdout
+            from freshd.cli import main
+            out = io.StringIO()
+            with redirect_stdout(out):
+                codes = [main([verb, "--socket", sys.argv[1]]) for verb in ("status", "ls")]
+            assert codes == [0, 0], codes
+            printed = out.getvalue()
+            assert "ready  pid 4242" in printed and "/src/mono/libs/core" in printed, printed
+            """
+        )
+        modules = loaded_by(code, server.address)
+    finally:
+        server.close()
+        os.rmdir(sock_dir)
+    assert "freshd_client.wire" in modules
+    assert sorted(m for m in ("json", "re", "argparse") if m in modules) == []

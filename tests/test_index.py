@@ -236,6 +236,45 @@ def test_concurrent_reader_sees_consistent_snapshots(tmp_path: Path) -> None:
     assert int(out) >= 1
 
 
+def test_rescans_carrying_the_encoded_entries_equal_full_scans(tmp_path: Path) -> None:
+    """The daemon's edit path re-encodes only the changed entries of the tree digest
+    (``ScanResult.encoded``): after each of 60 random edits, removals, mode changes and
+    symlink retargets, the digest equals a from-scratch scan (the oracle)."""
+    import random
+
+    from freshd_client.scan import rescan_files
+
+    rng = random.Random(20261124)  # noqa: S311 (reproducible by seed, not secret)
+    pkg = _package(tmp_path, "enc", files=12)
+    src = pkg / "src" / "enc"
+    for name in ("é.py", "Z.py", "a b.py", "sub/deep.py"):  # orders by bytes, not by str
+        (src / name).parent.mkdir(exist_ok=True)
+        (src / name).write_text(name)
+    os.symlink("m0.py", src / "link")
+    first = scan(str(pkg))
+    records = {r.rel: r for r in first.records}
+    encoded = None
+    for step in range(60):
+        rel = rng.choice(sorted(set(records) - {"pyproject.toml"}))  # a rule file: walked
+        target = pkg / rel
+        action = rng.choice(["write", "write", "chmod", "remove"])
+        if action == "remove" and len(records) > 4:
+            target.unlink()
+        elif target.is_symlink():
+            target.unlink()
+            os.symlink(f"m{rng.randrange(12)}.py", target)
+        elif action == "chmod":
+            os.chmod(target, target.stat().st_mode ^ 0o100)
+        else:
+            target.write_text(f"step {step}\n")
+        result = rescan_files(str(pkg), records, {rel}, encoded)
+        assert result is not None and result.error is None, (step, rel, action)
+        assert result.tree == digest_path(str(pkg), "tree").tree, (step, rel, action)
+        records = {r.rel: r for r in result.records}
+        encoded = result.encoded
+        assert encoded is not None and list(encoded) == sorted(records, key=os.fsencode)
+
+
 def test_rescanning_named_files_equals_a_full_scan(tmp_path: Path) -> None:
     from freshd_client.scan import rescan_files
 

@@ -670,6 +670,34 @@ def test_a_memo_is_used_only_for_the_bytes_it_was_made_from(tmp_path: Path) -> N
     assert load_project(str(tmp_path), lying)[0].name == "one"
 
 
+def test_read_project_answers_from_the_bytes_it_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``read_project`` keeps parsed projects by the bytes of pyproject.toml and setup.cfg:
+    any change to either is parsed again, and the kept ones stay bounded."""
+    from freshd_client import project as pj
+
+    monkeypatch.setattr(pj, "_PARSED", {})
+    monkeypatch.setattr(pj, "_PARSED_MAX", 3)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "one"\n')
+    first = pj.read_project(str(tmp_path))
+    assert first.name == "one" and pj.read_project(str(tmp_path)) is first
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "two"\n')
+    assert pj.read_project(str(tmp_path)).name == "two"
+    (tmp_path / "pyproject.toml").write_text('[project]\nversion = "1"\n')
+    assert pj.read_project(str(tmp_path)).name is None
+    (tmp_path / "setup.cfg").write_text("[metadata]\nname = From_Cfg\n")
+    assert pj.read_project(str(tmp_path)).name == "from-cfg"
+    (tmp_path / "setup.cfg").write_text("[metadata]\nname = other\n")
+    assert pj.read_project(str(tmp_path)).name == "other"
+    (tmp_path / "setup.cfg").unlink()
+    assert pj.read_project(str(tmp_path)).name is None
+    assert len(pj._PARSED) == 3
+    (tmp_path / "pyproject.toml").write_text("[project\n")
+    with pytest.raises(pj.ProjectFileError):
+        pj.read_project(str(tmp_path))
+
+
 @pytest.mark.parametrize(
     "rules",
     [None, [], {}, {"name": "x"}, "rules", {"cache_keys": 3}],

@@ -67,21 +67,39 @@ def kind_of(mode: int) -> bytes:
 def encode(entries: Iterable[Entry], scope: Scope) -> bytes:
     """The canonical byte encoding of a package's entries (the BLAKE3 input)."""
     ordered = sorted(entries, key=lambda e: e.path)
-    parts = [_HEADER % FORMAT_VERSION, scope.encode("ascii"), b"\x00"]
+    parts = [_header(scope)]
     previous: bytes | None = None
     for entry in ordered:
         if entry.path == previous:
             raise ValueError(f"duplicate entry path {entry.path!r}")
-        if entry.kind not in KINDS or len(entry.digest) != DIGEST_SIZE:
-            raise ValueError(f"malformed entry {entry!r}")
         previous = entry.path
-        parts += (_LEN.pack(len(entry.path)), entry.path, entry.kind, entry.digest)
+        parts.append(entry_bytes(entry))
     return b"".join(parts)
+
+
+def _header(scope: Scope) -> bytes:
+    return b"%s%s\x00" % (_HEADER % FORMAT_VERSION, scope.encode("ascii"))
+
+
+def entry_bytes(entry: Entry) -> bytes:
+    """One entry's part of the encoding: path length, path, kind, digest."""
+    if entry.kind not in KINDS or len(entry.digest) != DIGEST_SIZE:
+        raise ValueError(f"malformed entry {entry!r}")
+    return _LEN.pack(len(entry.path)) + entry.path + entry.kind + entry.digest
 
 
 def package_digest(entries: Iterable[Entry], scope: Scope) -> str:
     """The text form (``b3t1:<hex>`` or ``b3m1:<hex>``) of a package digest."""
     return PREFIXES[scope] + blake3(encode(entries, scope)).hexdigest()
+
+
+def encoded_digest(parts: Iterable[bytes], scope: Scope) -> str:
+    """``package_digest`` of entries already encoded by ``entry_bytes``, given in the
+    encoding's order (by path bytes, no path twice): the caller keeps that order, which
+    lets it re-encode only the entries that changed."""
+    hasher = blake3(_header(scope))
+    hasher.update(b"".join(parts))
+    return PREFIXES[scope] + hasher.hexdigest()
 
 
 def parse(text: str) -> tuple[Scope, bytes]:

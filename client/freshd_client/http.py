@@ -12,9 +12,8 @@ from __future__ import annotations
 # _socket, not socket: socket's enum conversions cost ~4 ms at import, a large share of
 # the CLI's start-up budget; the C module has every call used here.
 import _socket
-import json
 
-from freshd_client import locations
+from freshd_client import locations, wire
 from freshd_client.errors import (
     ApiMismatchError,
     DaemonError,
@@ -181,7 +180,7 @@ class HttpTransport:
         ApiMismatchError when the daemon speaks another API version, and
         DaemonError when the daemon fails or answers something that is not JSON.
         """
-        payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        payload = b"" if body is None else wire.dumps(body)
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self._host}\r\nAccept: application/json\r\n"
             f"{self._auth}"
@@ -199,7 +198,7 @@ class HttpTransport:
             self.close()
             raise ApiMismatchError(_api_mismatch(self.address, api))
         try:
-            return status, json.loads(raw) if raw else None
+            return status, wire.loads(raw) if raw else None
         except ValueError:
             raise DaemonError(f"the freshd daemon at {self.address} sent invalid JSON") from None
 
@@ -294,7 +293,7 @@ def _reason(exc: OSError) -> str:
 
 def _describe(status: int, raw: bytes) -> str:
     try:
-        message = json.loads(raw)["error"]["message"]
+        message = wire.loads(raw)["error"]["message"]
     except (ValueError, KeyError, TypeError):
         message = raw[:200].decode("utf-8", "replace").strip()
     return f"HTTP {status} {message}".rstrip()

@@ -78,7 +78,26 @@ def read_project(directory: str) -> Project:
     Raises ProjectFileError naming the file when pyproject.toml is not valid TOML
     or a freshd-relevant key has the wrong type.
     """
-    return _parse(directory, _read_pyproject(directory), None)
+    pyproject = _read_pyproject(directory)
+    try:
+        setup_cfg = read_small(os.path.join(directory, "setup.cfg")) or b""
+    except OSError:
+        setup_cfg = b""  # unreadable: it names nothing (a digest still reports it)
+    key = (directory, pyproject, setup_cfg)
+    project = _PARSED.get(key)
+    if project is None:
+        project = _parse(directory, pyproject, setup_cfg)
+        if len(_PARSED) >= _PARSED_MAX:
+            del _PARSED[next(iter(_PARSED))]  # the oldest
+        _PARSED[key] = project
+    return project
+
+
+_PARSED: dict[tuple[str, bytes | None, bytes], Project] = {}
+"""Projects by (directory, the bytes of pyproject.toml and setup.cfg): equal bytes parse
+alike, and the daemon reads a package's project at every rescan (~70 µs of TOML for a
+small pyproject.toml, a fifth of a one-file rehash)."""
+_PARSED_MAX = 512
 
 
 def load_project(directory: str, memo: object = None) -> tuple[Project, dict[str, Any]]:
@@ -232,8 +251,8 @@ def _setup_cfg_name(directory: str, raw: bytes | None) -> str | None:
             raw = read_small(os.path.join(directory, "setup.cfg"))
         except OSError:
             return None
-    if raw is None:
-        return None
+    if not raw:
+        return None  # absent (or empty: no name either)
     import configparser  # ~3 ms: only for a package that has a setup.cfg
 
     parser = configparser.ConfigParser(interpolation=None)

@@ -37,6 +37,7 @@ class ScanResult:
     """
 
     __slots__ = (
+        "encoded",
         "error",
         "hashed",
         "hashed_bytes",
@@ -73,6 +74,9 @@ class ScanResult:
         self.walked: tuple[list[str], list[str]] | None = None
         """What the walk saw besides the file set (``Walk.nested``, ``Walk.hidden``);
         None when it did not run or did not finish."""
+        self.encoded: dict[str, bytes] | None = None
+        """``rescan_files`` only: the tree digest's encoded entries by relative path, in
+        the encoding's order, for the next ``rescan_files`` of the package."""
 
 
 def package_dir(path: str) -> str:
@@ -209,7 +213,10 @@ def scan(
 
 
 def rescan_files(
-    path: str, previous: Mapping[str, FileRecord], changed: Iterable[str]
+    path: str,
+    previous: Mapping[str, FileRecord],
+    changed: Iterable[str],
+    encoded: Mapping[str, bytes] | None = None,
 ) -> ScanResult | None:
     """Update a package's digests for a few changed files only (the daemon's path).
 
@@ -219,9 +226,14 @@ def rescan_files(
     scan: a path that is new to the file set (the rules must decide), a file that
     defines the rules (``pyproject.toml``, a ``.gitignore``), or a path that is now
     something other than a file or symlink.
+
+    ``encoded``: ``result.encoded`` of the rescan that gave ``previous``. With it only
+    the changed entries are encoded again (a 200-file package costs ~0.4 ms to encode
+    whole); the file set never gains a path here, so the order it keeps stays right.
     """
     result = ScanResult(path=path)
     records = dict(previous)
+    parts = dict(encoded) if encoded is not None else None
     now = time.time_ns()
     try:
         project = read_project(path)
@@ -233,25 +245,35 @@ def rescan_files(
             try:
                 st = os.lstat(abs_path)
             except (FileNotFoundError, NotADirectoryError):
-                records.pop(rel, None)  # gone: part of no file set
-                continue
+                record = None  # gone: part of no file set
             except OSError as exc:
                 raise UnreadableError(abs_path, exc.strerror or str(exc)) from exc
-            if rel not in previous or not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-                return None
-            record = _hash_record(abs_path, rel, st, now)
+            else:
+                file_or_link = stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)
+                if rel not in previous or not file_or_link:
+                    return None
+                record = _hash_record(abs_path, rel, st, now)
             if record is None:
                 records.pop(rel, None)
+                if parts is not None:
+                    parts.pop(rel, None)
                 continue
             records[rel] = record
+            if parts is not None:
+                parts[rel] = dg.entry_bytes(dg.Entry(os.fsencode(rel), record.kind, record.digest))
             _note_link(result, rel, st)
             result.hashed += 1
             result.hashed_bytes += record.size
-        result.records = sorted(records.values(), key=lambda r: os.fsencode(r.rel))
+        if parts is None:
+            ordered = sorted(records.values(), key=lambda r: os.fsencode(r.rel))
+            parts = {
+                r.rel: dg.entry_bytes(dg.Entry(os.fsencode(r.rel), r.kind, r.digest))
+                for r in ordered
+            }
+        result.records = list(records.values())
         result.reused = len(result.records) - result.hashed
-        result.tree = dg.package_digest(
-            (dg.Entry(os.fsencode(r.rel), r.kind, r.digest) for r in result.records), "tree"
-        )
+        result.tree = dg.encoded_digest(parts.values(), "tree")
+        result.encoded = parts
         result.meta = dg.package_digest(_meta_entries(path, project, records, now), "meta")
     except FreshdError as exc:
         result.error = str(exc)

@@ -52,7 +52,7 @@ from freshd import __version__
 from freshd.config import Config
 from freshd.discovery import Package, discover, workspace_members
 from freshd.index import Index
-from freshd.indexer import index_roots, make_pool, rescan_job, scan_packages, store
+from freshd.indexer import Known, index_roots, make_pool, rescan_job, scan_packages, store
 from freshd.links import Inode, LinkTable
 from freshd.metrics import Metrics
 from freshd.watcher import Watcher, max_user_watches
@@ -157,7 +157,7 @@ class Engine:
         self._acked: dict[str, float] = {}  # in the order acknowledged
         self._cookies_pruned = 0.0
         self._own_cookies = f"{COOKIE_PREFIX}d{os.getpid()}-"  # waited for in memory
-        self._known: dict[str, tuple[str, dict[str, sc.FileRecord]]] = {}  # see rescan_job
+        self._known: dict[str, Known] = {}  # see rescan_job
         self._first_event = self._last_event = 0.0
         self._waiters: dict[str, _SyncGroup] = {}
         self._waiters_lock = threading.Lock()
@@ -664,8 +664,8 @@ class Engine:
     def _trim_known(self) -> None:
         """Keep the records of the packages rehashed last within ``_KNOWN_RECORDS`` (the
         very last whatever its size: a big package gains the most)."""
-        held = sum(len(records) for _tree, records in self._known.values())
-        for path, (_tree, records) in list(self._known.items())[:-1]:  # oldest first
+        held = sum(len(records) for _tree, records, _parts in self._known.values())
+        for path, (_tree, records, _parts) in list(self._known.items())[:-1]:  # oldest first
             if held <= _KNOWN_RECORDS:
                 return
             held -= len(records)

@@ -120,40 +120,46 @@ def _from_scan(
     )
 
 
+Known = tuple[str, dict[str, sc.FileRecord], "dict[str, bytes] | None"]
+"""A package's file records kept between rescans: (tree digest, records by relative
+path, the digest's encoded entries from ``ScanResult.encoded``)."""
+
+
 def rescan_job(
     index: Index,
     path: str,
     changed: set[str],
-    known: dict[str, tuple[str, dict[str, sc.FileRecord]]] | None = None,
+    known: dict[str, Known] | None = None,
 ) -> Outcome | None:
     """Rehash only the ``changed`` files of a package the watcher follows (its own
     process); None when the stored state does not allow it or a full scan is needed.
 
     ``known`` (the caller bounds its size): file records of earlier rescans by package,
-    with the tree digest they give. They stand in for the stored records while the
-    stored tree digest is that one: the same digest means the same paths, kinds and
-    digests, all that a rescan reads of the unchanged files (decoding a package's
-    records from LMDB costs more than rehashing one small file)."""
+    with the tree digest they give and that digest's encoded entries. They stand in for
+    the stored records while the stored tree digest is that one: the same digest means
+    the same paths, kinds and digests, all that a rescan reads of the unchanged files
+    (decoding a package's records from LMDB costs more than rehashing one small file)."""
     packages_db, files_db = index.dbs[sc.DB_PACKAGES], index.dbs[sc.DB_FILES]
     memo = known.get(path) if known is not None else None
 
-    def stored(txn: lmdb.Transaction) -> tuple[sc.PackageRecord | None, dict[str, sc.FileRecord]]:
+    def stored(txn: lmdb.Transaction) -> tuple[sc.PackageRecord | None, Known | None]:
         record = sc.get_package(txn, packages_db, path)
         if memo is not None and record is not None and record.tree == memo[0]:
-            return record, memo[1]
-        return record, sc.get_files(txn, files_db, path)
+            return record, memo
+        return record, None if record is None else ("", sc.get_files(txn, files_db, path), None)
 
-    old, previous = index.read(stored)
-    if old is None or old.tree is None or old.state not in ("clean", "dirty"):
+    old, kept = index.read(stored)
+    if old is None or kept is None or old.tree is None or old.state not in ("clean", "dirty"):
         return None
-    result = rescan_files(path, previous, changed)
+    previous = kept[1]
+    result = rescan_files(path, previous, changed, kept[2])
     if result is None:
         return None
     records = {r.rel: r for r in result.records}
     if known is not None:
         known.pop(path, None)  # re-inserted last: the caller evicts the oldest first
         if result.tree is not None:
-            known[path] = (result.tree, records)
+            known[path] = (result.tree, records, result.encoded)
     prefix = sc.files_prefix(path)
     pairs = [
         (sc.file_key(prefix, rel), sc.encode_file(records[rel]) if rel in records else b"")
