@@ -58,6 +58,7 @@ from bench_index import (
     tool_version,
     warm_page_cache,
 )
+from freshd_client import Client
 from freshd_client.oneshot import digest_path
 from harness import (
     EVENT_TIMEOUT_S,
@@ -339,7 +340,7 @@ def run_freshd(session: Session, fs: FileSet, targets: list[Target], churn: int,
         api = Api(session.socket_path)
         events = EventLog(session.socket_path)
         try:
-            out["edit"] = freshd_edits(api, events, targets, args.seed)
+            out["edit"] = freshd_edits(api, events, targets, args.seed, session.db)
             out["churn"] = freshd_churn(api, events, session.root, fs, churn, args.seed)
             out["memory_after_churn"] = memory(daemon.pid)
         finally:
@@ -350,8 +351,11 @@ def run_freshd(session: Session, fs: FileSet, targets: list[Target], churn: int,
     return {"cold": asdict(cold), "warm": asdict(warm), **out}
 
 
-def freshd_edits(api: Api, events: EventLog, targets: list[Target], seed: int) -> Json:
-    """Single-file edits: write → dirty and → clean events, write → sync query fresh."""
+def freshd_edits(
+    api: Api, events: EventLog, targets: list[Target], seed: int, index_dir: str
+) -> Json:
+    """Single-file edits: write → dirty and → clean events, write → sync query fresh
+    (over HTTP, and through the direct transport that reads the index in-process)."""
     rng = random.Random(seed)
     original = {t.path: read(t.path) for t in targets}
     edited = {t.path: original[t.path] + b"# freshd edit\n" for t in targets}
@@ -393,6 +397,23 @@ def freshd_edits(api: Api, events: EventLog, targets: list[Target], seed: int) -
                 answers.append({"synced": answer["synced"], **result})
         pause(rng)
 
+    # The same through freshd_client's direct transport: it writes the cookie itself and
+    # polls the index for the daemon's acknowledgement, then reads the record.
+    direct, direct_not_fresh = [], 0
+    with Client(index_dir=index_dir, transport="direct") as client:
+        for target in targets:
+            pkg = target.package
+            for data, digest in (
+                (original[target.path], before[pkg]),
+                (edited[target.path], after[pkg]),
+            ):
+                started = time.perf_counter()
+                write_in_place(target.path, data)
+                fresh = client.is_fresh(pkg, digest, consistency="sync")
+                direct.append(time.perf_counter() - started)
+                direct_not_fresh += fresh is not True
+            pause(rng)
+
     idle, fast = [], []
     for target in targets:
         items = [{"path": target.package, "digest": after[target.package]}]
@@ -410,6 +431,8 @@ def freshd_edits(api: Api, events: EventLog, targets: list[Target], seed: int) -
         "sync_ms": latency(synced),
         "sync_not_fresh": not_fresh,
         "sync_not_fresh_answers": answers[:5],
+        "direct_sync_ms": latency(direct),
+        "direct_sync_not_fresh": direct_not_fresh,
         "sync_no_edit_ms": latency(idle),
         "fast_query_ms": latency(fast),
     }
@@ -555,6 +578,7 @@ def render(fd: Json, wm: Json | None, figures: Json, header: str) -> str:
     t.row("write → subscription PDU naming the file", "", _ms(w.get("subscription_ms")))
     goal = f"<= {SYNC_GOAL_MS:.0f} ms"
     t.row("write → sync query answers fresh", _ms(edit["sync_ms"]), "", goal)
+    t.row("  the same, direct transport (in-process)", _ms(edit["direct_sync_ms"]), "", goal)
     t.row("write → synced since query, new sha1", "", _ms(w.get("since_ms")))
     t.row(
         "sync query, nothing changed (cookie trip)",
@@ -608,6 +632,11 @@ def notes(fd: Json, wm: Json | None) -> list[str]:
         out.append(
             f"sync queries not answering fresh: {edit['sync_not_fresh']} of "
             f"{edit['sync_ms']['n']}, e.g. {edit['sync_not_fresh_answers'][:2]}"
+        )
+    if edit["direct_sync_not_fresh"]:
+        out.append(
+            f"direct sync queries not answering fresh: {edit['direct_sync_not_fresh']} of "
+            f"{edit['direct_sync_ms']['n']}"
         )
     out.append(
         f"branch switch: {churn['events']:.0f} events, {churn['overflows']:.0f} overflows, "

@@ -6,6 +6,9 @@ warms the page cache, and reports medians of several runs of:
 - ``b3sum`` over exactly the regular files of freshd's file sets, one process
   and two processes (``xargs -P2``): the peer a user would otherwise run;
 - Python reference loops: ``open().read()`` + blake3, ``os.open/os.read`` + blake3;
+- the floor of any Python indexer: two processes, started as ``xargs -P2`` starts
+  b3sum, that only hash the listed files, or that also walk the packages and
+  ``lstat`` every entry (without rules, records or an index);
 - ``freshd index`` cold (a new index directory each run), with the default
   worker count and with one worker;
 - ``freshd index`` warm (nothing changed; every hash must be reused);
@@ -79,6 +82,7 @@ class FileSet:
     paths: list[str] = field(default_factory=list)  # regular files, relative to the root
     sizes: list[int] = field(default_factory=list)
     symlinks: int = 0
+    links: list[str] = field(default_factory=list)  # the symlinks, relative to the root
 
     @property
     def bytes(self) -> int:
@@ -145,6 +149,7 @@ def collect_fileset(root: str) -> FileSet:
             result.entries += 1
             if os.path.islink(os.path.join(pkg, item.rel)):
                 result.symlinks += 1  # b3sum would follow it; freshd hashes the target string
+                result.links.append(f"packages/{name}/{item.rel}")
                 continue
             result.paths.append(f"packages/{name}/{item.rel}")
             result.sizes.append(item.st.st_size)
@@ -243,6 +248,78 @@ def os_read_loop(paths: list[str], sizes: list[int]) -> None:
             hash_open_file(fd, size)
         finally:
             os.close(fd)
+
+
+_FLOOR_CODE = r"""
+import os, stat, sys
+from blake3 import blake3
+from freshd_client.digest import hash_open_file
+
+mode, listing = sys.argv[1], sys.argv[2]
+with open(listing, "rb") as fh:
+    items = fh.read().split(b"\0")[:-1]
+flags = os.O_RDONLY | os.O_CLOEXEC
+
+
+def hash_file(path, size):
+    fd = os.open(path, flags)
+    try:
+        hash_open_file(fd, size)
+    finally:
+        os.close(fd)
+
+
+if mode == "hash":  # "size:path" entries: just the reads and hashes
+    for item in items:
+        size, _, path = item.partition(b":")
+        hash_file(path, int(size))
+else:  # package directories, then b"" and the file set's paths: walk, lstat, hash
+    cut = items.index(b"")
+    wanted = set(items[cut + 1 :])
+    stack = items[:cut]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                if entry.path in wanted:
+                    if stat.S_ISLNK(st.st_mode):
+                        blake3(os.readlink(entry.path)).digest()
+                    else:
+                        hash_file(entry.path, st.st_size)
+"""
+
+
+def python_floor_runner(
+    root: str, fs: FileSet, *, walk: bool, procs: int = 2
+) -> Callable[[], object]:
+    """The least a Python implementation can do, in ``procs`` processes started the way
+    ``xargs -P2`` starts b3sum: only hash the listed files (``walk=False``), or also walk
+    the packages and lstat every entry, as an indexer must, without rules or an index."""
+    lists = []
+    for n in range(procs):
+        name = os.path.join(WORK, f"floor-{'walk' if walk else 'hash'}-{n}.list")
+        if walk:
+            dirs = sorted({os.path.join(root, *p.split("/")[:2]) for p in fs.paths})[n::procs]
+            mine = [os.fsencode(d) for d in dirs]
+            wanted = [os.fsencode(os.path.join(root, p)) for p in [*fs.paths, *fs.links]]
+            data = b"\0".join([*mine, b"", *wanted]) + b"\0"
+        else:
+            pairs = list(zip(fs.paths, fs.sizes, strict=True))[n::procs]
+            data = b"".join(b"%d:%s\0" % (z, os.fsencode(os.path.join(root, p))) for p, z in pairs)
+        with open(name, "wb") as fh:
+            fh.write(data)
+        lists.append(name)
+    cmd = [sys.executable, "-c", _FLOOR_CODE, "walk" if walk else "hash"]
+
+    def run() -> None:
+        running = [subprocess.Popen([*cmd, name]) for name in lists]
+        if any(proc.wait() != 0 for proc in running):
+            raise RuntimeError("a floor process failed")
+
+    return run
 
 
 def scandir_walk(root: str) -> int:
@@ -363,6 +440,8 @@ def render(results: list[Result], ratios: dict[str, float | None], header: str) 
     lines.append("")
     labels = {
         "cold_vs_b3sum_p2": "freshd cold / b3sum -P2          (goal <= 1.0)",
+        "floor_vs_b3sum_p2": "python walk + hash (2 processes) / b3sum -P2",
+        "cold_vs_floor": "freshd cold / python walk + hash (2 processes)",
         "cold_vs_b3sum_single": "freshd cold / b3sum single",
         "cold_1w_vs_b3sum_single": "freshd cold --workers 1 / b3sum single",
         "warm_s": f"freshd warm, seconds             (goal < {WARM_GOAL_S} s at 60k files)",
@@ -457,6 +536,16 @@ def main(argv: list[str] | None = None) -> int:
         runs,
         lambda: os_read_loop(abs_paths, fs.sizes),
     )
+    repeat(
+        add("py_p2_hash", "python os.read + blake3, 2 processes", nreg, nbytes),
+        runs,
+        python_floor_runner(root, fs, walk=False),
+    )
+    repeat(
+        add("py_p2_walk", "python walk + lstat + hash, 2 processes", fs.entries, nbytes),
+        runs,
+        python_floor_runner(root, fs, walk=True),
+    )
     measure_cold(add("cold", "freshd index cold", fs.entries, nbytes), root, runs, fs.entries, None)
     measure_cold(
         add("cold_1w", "freshd index cold --workers 1", fs.entries, nbytes),
@@ -493,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
     warm = get("warm")
     ratios: dict[str, float | None] = {
         "cold_vs_b3sum_p2": ratio(get("cold"), get("b3sum_p2")),
+        "floor_vs_b3sum_p2": ratio(get("py_p2_walk"), get("b3sum_p2")),
+        "cold_vs_floor": ratio(get("cold"), get("py_p2_walk")),
         "cold_vs_b3sum_single": ratio(get("cold"), get("b3sum_single")),
         "cold_1w_vs_b3sum_single": ratio(get("cold_1w"), get("b3sum_single")),
         "warm_s": warm.median if warm else None,

@@ -17,7 +17,7 @@ from freshd.errors import IndexLockedError
 from freshd.index import Index
 from freshd.indexer import index_roots
 from freshd_client import schema as sc
-from freshd_client.errors import IndexMissingError, SchemaMismatchError
+from freshd_client.errors import IndexMissingError, IndexStoreError, SchemaMismatchError
 from freshd_client.oneshot import digest_path
 from freshd_client.scan import scan
 from freshd_client.schema import RACY_WINDOW_NS, FileRecord
@@ -76,6 +76,82 @@ def test_schema_mismatch_is_a_clear_error(tmp_path: Path) -> None:
         sc.open_env(str(db), readonly=True)
     with pytest.raises(SchemaMismatchError):
         Index(str(db))
+
+
+needs_boot_id = pytest.mark.skipif(sc.boot_id() is None, reason="no boot id on this system")
+
+
+def _one_package(index: Index) -> None:
+    record = sc.PackageRecord("/p", "p", "/", "clean", None, None, 0, 1, 0)
+    index.write(lambda txn: index.put_package(txn, record, None))
+
+
+@needs_boot_id
+def test_a_writer_marks_its_unflushed_commits_with_the_boot(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    with Index(str(db)) as index:
+        _one_package(index)
+        assert (db / sc.UNSYNCED_NAME).read_text().strip() == sc.boot_id()
+        assert not sc.torn(str(db))  # this boot's commits: readers read them
+    assert not (db / sc.UNSYNCED_NAME).exists()  # flushed at close
+    with Index(str(db)) as index:
+        assert [r.path for r in index.packages()] == ["/p"]
+
+
+@needs_boot_id
+def test_an_index_a_machine_crash_may_have_torn_is_refused_then_rebuilt(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    with Index(str(db)) as index:
+        _one_package(index)
+    (db / sc.UNSYNCED_NAME).write_text("a-boot-before-the-crash\n")
+    assert sc.torn(str(db))
+    with pytest.raises(IndexStoreError, match="machine stopped"):
+        sc.open_env(str(db), readonly=True)
+    with Index(str(db)) as index:  # rebuilt: nothing of the torn file is read
+        assert index.packages() == []
+        assert (db / sc.UNSYNCED_NAME).read_text().strip() == sc.boot_id()
+    reader = sc.open_env(str(db), readonly=True)
+    reader.close()
+
+
+@needs_boot_id
+def test_a_writer_killed_in_this_boot_loses_no_commit(tmp_path: Path) -> None:
+    """The kernel holds a killed process's commits: the marker names this boot, and the
+    next reader and writer keep the index."""
+    db = tmp_path / "db"
+    code = textwrap.dedent(
+        """
+        import os, sys
+        from freshd.index import Index
+        from freshd_client import schema as sc
+        index = Index(sys.argv[1])
+        record = sc.PackageRecord("/p", "p", "/", "clean", None, None, 0, 1, 0)
+        index.write(lambda txn: index.put_package(txn, record, None))
+        os._exit(9)  # no close, no flush
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True)
+    assert proc.returncode == 9, proc.stderr.decode()
+    assert (db / sc.UNSYNCED_NAME).read_text().strip() == sc.boot_id()
+    reader = sc.open_env(str(db), readonly=True)
+    reader.close()
+    with Index(str(db)) as index:
+        assert [r.path for r in index.packages()] == ["/p"]
+
+
+def test_without_a_boot_id_every_commit_is_flushed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sc, "_BOOT", [None])
+    db = tmp_path / "db"
+    db.mkdir()
+    (db / sc.UNSYNCED_NAME).write_text("some-boot\n")  # cannot be told from this one
+    with Index(str(db)) as index:
+        assert not index._unsynced
+        assert not (db / sc.UNSYNCED_NAME).exists()
+        _one_package(index)
+    with Index(str(db)) as index:
+        assert [r.path for r in index.packages()] == ["/p"]
 
 
 def test_map_grows_when_full(tmp_path: Path) -> None:

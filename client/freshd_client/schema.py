@@ -270,13 +270,58 @@ def decode_package(raw: Raw) -> PackageRecord:
     )
 
 
-def open_env(path: str, *, readonly: bool, map_size: int = 1 << 28) -> lmdb.Environment:
+UNSYNCED_NAME = "unsynced"
+"""A file in the index directory, present while a writer commits without flushing each
+commit to the disk: it holds the boot id (Linux ``/proc/sys/kernel/random/boot_id``) of
+the boot those commits were made in. Other processes see every commit at once through
+the page cache, and a killed writer loses nothing; only a machine that stops before
+the kernel has written the pages back can leave a torn file. So when the file names
+another boot (or the boot is unknown), the index is not to be read: readers refuse it
+and the next writer rebuilds it from the disk (docs/index-schema.md)."""
+
+_BOOT: list[str | None] = []
+
+
+def boot_id() -> str | None:
+    """This boot's id, None where the system does not tell (then every commit is synced)."""
+    if not _BOOT:
+        try:
+            with open("/proc/sys/kernel/random/boot_id", "rb") as fh:
+                _BOOT.append(fh.read(64).decode("ascii").strip() or None)
+        except (OSError, UnicodeDecodeError):
+            _BOOT.append(None)
+    return _BOOT[0]
+
+
+def torn(path: str) -> bool:
+    """Whether the index at ``path`` holds unsynced commits of another boot (or of a boot
+    that cannot be told apart from this one): possibly torn by a machine crash."""
+    try:
+        with open(os.path.join(path, UNSYNCED_NAME), "rb") as fh:
+            written_in = fh.read(64).decode("ascii", "replace").strip()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # unreadable: it cannot vouch for the index
+    return written_in != boot_id() or written_in == ""
+
+
+def open_env(
+    path: str, *, readonly: bool, map_size: int = 1 << 28, sync: bool = True
+) -> lmdb.Environment:
     """Open the index environment at directory ``path`` and check its schema version.
 
-    A writer creates a missing index; a reader gets IndexMissingError.
+    A writer creates a missing index; a reader gets IndexMissingError, or
+    IndexStoreError for an index torn by a machine crash (``torn``). ``sync=False``
+    (a writer that keeps the ``UNSYNCED_NAME`` file) leaves flushing to the kernel.
     """
     if readonly and not os.path.exists(os.path.join(path, "data.mdb")):
         raise IndexMissingError(f"no freshd index at {path}")
+    if readonly and torn(path):
+        raise IndexStoreError(
+            f"the index at {path} was being written when the machine stopped and may be "
+            "damaged; `freshd serve` rebuilds it when it starts"
+        )
     try:
         env = lmdb.open(
             path,
@@ -286,6 +331,7 @@ def open_env(path: str, *, readonly: bool, map_size: int = 1 << 28) -> lmdb.Envi
             readonly=readonly,
             create=not readonly,
             metasync=False,  # integrity kept; an OS crash may undo the last commit
+            sync=sync,
         )
     except lmdb.Error as exc:
         raise IndexStoreError(f"cannot open index at {path}: {exc}") from exc

@@ -6,9 +6,11 @@ Readers in other processes open the same environment read-only
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from freshd_client import schema as sc
 from freshd_client.errors import IndexStoreError
 
 T = TypeVar("T")
+log = logging.getLogger("freshd")
 LOCK_NAME = "freshd.lock"
 PREFIX = sc.PREFIX_SIZE
 _MAX_GROWTHS = 16
@@ -37,7 +40,8 @@ class Index:
             raise IndexStoreError(f"cannot create index directory {path}: {exc.strerror}") from exc
         self._lock_fd = _take_lock(os.path.join(path, LOCK_NAME), owner or {})
         try:
-            self.env = sc.open_env(path, readonly=False, map_size=map_size)
+            self._unsynced = _begin_unsynced(path)
+            self.env = sc.open_env(path, readonly=False, map_size=map_size, sync=not self._unsynced)
         except BaseException:
             os.close(self._lock_fd)
             raise
@@ -50,9 +54,19 @@ class Index:
         self.close()
 
     def close(self) -> None:
-        """Close the environment and release the writer lock."""
+        """Flush, close the environment and release the writer lock."""
         if self._lock_fd >= 0:
+            synced = not self._unsynced
+            if self._unsynced:
+                try:
+                    self.env.sync(True)
+                    synced = True
+                except lmdb.Error as exc:  # the marker stays: a crash before writeback rebuilds
+                    log.warning("cannot flush the index at %s: %s", self.path, exc)
             self.env.close()
+            if synced and self._unsynced:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.path, sc.UNSYNCED_NAME))
             os.close(self._lock_fd)
             self._lock_fd = -1
 
@@ -187,6 +201,43 @@ class Index:
     def _named(self, txn: lmdb.Transaction, name: str) -> list[str]:
         raw = txn.get(sc.name_key(name), db=self.dbs[sc.DB_NAMES])
         return list(json.loads(bytes(raw))) if raw else []
+
+
+def _begin_unsynced(path: str) -> bool:
+    """Before the writer opens the index: rebuild one torn by a machine crash, then, where
+    the boot can be told, record it in the ``UNSYNCED_NAME`` file (flushed) so that commits
+    need not be flushed one by one. False: commits are flushed (no boot id, no space)."""
+    marker = os.path.join(path, sc.UNSYNCED_NAME)
+    if sc.torn(path):
+        log.warning(
+            "the index at %s was being written when the machine stopped: rebuilding it", path
+        )
+        for name in ("data.mdb", "lock.mdb", sc.UNSYNCED_NAME):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(path, name))
+    boot = sc.boot_id()
+    if boot is None:
+        return False
+    temporary = marker + ".tmp"
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, boot.encode("ascii") + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, marker)
+        directory = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as exc:
+        log.warning("cannot write %s (%s): every commit is flushed", marker, exc.strerror or exc)
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        return False
+    return True
 
 
 def _take_lock(lock_path: str, owner: dict[str, Any]) -> int:

@@ -120,7 +120,7 @@ def _from_scan(
     )
 
 
-Known = tuple[str, dict[str, sc.FileRecord], "dict[str, bytes] | None"]
+Known = tuple[str, dict[str, sc.FileRecord], dict[str, bytes] | None]
 """A package's file records kept between rescans: (tree digest, records by relative
 path, the digest's encoded entries from ``ScanResult.encoded``)."""
 
