@@ -438,8 +438,59 @@ def test_well_formed_requests_do_not_reach_fastapi(apps: Apps) -> None:
     assert reached == []
     ask(app, *BAD_REQUESTS["malformed-json"])
     ask(app, *requests["sync-as-int"])
-    ask(app, "GET", "/v1/health")
-    assert reached == ["/v1/fresh", "/v1/fresh", "/v1/health"]
+    ask(app, "GET", "/v1/health")  # lean too
+    ask(app, "GET", "/v1/packages")
+    assert reached == ["/v1/fresh", "/v1/fresh", "/v1/packages"]
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {},
+        {"status": "indexing", "progress": (3, 10)},
+        {"status": "ready", "last_error": "cannot write index: no space left on device"},
+        {"status": "starting", "roots": {"/b": RootMode("polling"), "/a": RootMode("missing")}},
+    ],
+)
+def test_health_is_answered_lean_byte_for_byte_as_fastapi(
+    apps: Apps, state: dict[str, Any]
+) -> None:
+    engine = FakeEngine(**{"roots": dict(apps.engine.roots), **state})
+    ctx = Context(engine=engine, index=apps.ctx.index, metrics=Metrics(), socket="/s")
+    lean, slow = create_app(ctx), create_app(ctx, lean=False)
+    answer = ask(lean, "GET", "/v1/health")
+    assert answer == ask(slow, "GET", "/v1/health")
+    assert answer == ask(lean, "GET", "/v1/health?unknown=1") == ask(slow, "GET", "/v1/health?x")
+    health = json.loads(answer[2])
+    assert health["status"] == engine.status and health["packages"] == 7
+
+
+def test_the_declared_routes_are_the_fastapi_apps(apps: Apps) -> None:
+    from starlette.routing import Route
+
+    from freshd.app import build_fastapi
+    from freshd.guard import ROUTES
+
+    app = build_fastapi(apps.ctx)
+    assert {r.path for r in app.routes if isinstance(r, Route)} == ROUTES
+
+
+def test_the_staged_app_answers_before_fastapi_is_built(apps: Apps) -> None:
+    """The daemon's app: health and the lean routes answer without FastAPI; a request for
+    another route builds it (once) and gets FastAPI's answer."""
+    from freshd.guard import staged_app
+
+    app = staged_app(apps.ctx)
+    requests = _good_requests(apps.root)
+    for name in ("fresh", "synced", "lookup-path"):
+        assert ask(app, *requests[name]) == apps.both(*requests[name])
+    assert ask(app, "GET", "/v1/health") == apps.both("GET", "/v1/health")
+    assert app.app is None  # not built
+    assert ask(app, "GET", "/v1/packages") == apps.both("GET", "/v1/packages")
+    built = app.app
+    assert built is not None and app.prepare().result() is built
+    assert ask(app, *BAD_REQUESTS["malformed-json"]) == apps.both(*BAD_REQUESTS["malformed-json"])
+    assert app.app is built
 
 
 def test_a_body_in_several_messages(apps: Apps) -> None:

@@ -225,3 +225,10 @@ def test_freshd_status_and_ls_read_their_answers_without_json_or_re() -> None:
         os.rmdir(sock_dir)
     assert "freshd_client.wire" in modules
     assert sorted(m for m in ("json", "re", "argparse") if m in modules) == []
+
+
+def test_the_daemon_serves_before_loading_fastapi() -> None:
+    """A starting daemon answers health and the hot routes from ``freshd.guard`` and
+    ``freshd.lean``; FastAPI and pydantic (~0.3 s) load once the index is ready."""
+    modules = loaded_by("import freshd.guard, freshd.lean, freshd.queries, uvicorn")
+    assert sorted(m for m in modules if m.split(".")[0] in ("fastapi", "pydantic")) == []

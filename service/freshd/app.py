@@ -1,20 +1,17 @@
-"""The HTTP API (FastAPI): DESIGN.md's routes, their models, and the guard in front.
+"""The HTTP API (FastAPI): DESIGN.md's routes and their models.
 
 Every answer is JSON; bad input is a 4xx ``{"error": {"code", "message"}}``. What each
-route answers lives in ``freshd.queries``. The guard (pure ASGI) checks every request —
-body size, the TCP token — adds the API version header, counts it in the metrics, and
-hands the hot routes (``POST /v1/fresh``, ``POST /v1/sync``, ``GET /v1/packages/lookup``)
-to the lean path (``freshd.lean``), which answers well-formed ones without FastAPI's
-~150 µs of routing and validation. The FastAPI routes stay declared: they answer the
-rest, word every validation error, and are the OpenAPI schema.
+route answers lives in ``freshd.queries``. The guard in front (``freshd.guard``) checks
+every request and hands health and the hot routes (``POST /v1/fresh``, ``POST
+/v1/sync``, ``GET /v1/packages/lookup``) to the lean path (``freshd.lean``), which
+answers well-formed ones without FastAPI's ~150 µs of routing and validation. The
+FastAPI routes stay declared: they answer the rest, word every validation error, and
+are the OpenAPI schema.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hmac
 import os
-import time
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
@@ -22,11 +19,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
-from starlette.types import Message, Receive, Send
 
 from freshd import __version__, queries
-from freshd.lean import LEAN_ROUTES, LeanRoute, answer
+from freshd.guard import Guard
+from freshd.lean import LEAN_ROUTES
 from freshd.queries import (
     DEFAULT_TIMEOUT_MS,
     MAX_DIGEST_CHARS,
@@ -39,13 +35,7 @@ from freshd.queries import (
     Scope,
     error_response,
 )
-from freshd.queries import Context as Context  # re-exported: the daemon builds one
-from freshd_client import schema as sc
-
-MAX_BODY = 1 << 20
-API_HEADER = (b"freshd-api", str(sc.API_VERSION).encode())
-OTHER_ROUTE = "other"
-"""The metrics' route label of a request to no declared route."""
+from freshd.queries import Context as Context  # re-exported: the tests build one
 
 State = Literal["unknown", "dirty", "clean", "error"]
 
@@ -175,11 +165,17 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 # -- the app --------------------------------------------------------------------------
 
 
-def create_app(ctx: Context, *, lean: bool = True) -> Any:
-    """The ASGI application of one daemon (FastAPI wrapped in the guard middleware).
+def create_app(ctx: Context, *, lean: bool = True) -> Guard:
+    """The ASGI application of one daemon: FastAPI, built now, wrapped in the guard (the
+    daemon itself serves ``freshd.guard.staged_app``, which builds it later).
 
-    ``lean=False`` sends every request through FastAPI, hot routes too (the tests
-    compare both ways)."""
+    ``lean=False`` sends every request through FastAPI, health and the hot routes too
+    (the tests compare both ways)."""
+    return Guard(build_fastapi(ctx), ctx, LEAN_ROUTES if lean else {})
+
+
+def build_fastapi(ctx: Context) -> FastAPI:
+    """The FastAPI app: every route of DESIGN.md's table, with its models."""
     app = FastAPI(
         title="freshd",
         version=__version__,
@@ -205,26 +201,8 @@ def create_app(ctx: Context, *, lean: bool = True) -> Any:
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.get("/v1/health", response_model=Health)
-    def health() -> Health:
-        engine = ctx.engine
-        packages, files = queries.totals(ctx.index)
-        return Health(
-            status=engine.status,
-            version=__version__,
-            api_version=sc.API_VERSION,
-            pid=os.getpid(),
-            roots=sorted(engine.roots),
-            watch={r: s.mode for r, s in engine.roots.items()},
-            packages=packages,
-            files=files,
-            pending=engine.pending(),
-            progress=Progress(done=engine.progress[0], total=engine.progress[1])
-            if engine.progress
-            else None,
-            index=ctx.index.path,
-            socket=ctx.socket,
-            error=engine.last_error,
-        )
+    def health() -> dict[str, Any]:
+        return queries.health(ctx)
 
     @app.get("/v1/packages", response_model=PackageList)
     def packages() -> dict[str, Any]:
@@ -275,83 +253,4 @@ def create_app(ctx: Context, *, lean: bool = True) -> Any:
         ctx.metrics.index_bytes.set(size)
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    declared = frozenset(r.path for r in app.routes if isinstance(r, Route))
-    return _Guard(app, ctx, declared, LEAN_ROUTES if lean else {})
-
-
-# -- the guard: body limit, token, API version header, metrics ---------------------------
-
-
-class _Guard:
-    """Pure ASGI middleware in front of every route; hands the ``lean`` routes to the lean
-    path, every other request to ``app``."""
-
-    def __init__(
-        self,
-        app: Any,
-        ctx: Context,
-        routes: frozenset[str],
-        lean: dict[tuple[str, str], LeanRoute],
-    ) -> None:
-        self.app = app
-        self.ctx = ctx
-        self.routes = routes
-        self.lean = lean
-
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        self.ctx.loop = self.ctx.loop or asyncio.get_running_loop()
-        started = time.perf_counter()
-        # Labelled by declared route, never by the path asked for: a client requesting
-        # random paths must not grow the metrics without bound. (No route has a path
-        # parameter; one that had would need matching here, not a set lookup.)
-        path = scope["path"]
-        route = path if path in self.routes else OTHER_ROUTE
-        status_seen = [0]
-
-        async def send_with_header(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status_seen[0] = message["status"]
-                message["headers"] = [*message.get("headers", []), API_HEADER]
-            await send(message)
-
-        if scope["method"] in ("POST", "DELETE"):
-            # Every body is JSON: accept it whatever Content-Type a client (curl -d) sent.
-            scope["headers"] = [
-                *((k, v) for k, v in scope.get("headers", []) if k != b"content-type"),
-                (b"content-type", b"application/json"),
-            ]
-        denial = self._deny(scope)
-        lean = self.lean.get((scope["method"], path))
-        if denial is not None:
-            await denial(scope, receive, send_with_header)
-        elif lean is not None:
-            await answer(lean, self.ctx, self.app, scope, receive, send_with_header)
-        else:
-            await self.app(scope, receive, send_with_header)
-        self.ctx.metrics.queries.labels(route, str(status_seen[0])).inc()
-        self.ctx.metrics.latency.labels(route).observe(time.perf_counter() - started)
-
-    def _deny(self, scope: dict[str, Any]) -> JSONResponse | None:
-        headers = dict(scope.get("headers", []))
-        length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return error_response(
-                413, "too_large", f"request bodies are limited to {MAX_BODY} bytes"
-            )
-        if b"transfer-encoding" in headers:  # a body of unknown size: refused, not buffered
-            return error_response(411, "length_required", "send request bodies with Content-Length")
-        server = scope.get("server")
-        over_tcp = server is not None and server[1] is not None
-        if over_tcp:
-            token = self.ctx.token
-            given = headers.get(b"authorization", b"")
-            if token is None or not hmac.compare_digest(given, f"Bearer {token}".encode()):
-                return error_response(
-                    401, "unauthorized", "TCP clients must send Authorization: Bearer"
-                )
-        return None
+    return app

@@ -19,6 +19,7 @@ import signal
 import socket
 import stat
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -77,18 +78,25 @@ def _run(
             late["server"].should_exit = True  # a daemon that cannot keep the index current
 
     engine = Engine(index, cfg, roots, metrics=metrics, publish=publish, on_fatal=fatal)
-    # The engine watches and crawls while the web stack (~0.5 s of imports) loads.
-    engine.start()
+    engine.start()  # it watches and crawls while uvicorn loads
     import uvicorn
 
-    from freshd.app import Context, create_app
+    from freshd.guard import staged_app
+    from freshd.queries import Context
 
     ctx = Context(engine=engine, index=index, metrics=metrics, socket=cfg.socket, token=token)
     late["ctx"] = ctx
+    # Health and the hot routes answer at once; FastAPI (~0.3 s of CPU, which would slow
+    # the crawl) is built once the index is ready, or for the first request needing it.
+    app = staged_app(ctx)
+    threading.Thread(
+        target=lambda: engine.ready.wait() and app.prepare(), name="freshd-after-ready", daemon=True
+    ).start()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(ctx),
+            app,
             lifespan="off",
+            ws="none",  # no route is a WebSocket: do not load the websockets package
             log_config=None,
             log_level="warning",
             access_log=False,

@@ -143,6 +143,7 @@ class Engine:
         self.started_ns = time.time_ns()
         self.last_error: str | None = None
         self.fatal: str | None = None  # the engine died: the daemon must exit
+        self.ready = threading.Event()  # set once the first crawl is done and written
         self._on_fatal = on_fatal or (lambda: None)
         self.roots: dict[str, RootState] = {r: RootState(r) for r in roots}
         self._publish = publish or (lambda kind, data: None)
@@ -326,6 +327,7 @@ class Engine:
         self.progress = None
         self.status = "ready"
         self._write_daemon("ready")
+        self.ready.set()
         log.info(
             "ready: %d packages, %d files (hashed %d, reused %d) in %.2f s",
             summary.packages,

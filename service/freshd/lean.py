@@ -1,10 +1,11 @@
 """The lean path: the hot routes answered without FastAPI.
 
 FastAPI's routing and validation cost ~150 µs a request (issue 4), so the guard in front
-of it (``freshd.app``) hands ``POST /v1/fresh``, ``POST /v1/sync`` and ``GET
-/v1/packages/lookup`` to ``answer``: a well-formed request is parsed here with the
-stdlib and answered by the same route logic as FastAPI's (``freshd.queries``); anything
-else goes on to FastAPI, whose validation words the error.
+of it (``freshd.guard``) hands ``GET /v1/health``, ``POST /v1/fresh``, ``POST /v1/sync``
+and ``GET /v1/packages/lookup`` to ``answer``: a well-formed request is parsed here with
+the stdlib and answered by the same route logic as FastAPI's (``freshd.queries``);
+anything else goes on to FastAPI, whose validation words the error. Health and these
+routes are also what a starting daemon answers before FastAPI is loaded.
 
 Each parser accepts only requests its pydantic model accepts, read the same way (the
 same JSON decoder, the same limits); what it returns None for goes on to FastAPI, so
@@ -122,6 +123,10 @@ async def _sync(ctx: Context, _query: bytes, body: bytes) -> dict[str, Any] | No
     return None if args is None else await queries.sync_paths(ctx, *args)
 
 
+async def _health(ctx: Context, _query: bytes, _body: bytes) -> dict[str, Any] | None:
+    return queries.health(ctx)  # takes no input: nothing to leave to FastAPI
+
+
 async def _lookup(ctx: Context, query: bytes, _body: bytes) -> dict[str, Any] | None:
     args = _lookup_args(query)
     return None if args is None else queries.lookup(ctx, *args)
@@ -131,6 +136,7 @@ LeanRoute = Callable[[Context, bytes, bytes], Awaitable[dict[str, Any] | None]]
 """Parses (query string, body) and answers, or returns None to leave the request to FastAPI."""
 
 LEAN_ROUTES: dict[tuple[str, str], LeanRoute] = {
+    ("GET", "/v1/health"): _health,
     ("POST", "/v1/fresh"): _fresh,
     ("POST", "/v1/sync"): _sync,
     ("GET", "/v1/packages/lookup"): _lookup,

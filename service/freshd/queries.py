@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fastapi.responses import JSONResponse
+from starlette.responses import JSONResponse  # FastAPI's is this one: no FastAPI import
 
 from freshd import __version__
 from freshd.engine import Engine
@@ -107,6 +107,29 @@ class Context:
 
 Item = tuple[str, str, Scope | None]
 """A FreshItem as (path, digest, scope)."""
+
+
+def health(ctx: Context) -> dict[str, Any]:
+    """A Health answer, its fields in the model's order (the lean path's bytes are
+    FastAPI's)."""
+    engine = ctx.engine
+    packages, files = totals(ctx.index)
+    progress = engine.progress
+    return {
+        "status": engine.status,
+        "version": __version__,
+        "api_version": sc.API_VERSION,
+        "pid": os.getpid(),
+        "roots": sorted(engine.roots),
+        "watch": {r: s.mode for r, s in engine.roots.items()},
+        "packages": packages,
+        "files": files,
+        "pending": engine.pending(),
+        "progress": {"done": progress[0], "total": progress[1]} if progress else None,
+        "index": ctx.index.path,
+        "socket": ctx.socket,
+        "error": engine.last_error,
+    }
 
 
 def lookup(ctx: Context, path: str | None, name: str | None) -> dict[str, Any]:

@@ -1,0 +1,177 @@
+"""The guard in front of every route, and a daemon that answers before FastAPI is loaded.
+
+The guard (pure ASGI) checks every request — body size, the TCP token — adds the API
+version header, counts it in the metrics, and hands the lean routes (``freshd.lean``:
+health and the hot routes) to the lean path. Everything else goes to the FastAPI app
+(``freshd.app``), which words every validation error and is the OpenAPI schema.
+
+Importing FastAPI and building its app costs ~0.3 s of CPU, which a starting daemon
+would pay while it watches and crawls, on the same interpreter lock. So the daemon
+serves a *staged* guard: health and the lean routes answer at once, and the FastAPI
+app is built in a thread once the index is ready, or when a request needs it first
+(that request waits for it). Neither this module nor ``freshd.lean`` imports FastAPI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from freshd.lean import LEAN_ROUTES, LeanRoute, answer
+from freshd.queries import Context, error_response
+from freshd_client import schema as sc
+
+log = logging.getLogger("freshd")
+
+MAX_BODY = 1 << 20
+API_HEADER = (b"freshd-api", str(sc.API_VERSION).encode())
+OTHER_ROUTE = "other"
+"""The metrics' route label of a request to no declared route."""
+ROUTES = frozenset(
+    {
+        "/openapi.json",
+        "/v1/health",
+        "/v1/packages",
+        "/v1/packages/lookup",
+        "/v1/fresh",
+        "/v1/sync",
+        "/v1/roots",
+        "/v1/events",
+        "/metrics",
+    }
+)
+"""The FastAPI app's declared paths (tests/test_app.py checks they are its routes): the
+route labels of the metrics, known before the app is built."""
+
+
+class Guard:
+    """Pure ASGI middleware in front of every route; hands the ``lean`` routes to the lean
+    path, every other request to ``app``: the FastAPI app, or, while it is None, the one
+    ``build`` makes (``prepare``)."""
+
+    def __init__(
+        self,
+        app: ASGIApp | None,
+        ctx: Context,
+        lean: dict[tuple[str, str], LeanRoute],
+        build: Callable[[], ASGIApp] | None = None,
+    ) -> None:
+        self.app = app
+        self.ctx = ctx
+        self.lean = lean
+        self._build = build
+        self._built: concurrent.futures.Future[ASGIApp] | None = None
+        self._lock = threading.Lock()
+
+    def prepare(self) -> concurrent.futures.Future[ASGIApp]:
+        """Start building the app in a thread (once); the future of it."""
+        with self._lock:
+            if self._built is None:
+                built: concurrent.futures.Future[ASGIApp] = concurrent.futures.Future()
+                self._built = built
+                if self.app is not None:
+                    built.set_result(self.app)
+                else:
+                    threading.Thread(
+                        target=self._make, args=(built,), name="freshd-http-app", daemon=True
+                    ).start()
+            return self._built
+
+    def _make(self, built: concurrent.futures.Future[ASGIApp]) -> None:
+        assert self._build is not None, "a Guard without an app needs a build function"
+        started = time.perf_counter()
+        try:
+            app = self._build()
+        except BaseException as exc:
+            log.exception("cannot build the HTTP app")
+            built.set_exception(exc)
+            return
+        log.debug("HTTP app built in %.2f s", time.perf_counter() - started)
+        built.set_result(app)
+
+    async def _full(self) -> ASGIApp:
+        if self.app is None:
+            self.app = await asyncio.wrap_future(self.prepare())
+        return self.app
+
+    async def _fallback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await (await self._full())(scope, receive, send)
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._fallback(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        self.ctx.loop = self.ctx.loop or asyncio.get_running_loop()
+        started = time.perf_counter()
+        # Labelled by declared route, never by the path asked for: a client requesting
+        # random paths must not grow the metrics without bound. (No route has a path
+        # parameter; one that had would need matching here, not a set lookup.)
+        path = scope["path"]
+        route = path if path in ROUTES else OTHER_ROUTE
+        status_seen = [0]
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_seen[0] = message["status"]
+                message["headers"] = [*message.get("headers", []), API_HEADER]
+            await send(message)
+
+        if scope["method"] in ("POST", "DELETE"):
+            # Every body is JSON: accept it whatever Content-Type a client (curl -d) sent.
+            scope["headers"] = [
+                *((k, v) for k, v in scope.get("headers", []) if k != b"content-type"),
+                (b"content-type", b"application/json"),
+            ]
+        denial = self._deny(scope)
+        lean = self.lean.get((scope["method"], path))
+        if denial is not None:
+            await denial(scope, receive, send_with_header)
+        elif lean is not None:
+            await answer(lean, self.ctx, self._fallback, scope, receive, send_with_header)
+        else:
+            await self._fallback(scope, receive, send_with_header)
+        self.ctx.metrics.queries.labels(route, str(status_seen[0])).inc()
+        self.ctx.metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+    def _deny(self, scope: dict[str, Any]) -> JSONResponse | None:
+        headers = dict(scope.get("headers", []))
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return error_response(
+                413, "too_large", f"request bodies are limited to {MAX_BODY} bytes"
+            )
+        if b"transfer-encoding" in headers:  # a body of unknown size: refused, not buffered
+            return error_response(411, "length_required", "send request bodies with Content-Length")
+        server = scope.get("server")
+        over_tcp = server is not None and server[1] is not None
+        if over_tcp:
+            token = self.ctx.token
+            given = headers.get(b"authorization", b"")
+            if token is None or not hmac.compare_digest(given, f"Bearer {token}".encode()):
+                return error_response(
+                    401, "unauthorized", "TCP clients must send Authorization: Bearer"
+                )
+        return None
+
+
+def staged_app(ctx: Context) -> Guard:
+    """The daemon's app: lean routes now, the FastAPI app when ``prepare`` is called or a
+    request needs it."""
+
+    def build() -> ASGIApp:
+        from freshd.app import build_fastapi  # ~0.3 s: FastAPI, pydantic, the models
+
+        return build_fastapi(ctx)
+
+    return Guard(None, ctx, LEAN_ROUTES, build)
