@@ -299,9 +299,11 @@ class Engine:
 
     def _crawl_at_start(self) -> None:
         self.status = "indexing"
+        # The pool's processes start now and import (~80 ms, on the other core) while
+        # the watches are registered, which must come before the crawl reads anything.
+        self._pool = self._pool or make_pool(self.cfg.workers)
         for state in self.roots.values():
             self._watch(state)
-        self._pool = self._pool or make_pool(self.cfg.workers)
         self._pool_used = time.monotonic()
         crawlable = [r for r, s in self.roots.items() if s.mode != "missing"]
         summary = index_roots(

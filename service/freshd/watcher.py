@@ -239,6 +239,28 @@ def _make_observer(
                 if stale and self.is_active:
                     self._remove_callbacks(stale)
 
+        def _add_all_callbacks(self, path: bytes) -> None:
+            """watchdog's, walking with ``os.scandir`` instead of ``os.walk`` plus an
+            ``islink`` per directory: the start-up registration of 5,702 directories took
+            ~0.17 s, of which the 5,702 ``inotify_add_watch`` calls are 18 ms. The same
+            order: a directory is watched before it is listed, so whatever appears in it
+            after the listing is an event."""
+            if self.follow_symlink or not self.is_recursive:
+                super()._add_all_callbacks(path)
+                return
+            is_dir = os.path.isdir(path)
+            self._add_callback(path)
+            pending = [path] if is_dir else []
+            while pending:
+                try:
+                    with os.scandir(pending.pop()) as listing:
+                        below = [e.path for e in listing if e.is_dir(follow_symlinks=False)]
+                except OSError:
+                    continue  # gone or unreadable meanwhile, as os.walk skips it
+                for directory in below:
+                    self._add_callback(directory)
+                pending += below
+
         def _add_callback(self, path: bytes) -> None:
             """watchdog's, keeping its two maps inverse. A directory moved out and back in
             under another name before the first move was paired is watched again under the
