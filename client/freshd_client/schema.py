@@ -330,8 +330,8 @@ def open_env(
             map_size=map_size,
             readonly=readonly,
             create=not readonly,
-            metasync=False,  # integrity kept; an OS crash may undo the last commit
-            sync=sync,
+            metasync=False,  # with sync: integrity kept, an OS crash may undo a commit
+            sync=sync,  # without: see UNSYNCED_NAME
         )
     except lmdb.Error as exc:
         raise IndexStoreError(f"cannot open index at {path}: {exc}") from exc
