@@ -379,28 +379,11 @@ def freshd_edits(
             wrong += seen_clean.data.get("tree") != after[pkg]
         pause(rng)
 
-    # Back and forth between the two contents, whose digests are known now.
-    synced, not_fresh, answers = [], 0, []
-    for target in targets:
-        pkg = target.package
-        for data, digest in (
-            (original[target.path], before[pkg]),
-            (edited[target.path], after[pkg]),
-        ):
-            started = time.perf_counter()
-            write_in_place(target.path, data)
-            answer = api.fresh([{"path": pkg, "digest": digest}], sync=True)
-            synced.append(time.perf_counter() - started)
-            result = answer["results"][0]
-            if not (answer["synced"] and result["fresh"] is True):
-                not_fresh += 1
-                answers.append({"synced": answer["synced"], **result})
-        pause(rng)
-
-    # The same through freshd_client's direct transport: it writes the cookie itself and
-    # polls the index for the daemon's acknowledgement, then reads the record.
-    direct, direct_not_fresh = [], 0
-    with Client(index_dir=index_dir, transport="direct") as client:
+    def back_and_forth(ask: Callable[[str, str], object]) -> tuple[list[float], list[object]]:
+        """Write each target's two contents in turn (their digests are known now), timing
+        the write and ``ask(package, digest)``: None when it answered fresh, else what it
+        answered instead."""
+        took, wrong = [], []
         for target in targets:
             pkg = target.package
             for data, digest in (
@@ -409,10 +392,29 @@ def freshd_edits(
             ):
                 started = time.perf_counter()
                 write_in_place(target.path, data)
-                fresh = client.is_fresh(pkg, digest, consistency="sync")
-                direct.append(time.perf_counter() - started)
-                direct_not_fresh += fresh is not True
+                problem = ask(pkg, digest)
+                took.append(time.perf_counter() - started)
+                if problem is not None:
+                    wrong.append(problem)
             pause(rng)
+        return took, wrong
+
+    def over_http(pkg: str, digest: str) -> object:
+        answer = api.fresh([{"path": pkg, "digest": digest}], sync=True)
+        result = answer["results"][0]
+        fresh = answer["synced"] and result["fresh"] is True
+        return None if fresh else {"synced": answer["synced"], **result}
+
+    synced, answers = back_and_forth(over_http)
+    # The same through freshd_client's direct transport: it writes the cookie itself and
+    # polls the index for the daemon's acknowledgement, then reads the record.
+    with Client(index_dir=index_dir, transport="direct") as client:
+
+        def direct_ask(pkg: str, digest: str) -> object:
+            fresh = client.is_fresh(pkg, digest, consistency="sync")
+            return None if fresh is True else f"is_fresh answered {fresh}"
+
+        direct, direct_wrong = back_and_forth(direct_ask)
 
     idle, fast = [], []
     for target in targets:
@@ -429,10 +431,10 @@ def freshd_edits(
         "clean_wrong_digest": wrong,
         "clean_missing": missing,
         "sync_ms": latency(synced),
-        "sync_not_fresh": not_fresh,
+        "sync_not_fresh": len(answers),
         "sync_not_fresh_answers": answers[:5],
         "direct_sync_ms": latency(direct),
-        "direct_sync_not_fresh": direct_not_fresh,
+        "direct_sync_not_fresh": len(direct_wrong),
         "sync_no_edit_ms": latency(idle),
         "fast_query_ms": latency(fast),
     }
