@@ -35,6 +35,18 @@ def _old(path: Path) -> None:
     os.utime(path, ns=(past, past), follow_symlinks=False)
 
 
+def _aged_package(tmp_path: Path, rel: str) -> tuple[Path, Path, int]:
+    """Package ``p`` holding ``rel`` (``old = 1``), both files out of the racy window:
+    the package, the file and its inode."""
+    pkg = tmp_path / "p"
+    (pkg / rel).parent.mkdir(parents=True)
+    _file(pkg / "pyproject.toml", b'[project]\nname = "p"\n')
+    target = _file(pkg / rel, b"old = 1\n")
+    for path in (pkg / "pyproject.toml", target):
+        _old(path)
+    return pkg, target, os.lstat(target).st_ino
+
+
 @pytest.mark.parametrize("listed", [True, False], ids=["lstat", "listed-only"])
 def test_a_file_is_hashed_with_the_stat_of_what_was_read(tmp_path: Path, listed: bool) -> None:
     path = _file(tmp_path / "f.py", b"x = 1\n")
@@ -82,13 +94,7 @@ def test_a_file_renamed_over_while_it_is_read_is_read_again(
     name, which moves its ctime on Linux, so it is read again and the record is the new
     inode's. (Where the ctime would not move, the record would name the old inode: the
     directory-swap case below.)"""
-    pkg = tmp_path / "p"
-    pkg.mkdir()
-    _file(pkg / "pyproject.toml", b'[project]\nname = "p"\n')
-    target = _file(pkg / "m.py", b"old = 1\n")
-    for path in (pkg / "pyproject.toml", target):
-        _old(path)
-    old_inode = os.lstat(target).st_ino
+    pkg, target, old_inode = _aged_package(tmp_path, "m.py")
     real = dg.hash_open_file
 
     def racing(fd: int, size_hint: int) -> bytes:
@@ -115,13 +121,7 @@ def test_a_file_whose_directory_is_swapped_while_it_is_read_is_never_reused_for_
     """The directory is renamed away and another put in its place while a file in it is
     read: the inode that was read is untouched, and its record names it, so no later
     scan reuses that record for the file now at the path (same size, same mtime)."""
-    pkg = tmp_path / "p"
-    (pkg / "src").mkdir(parents=True)
-    _file(pkg / "pyproject.toml", b'[project]\nname = "p"\n')
-    target = _file(pkg / "src/m.py", b"old = 1\n")
-    for path in (pkg / "pyproject.toml", target):
-        _old(path)
-    old_inode = os.lstat(target).st_ino
+    pkg, _target, old_inode = _aged_package(tmp_path, "src/m.py")
     real = dg.hash_open_file
 
     def racing(fd: int, size_hint: int) -> bytes:

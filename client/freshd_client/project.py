@@ -78,11 +78,22 @@ def read_project(directory: str) -> Project:
     Raises ProjectFileError naming the file when pyproject.toml is not valid TOML
     or a freshd-relevant key has the wrong type.
     """
+    return _parsed(directory, *_project_files(directory))
+
+
+def _project_files(directory: str) -> tuple[bytes | None, bytes | None]:
+    """The bytes of pyproject.toml and setup.cfg (None: absent; an unreadable setup.cfg
+    names nothing either, while its content still counts in digests)."""
     pyproject = _read_pyproject(directory)
     try:
-        setup_cfg = read_small(os.path.join(directory, "setup.cfg")) or b""
+        setup_cfg = read_small(os.path.join(directory, "setup.cfg"))
     except OSError:
-        setup_cfg = b""  # unreadable: it names nothing (a digest still reports it)
+        setup_cfg = None
+    return pyproject, setup_cfg
+
+
+def _parsed(directory: str, pyproject: bytes | None, setup_cfg: bytes | None) -> Project:
+    """``_parse``, answered from the projects parsed last from the same bytes."""
     key = (directory, pyproject, setup_cfg)
     project = _PARSED.get(key)
     if project is None:
@@ -93,7 +104,7 @@ def read_project(directory: str) -> Project:
     return project
 
 
-_PARSED: dict[tuple[str, bytes | None, bytes], Project] = {}
+_PARSED: dict[tuple[str, bytes | None, bytes | None], Project] = {}
 """Projects by (directory, the bytes of pyproject.toml and setup.cfg): equal bytes parse
 alike, and the daemon reads a package's project at every rescan (~70 µs of TOML for a
 small pyproject.toml, a fifth of a one-file rehash)."""
@@ -110,11 +121,7 @@ def load_project(directory: str, memo: object = None) -> tuple[Project, dict[str
     """
     from blake3 import blake3
 
-    pyproject = _read_pyproject(directory)
-    try:
-        setup_cfg = read_small(os.path.join(directory, "setup.cfg"))
-    except OSError:
-        setup_cfg = None  # unreadable: it names nothing (as for read_project)
+    pyproject, setup_cfg = _project_files(directory)
     h = blake3(b"freshd-project-inputs-1\0")
     for raw in (pyproject, setup_cfg):
         h.update(b"-" if raw is None else b"+%d:" % len(raw) + raw)
@@ -123,7 +130,7 @@ def load_project(directory: str, memo: object = None) -> tuple[Project, dict[str
         project = _from_json(memo.get("rules"))
         if project is not None:
             return project, memo
-    project = _parse(directory, pyproject, setup_cfg)
+    project = _parsed(directory, pyproject, setup_cfg)
     return project, {"inputs": inputs, "rules": _to_json(project)}
 
 
@@ -136,8 +143,7 @@ def _read_pyproject(directory: str) -> bytes | None:
 
 
 def _parse(directory: str, raw: bytes | None, setup_cfg: bytes | None) -> Project:
-    """The project from the bytes of pyproject.toml (None: absent) and, when given, of
-    setup.cfg (else it is read here if the name must come from it)."""
+    """The project from the bytes of pyproject.toml and setup.cfg (None: absent)."""
     pyproject_path = os.path.join(directory, "pyproject.toml")
     data: dict[str, Any] = {}
     if raw is not None:
@@ -150,7 +156,7 @@ def _parse(directory: str, raw: bytes | None, setup_cfg: bytes | None) -> Projec
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ProjectFileError(f"{pyproject_path}: not valid TOML: {exc}") from exc
 
-    name = _project_name(data, pyproject_path) or _setup_cfg_name(directory, setup_cfg)
+    name = _project_name(data, pyproject_path) or _setup_cfg_name(setup_cfg)
     tool = _table(data, "tool", pyproject_path)
     uv = _table(tool, "uv", pyproject_path)
     freshd = _table(tool, "freshd", pyproject_path)
@@ -245,12 +251,7 @@ def _project_name(data: dict[str, Any], where: str) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def _setup_cfg_name(directory: str, raw: bytes | None) -> str | None:
-    if raw is None:
-        try:
-            raw = read_small(os.path.join(directory, "setup.cfg"))
-        except OSError:
-            return None
+def _setup_cfg_name(raw: bytes | None) -> str | None:
     if not raw:
         return None  # absent (or empty: no name either)
     import configparser  # ~3 ms: only for a package that has a setup.cfg

@@ -142,17 +142,18 @@ def rescan_job(
     packages_db, files_db = index.dbs[sc.DB_PACKAGES], index.dbs[sc.DB_FILES]
     memo = known.get(path) if known is not None else None
 
-    def stored(txn: lmdb.Transaction) -> tuple[sc.PackageRecord | None, Known | None]:
+    def stored(
+        txn: lmdb.Transaction,
+    ) -> tuple[sc.PackageRecord | None, dict[str, sc.FileRecord], dict[str, bytes] | None]:
         record = sc.get_package(txn, packages_db, path)
         if memo is not None and record is not None and record.tree == memo[0]:
-            return record, memo
-        return record, None if record is None else ("", sc.get_files(txn, files_db, path), None)
+            return record, memo[1], memo[2]
+        return record, sc.get_files(txn, files_db, path) if record else {}, None
 
-    old, kept = index.read(stored)
-    if old is None or kept is None or old.tree is None or old.state not in ("clean", "dirty"):
+    old, previous, encoded = index.read(stored)
+    if old is None or old.tree is None or old.state not in ("clean", "dirty"):
         return None
-    previous = kept[1]
-    result = rescan_files(path, previous, changed, kept[2])
+    result = rescan_files(path, previous, changed, encoded)
     if result is None:
         return None
     records = {r.rel: r for r in result.records}
