@@ -7,6 +7,7 @@ and learns of the packages inside one from that package's scan.
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from conftest import Link, Spec, make_tree
 from freshd.discovery import discover
 from freshd.index import Index
-from freshd.indexer import _jobs, index_roots
+from freshd.indexer import _jobs, index_roots, make_pool
 from freshd_client.oneshot import digest_path
 from test_discovery import MONOREPO
 
@@ -132,3 +133,89 @@ def test_a_crawl_with_nothing_to_find(tmp_path: Path) -> None:
     with Index(str(tmp_path / "db")) as index:
         summary = index_roots(index, [str(tmp_path / "empty")], workers=2)
     assert (summary.packages, summary.found, summary.errors) == (0, [], [])
+
+
+class _WatchRecorder:
+    """A stand-in for the watcher: which directories the crawl had watched, and when."""
+
+    def __init__(self) -> None:
+        self.dirs: set[str] = set()
+        self.trees: set[str] = set()
+
+    def directory(self, path: str) -> None:
+        self.dirs.add(path)
+
+    def tree(self, path: str) -> None:
+        self.trees.add(path)
+
+    def covers(self, path: str) -> bool:
+        return path in self.dirs or any(path == t or path.startswith(t + "/") for t in self.trees)
+
+
+def _all_dirs(root: str) -> list[str]:
+    return [top for top, _dirs, _files in os.walk(root)]  # os.walk never follows links
+
+
+@pytest.mark.parametrize("tree", [MONOREPO, HIDDEN], ids=["monorepo", "hidden"])
+def test_the_crawl_watches_each_directory_before_listing_it(
+    tmp_path: Path, tree: dict[str, Spec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start-up crawl adds the watches as it goes (``watch``): discovery's
+    directories one by one, each package's tree before its scan. No directory may be
+    listed before its watch (a change made in between would be lost), and in the end
+    every directory is watched, as when the whole root was watched first."""
+    root = str(make_tree(tmp_path / "root", tree).resolve())
+    watch = _WatchRecorder()
+    unwatched: list[str] = []
+    scandir = os.scandir
+
+    def listing(path: str) -> object:
+        if str(path).startswith(root) and not watch.covers(str(path)):
+            unwatched.append(str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", listing)
+    with Index(str(tmp_path / "db")) as index:
+        summary = index_roots(index, [root], workers=1, watch=watch)
+    monkeypatch.undo()
+    assert summary.packages == len(discover(root).packages)
+    assert unwatched == []
+    assert [d for d in _all_dirs(root) if not watch.covers(d)] == []
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_crawl_watches_random_trees_before_listing_them(
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = _random_tree(random.Random(seed))  # noqa: S311 (reproducible by seed, not secret)
+    root = str(make_tree(tmp_path / "root", tree).resolve())
+    watch = _WatchRecorder()
+    listed: list[tuple[str, bool]] = []
+    scandir = os.scandir
+    monkeypatch.setattr(
+        os, "scandir", lambda p: listed.append((str(p), watch.covers(str(p)))) or scandir(p)
+    )
+    with Index(str(tmp_path / "db")) as index:
+        index_roots(index, [root], workers=1, watch=watch)
+    monkeypatch.undo()
+    assert [p for p, covered in listed if p.startswith(root) and not covered] == []
+    assert [d for d in _all_dirs(root) if not watch.covers(d)] == []
+
+
+def test_a_forked_pool_scans_as_a_spawned_one(tmp_path: Path) -> None:
+    """The daemon forks its first pool before it holds anything a child must not
+    inherit; its workers give the digests of a from-scratch recomputation."""
+    root = str(make_tree(tmp_path / "root", MONOREPO).resolve())
+    pool = make_pool(2, fork=True)
+    try:
+        with Index(str(tmp_path / "db")) as index:
+            summary = index_roots(index, [root], workers=2, pool=pool)
+            records = {r.path: r for r in index.packages()}
+    finally:
+        pool.shutdown()
+    assert summary.packages == len(discover(root).packages) > 1
+    for path, record in records.items():
+        if record.state == "clean":
+            assert record.tree == digest_path(path, "tree").tree, path
+    assert {r.state for r in records.values()} <= {"clean", "error"}
+    assert any(r.state == "clean" for r in records.values())

@@ -9,6 +9,7 @@ from a soak seed; every answer is checked against digests recomputed from scratc
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,48 @@ def test_a_directory_moved_out_as_its_parent_moves_is_followed_back(
     assert_exact(daemon, [pkg])
     write(pkg / "i100/f.txt", "two\n")
     assert_exact(daemon, [pkg])
+
+
+def test_a_deferred_watch_covers_what_is_added_and_no_more(tmp_path: Path) -> None:
+    """``watch(root, deferred=True)`` watches the root alone; ``directory`` and ``tree``
+    add the rest (the start-up crawl adds each before it lists it). Adding a watch again
+    is silent and cheap (watchdog's warning held a repr of every watched path)."""
+    from daemon_harness import wait_until
+    from freshd.watcher import Watcher
+
+    root = tmp_path.resolve()
+    for sub in ("a/b", "c/d"):
+        (root / sub).mkdir(parents=True)
+    seen: list[str] = []
+    watcher = Watcher(
+        lambda event: seen.append(event.src_path),
+        on_overflow=lambda: None,
+        on_limit=lambda path: None,
+        on_moved=lambda path: None,
+        on_unreadable=lambda path: None,
+    )
+    watcher.start()
+    try:
+        watcher.watch(str(root), deferred=True)
+
+        def written(path: Path) -> None:
+            write(path, "x\n")
+            wait_until(lambda: str(path) in seen, f"an event for {path}")
+
+        # A root's events arrive in order: once the marker's is in, one for the file
+        # written before it would be too.
+        write(root / "a/b/before.txt", "x\n")
+        written(root / "marker1")
+        assert str(root / "a/b/before.txt") not in seen
+        watcher.directory(str(root / "c"))
+        write(root / "c/d/below.txt", "x\n")
+        written(root / "c/in-c.txt")
+        assert str(root / "c/d/below.txt") not in seen
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            watcher.tree(str(root / "a"))
+            watcher.tree(str(root / "a"))  # again: nothing to say
+        written(root / "a/b/after.txt")
+        written(root / "a/in-a.txt")
+    finally:
+        watcher.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from freshd_client.errors import ProjectFileError
 from freshd_client.fileset import CACHE_DIRS, VCS_NAMES, VENV_MARKER
@@ -31,11 +32,27 @@ class Discovery:
     problems: list[str] = field(default_factory=list)
 
 
+class WatchAhead(Protocol):
+    """Adds file-system watches just before a walk lists what they cover (``Watcher``)."""
+
+    def directory(self, path: str) -> None:
+        """Watch the directory ``path``, not what is below it."""
+
+    def tree(self, path: str) -> None:
+        """Watch the directory ``path`` and every one below it."""
+
+
 def _pruned(name: str) -> bool:
     return name in VCS_NAMES or name in CACHE_DIRS or name.endswith(".egg-info")
 
 
-def discover(root: str, *, within: str | None = None, inside_packages: bool = True) -> Discovery:
+def discover(
+    root: str,
+    *,
+    within: str | None = None,
+    inside_packages: bool = True,
+    watch: WatchAhead | None = None,
+) -> Discovery:
     """Walk ``root`` (canonical, a directory) and return every package below it.
 
     Never follows symlinks; skips VCS directories, virtual environments and tool
@@ -43,9 +60,13 @@ def discover(root: str, *, within: str | None = None, inside_packages: bool = Tr
     root the packages belong to when ``root`` is a directory inside it. Without
     ``inside_packages``, the walk stops at each package it finds: the indexer learns
     of the packages inside one from that package's own walk (``found_inside``).
+
+    ``watch``: each directory listed is watched just before, and each one skipped (with
+    all below it) as it is skipped; without ``inside_packages``, what is below a package
+    found is left to whoever scans that package.
     """
     found = Discovery(within or root)
-    projects = _search(root, root, found.problems, inside_packages=inside_packages)
+    projects = _search(root, root, found.problems, inside_packages=inside_packages, watch=watch)
     members = workspace_members(projects)
     for path in sorted(projects):
         project = projects[path]
@@ -86,7 +107,12 @@ def _entered(rel: str) -> bool:
 
 
 def _search(
-    top: str, root: str, problems: list[str], *, inside_packages: bool
+    top: str,
+    root: str,
+    problems: list[str],
+    *,
+    inside_packages: bool,
+    watch: WatchAhead | None = None,
 ) -> dict[str, Project | None]:
     """The packages at and below directory ``top`` with their project files; ``root``
     (where discovery started) is a package even if it holds a virtual environment."""
@@ -94,6 +120,8 @@ def _search(
     stack = [top]
     while stack:
         directory = stack.pop()
+        if watch is not None:
+            watch.directory(directory)
         try:
             with os.scandir(directory) as it:
                 entries = list(it)
@@ -102,9 +130,13 @@ def _search(
             continue
         names = {e.name for e in entries}
         if VENV_MARKER in names and directory != root:
+            if watch is not None:
+                watch.tree(directory)
             continue
         if is_package_dir(names):
-            projects[directory] = _project(directory)
+            project = projects[directory] = _project(directory)
+            if watch is not None and project is not None and project.workspace_members:
+                watch.tree(directory)  # its members are found by globbing below it
             if not inside_packages:
                 continue
         for entry in entries:
@@ -112,8 +144,12 @@ def _search(
                 is_dir = entry.is_dir(follow_symlinks=False)
             except OSError:
                 continue
-            if is_dir and not _pruned(entry.name):
+            if not is_dir:
+                continue
+            if not _pruned(entry.name):
                 stack.append(entry.path)
+            elif watch is not None:
+                watch.tree(entry.path)
     return projects
 
 

@@ -134,7 +134,10 @@ class Engine:
         metrics: Metrics | None = None,
         publish: Publish | None = None,
         on_fatal: Callable[[], None] | None = None,
+        pool: Executor | None = None,
     ) -> None:
+        """``pool``: the hashing processes of the first crawl, made before (the engine
+        shuts it down); by default they start with it."""
         self.index = index
         self.cfg = cfg
         self.metrics = metrics or Metrics()
@@ -144,6 +147,7 @@ class Engine:
         self.last_error: str | None = None
         self.fatal: str | None = None  # the engine died: the daemon must exit
         self.ready = threading.Event()  # set once the first crawl is done and written
+        self.scanning = threading.Event()  # set once the first crawl's discovery is done
         self._on_fatal = on_fatal or (lambda: None)
         self.roots: dict[str, RootState] = {r: RootState(r) for r in roots}
         self._publish = publish or (lambda kind, data: None)
@@ -163,7 +167,7 @@ class Engine:
         self._waiters: dict[str, _SyncGroup] = {}
         self._waiters_lock = threading.Lock()
         self._cookie_ids = itertools.count(1)
-        self._pool: Executor | None = None
+        self._pool: Executor | None = pool
         self._pool_used = 0.0
         self._links = LinkTable()
         self._new_names: set[str] = set()  # files created since the last step
@@ -299,11 +303,12 @@ class Engine:
 
     def _crawl_at_start(self) -> None:
         self.status = "indexing"
-        # The pool's processes start now and import (~80 ms, on the other core) while
-        # the watches are registered, which must come before the crawl reads anything.
         self._pool = self._pool or make_pool(self.cfg.workers)
+        # Only the roots are watched now: the crawl adds the watches below them as it
+        # goes, each directory's before anything reads it (index_roots), so that no
+        # change is lost and the workers need not wait for all of them.
         for state in self.roots.values():
-            self._watch(state)
+            self._watch(state, deferred=True)
         self._pool_used = time.monotonic()
         crawlable = [r for r, s in self.roots.items() if s.mode != "missing"]
         summary = index_roots(
@@ -312,7 +317,9 @@ class Engine:
             workers=self.cfg.workers,
             progress=self._on_progress,
             pool=self._pool,
+            watch=self._watcher,
         )
+        self._take_limits()  # directories the crawl could not watch: their roots are polled
         for problem in summary.errors:
             log.warning("%s", problem)
         for pkg in summary.found:
@@ -343,6 +350,7 @@ class Engine:
         if self._stopping.is_set():
             raise _StopRequestedError  # abandon the crawl: nothing was declared ready
         self.progress = (done, total)
+        self.scanning.set()
 
     def _step(self, *, block: bool = True) -> None:
         timeout = self._timeout() if block else 0.0
@@ -489,7 +497,7 @@ class Engine:
                     self._structure.add(path)
                 elif path in self._unwatched:  # its mode changed: maybe readable now
                     self._unwatched.discard(path)
-                    self._watcher.rewatch(root, path)
+                    self._watcher.tree(path)
             elif name in MARKERS or name == VENV_MARKER:
                 self._structure.add(os.path.dirname(path))
             if owner is None:
@@ -892,14 +900,15 @@ class Engine:
 
     # -- roots ----------------------------------------------------------------------
 
-    def _watch(self, state: RootState) -> None:
+    def _watch(self, state: RootState, *, deferred: bool = False) -> None:
+        """Watch a root (``deferred``: the root alone, see Watcher.watch)."""
         if not os.path.isdir(state.path):
             state.mode, state.reason = "missing", "the directory does not exist"
             log.warning("root %s does not exist; waiting for it to appear", state.path)
             return
         state.mode, state.reason = "watching", None
         try:
-            self._watcher.watch(state.path)
+            self._watcher.watch(state.path, deferred=deferred)
         except OSError as exc:
             self._watcher.unwatch(state.path)
             self._poll(state, _watch_error(exc))

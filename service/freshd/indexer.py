@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from freshd.discovery import Package, discover, found_inside, workspace_members
+from freshd.discovery import Package, WatchAhead, discover, found_inside, workspace_members
 from freshd.index import Index
 from freshd_client import schema as sc
 from freshd_client.errors import PackagePathError
@@ -243,15 +244,21 @@ def index_roots(
     workers: int,
     progress: Progress | None = None,
     pool: Executor | None = None,
+    watch: WatchAhead | None = None,
 ) -> Summary:
-    """Bring the index up to date with the packages under ``roots`` (canonical paths)."""
+    """Bring the index up to date with the packages under ``roots`` (canonical paths).
+
+    ``watch``: the watches of the roots (each holding only its own so far) are added as
+    the walks go, each directory's before anything reads it: by discovery down to the
+    packages, then a package's whole tree just before its scan is handed out, so the
+    workers scan the first packages while the watches of the next ones are added."""
     started = time.perf_counter()
     summary = Summary(roots=list(roots))
     found = _Found(roots)
     # A new pool's processes start up while discovery walks the roots.
     with make_pool(workers) if pool is None else contextlib.nullcontext(pool) as executor:
         for i, root in enumerate(roots):
-            top = discover(root, inside_packages=False)
+            top = discover(root, inside_packages=False, watch=watch)
             summary.errors.extend(top.problems)
             found.add({p.path: p.project for p in top.packages}, {i})
         stored: dict[str, tuple[Package, Outcome]] = {}
@@ -265,7 +272,10 @@ def index_roots(
             index.write(lambda txn: store(index, txn, by_path, batch))
             stored.update((o.path, (by_path[o.path], replace(o, pairs=None))) for o in batch)
 
-        for done, outcome in enumerate(_scan_found(index, executor, found, summary.errors), 1):
+        if progress is not None:
+            progress(0, len(found.projects))  # discovered: the scans start
+        scanned = _scan_found(index, executor, found, summary.errors, watch)
+        for done, outcome in enumerate(scanned, 1):
             _account(summary, outcome)
             pending.append(outcome)
             if time.perf_counter() - last_flush > _BATCH_SECONDS:
@@ -348,11 +358,21 @@ class _Found:
 
 
 def _scan_found(
-    index: Index, pool: Executor, found: _Found, problems: list[str]
+    index: Index, pool: Executor, found: _Found, problems: list[str], watch: WatchAhead | None
 ) -> Iterator[Outcome]:
-    """Scan every package found, and those their scans find inside them, as they finish."""
+    """Scan every package found, and those their scans find inside them, as they finish.
+    ``watch``: each package found by discovery has its tree watched before its scan (those
+    found inside a package are in its tree)."""
     sizes = _stored_sizes(index, found.projects)
     queue = sorted(found.projects, key=lambda p: -sizes[p])  # big ones first balance the pool
+    unwatched = set(queue) if watch is not None else set()
+
+    def ahead(paths: list[str]) -> list[str]:
+        for path in paths:
+            if path in unwatched:
+                unwatched.discard(path)
+                watch.tree(path)  # type: ignore[union-attr]
+        return paths
 
     def inside(outcome: Outcome) -> list[str]:
         projects = found_inside(outcome.path, outcome.walked, problems)
@@ -362,7 +382,7 @@ def _scan_found(
 
     if not isinstance(pool, _Pool):
         while queue:
-            outcome = _local_job(index, queue.pop(0))
+            outcome = _local_job(index, ahead([queue.pop(0)])[0])
             queue += inside(outcome)
             yield outcome
         return
@@ -370,12 +390,12 @@ def _scan_found(
     running: set[Future[list[Outcome]]] = set()
     while queue or running:
         if len(queue) == 1 and not running:  # not worth the round trip to a worker
-            outcome = _local_job(index, queue.pop())
+            outcome = _local_job(index, ahead([queue.pop()])[0])
             queue += inside(outcome)
             yield outcome
             continue
         running.update(
-            pool.submit(_worker_job, job, index.path)
+            pool.submit(_worker_job, ahead(job), index.path)
             for job in _jobs(queue, sizes, _JOBS_PER_WORKER * workers)
         )
         queue = []
@@ -477,14 +497,21 @@ class _InlineExecutor(Executor):
         return future
 
 
-def make_pool(workers: int) -> Executor:
-    """A pool of ``workers`` scanning processes (in-process when ``workers`` is 1)."""
+def make_pool(workers: int, *, fork: bool = False) -> Executor:
+    """A pool of ``workers`` scanning processes (in-process when ``workers`` is 1).
+
+    ``fork``: the processes are forked from the caller, now, instead of started afresh
+    (each spawned one spends ~80 ms of CPU importing what a job needs, on a core the
+    caller may need). Only for a caller that has no thread, no LMDB environment, no
+    lock and no socket open yet: a forked child holds copies of them all (Linux only;
+    elsewhere the processes are spawned)."""
     if workers <= 1:
         return _InlineExecutor()
     # spawn: workers start from a clean process, never from one holding LMDB or threads,
     # and as the daemon's own children, so they can be tied to its life (a forkserver's
     # children outlive a `kill -9` of the daemon).
-    context = multiprocessing.get_context("spawn")
+    fork = fork and sys.platform.startswith("linux")
+    context = multiprocessing.get_context("fork" if fork else "spawn")
     pool = _Pool(workers, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),))
     # Start the processes now (the executor starts one per job submitted, when it is
     # submitted): each takes ~80 ms to import what a job needs, time the caller can use.
