@@ -9,12 +9,17 @@ from a soak seed; every answer is checked against digests recomputed from scratc
 from __future__ import annotations
 
 import os
+import queue
+import time
 from pathlib import Path
 
 import pytest
+from watchdog.events import FileSystemEvent
+
+from freshd.watcher import Watcher
 
 pytest.register_assert_rewrite("daemon_harness")
-from daemon_harness import Factory, assert_exact, make_package, write  # noqa: E402
+from daemon_harness import DEADLINE, Factory, assert_exact, make_package, write  # noqa: E402
 
 pytest_plugins = ["daemon_harness"]
 
@@ -63,3 +68,35 @@ def test_a_directory_moved_out_as_its_parent_moves_is_followed_back(
     assert_exact(daemon, [pkg])
     write(pkg / "i100/f.txt", "two\n")
     assert_exact(daemon, [pkg])
+
+
+def test_events_behind_a_move_held_for_pairing_keep_their_order(tmp_path: Path) -> None:
+    """An event is handed over on the inotify reader's thread, except while the half of a
+    move is held back for pairing: then it waits behind the move, so that a root's events
+    arrive in the order they happened (a sync cookie after a rename is seen after it)."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    seen: queue.SimpleQueue[FileSystemEvent] = queue.SimpleQueue()
+    ignore = lambda *_args: None  # noqa: E731
+    watcher = Watcher(
+        seen.put, on_overflow=ignore, on_limit=ignore, on_moved=ignore, on_unreadable=ignore
+    )
+    watcher.start()
+    try:
+        watcher.watch(str(root))
+        names: list[tuple[str, str]] = []
+        for round_ in range(20):
+            moved, after = f"moved{round_}", f"after{round_}"
+            write(root / moved, "x")
+            os.rename(root / moved, outside / moved)  # unpaired: held back, then a delete
+            write(root / after, "y")
+            deadline = time.monotonic() + DEADLINE
+            while not names or names[-1] != ("FileClosedEvent", after):
+                event = seen.get(timeout=max(0.0, deadline - time.monotonic()))
+                names.append((type(event).__name__, os.path.basename(event.src_path)))
+            gone = names.index(("FileDeletedEvent", moved))
+            created = names.index(("FileCreatedEvent", after))
+            assert gone < created, names
+    finally:
+        watcher.stop()
