@@ -640,7 +640,10 @@ def test_a_burst_of_edits_never_goes_back_in_time(shared: Shared, tmp_path: Path
     assert_exact(shared.daemon, find_packages(shared.tree("burst")), roots=[shared.tree("burst")])
 
 
-def test_events_stream_a_package_change(shared: Shared) -> None:
+@pytest.mark.parametrize("synced", [False, True], ids=["alone", "answering-a-sync"])
+def test_events_stream_a_package_change(shared: Shared, synced: bool) -> None:
+    """The dirty and clean events of an edit; also when a sync query waits for the edit
+    (the engine then publishes them after answering it)."""
     core = shared.tree("events") / "core"
     conn = UnixConnection(shared.daemon.socket, timeout=DEADLINE)
     try:
@@ -650,8 +653,11 @@ def test_events_stream_a_package_change(shared: Shared) -> None:
         assert response.getheader("content-type", "").startswith("text/event-stream")
         hello = _next_event(response)
         assert hello[0] == "hello", hello
-        write(core / "src/core/m0.py", "x = 'streamed'\n")
+        write(core / "src/core/m0.py", f"x = 'streamed {synced}'\n")
         want = oracle(core).tree
+        if synced:
+            answer = shared.daemon.fresh([(core, want)], sync=True)
+            assert answer["synced"] is True and answer["results"][0]["fresh"] is True, answer
         seen = []
         deadline = time.monotonic() + DEADLINE
         while True:
