@@ -640,7 +640,10 @@ def test_a_burst_of_edits_never_goes_back_in_time(shared: Shared, tmp_path: Path
     assert_exact(shared.daemon, find_packages(shared.tree("burst")), roots=[shared.tree("burst")])
 
 
-def test_events_stream_a_package_change(shared: Shared) -> None:
+@pytest.mark.parametrize("synced", [False, True], ids=["alone", "answering-a-sync"])
+def test_events_stream_a_package_change(shared: Shared, synced: bool) -> None:
+    """The dirty and clean events of an edit; also when a sync query waits for the edit
+    (the engine then publishes them after answering it)."""
     core = shared.tree("events") / "core"
     conn = UnixConnection(shared.daemon.socket, timeout=DEADLINE)
     try:
@@ -650,8 +653,11 @@ def test_events_stream_a_package_change(shared: Shared) -> None:
         assert response.getheader("content-type", "").startswith("text/event-stream")
         hello = _next_event(response)
         assert hello[0] == "hello", hello
-        write(core / "src/core/m0.py", "x = 'streamed'\n")
+        write(core / "src/core/m0.py", f"x = 'streamed {synced}'\n")
         want = oracle(core).tree
+        if synced:
+            answer = shared.daemon.fresh([(core, want)], sync=True)
+            assert answer["synced"] is True and answer["results"][0]["fresh"] is True, answer
         seen = []
         deadline = time.monotonic() + DEADLINE
         while True:
@@ -1024,8 +1030,11 @@ def test_a_sync_query_made_during_a_rehash_returns(freshd_factory: Factory, tmp_
     fd = os.open(target, os.O_WRONLY)
     try:
         for i in range(1, 11):
+            before = daemon.packages()[str(pkg)]["generation"]
             os.pwrite(fd, f"version {i}".encode(), 0)
-            wait_until(lambda: _probe(daemon, pkg, [NO_DIGEST])[0]["state"] == "dirty", "dirty")
+            # Marked dirty (a new generation): the rehash has begun, or on a loaded machine
+            # already ended (a poll for the `dirty` state could miss it, then wait forever).
+            wait_until(lambda: daemon.packages()[str(pkg)]["generation"] > before, "dirty")
             answer = daemon.fresh([(pkg, NO_DIGEST)], sync=True, timeout_ms=10_000)
             assert answer["synced"] is True, f"write {i}: the sync query timed out: {answer}"
             assert_exact(daemon, [pkg])

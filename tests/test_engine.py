@@ -89,8 +89,9 @@ def test_sync_cookies_are_cleaned_up_and_only_direct_ones_recorded(
     freshd_factory: Factory, tmp_path: Path
 ) -> None:
     """The daemon waits for its own cookies in memory (no index write per HTTP sync
-    query); a direct client's cookie is recorded in the index, which it polls. Both
-    kinds of cookie file are deleted."""
+    query); a direct client's cookie is recorded in the index, which it polls: with the
+    records of the edits before it, or alone when nothing changed. Both kinds of cookie
+    file are deleted."""
     root = tmp_path / "root"
     pkg = make_package(root, "core")
     daemon = freshd_factory(root)
@@ -102,6 +103,7 @@ def test_sync_cookies_are_cleaned_up_and_only_direct_ones_recorded(
         for i in range(3):
             write(pkg / "src/core/m1.py", f"y = {i}\n")
             assert c.is_fresh(str(pkg), oracle(pkg).tree, consistency="sync") is True
+        assert c.is_fresh(str(pkg), oracle(pkg).tree, consistency="sync") is True  # no edit
 
     env = sc.open_env(str(daemon.db), readonly=True)
     try:
@@ -110,7 +112,7 @@ def test_sync_cookies_are_cleaned_up_and_only_direct_ones_recorded(
             names = [bytes(k).decode() for k, _v in txn.cursor(db=cookies)]
     finally:
         env.close()
-    assert len(names) == 3, names  # the direct client's three, none of the daemon's
+    assert len(names) == 4, names  # the direct client's four, none of the daemon's
     assert not [n for n in names if n.startswith(f"{COOKIE_PREFIX}d")], names
     wait_until(
         lambda: not [n for n in os.listdir(root) if n.startswith(COOKIE_PREFIX)],

@@ -9,13 +9,25 @@ from a soak seed; every answer is checked against digests recomputed from scratc
 from __future__ import annotations
 
 import os
+import queue
+import time
 import warnings
 from pathlib import Path
 
 import pytest
+from watchdog.events import FileSystemEvent
+
+from freshd.watcher import Watcher
 
 pytest.register_assert_rewrite("daemon_harness")
-from daemon_harness import Factory, assert_exact, make_package, write  # noqa: E402
+from daemon_harness import (  # noqa: E402
+    DEADLINE,
+    Factory,
+    assert_exact,
+    make_package,
+    wait_until,
+    write,
+)
 
 pytest_plugins = ["daemon_harness"]
 
@@ -70,9 +82,6 @@ def test_a_deferred_watch_covers_what_is_added_and_no_more(tmp_path: Path) -> No
     """``watch(root, deferred=True)`` watches the root alone; ``directory`` and ``tree``
     add the rest (the start-up crawl adds each before it lists it). Adding a watch again
     is silent and cheap (watchdog's warning held a repr of every watched path)."""
-    from daemon_harness import wait_until
-    from freshd.watcher import Watcher
-
     root = tmp_path.resolve()
     for sub in ("a/b", "c/d"):
         (root / sub).mkdir(parents=True)
@@ -107,5 +116,37 @@ def test_a_deferred_watch_covers_what_is_added_and_no_more(tmp_path: Path) -> No
             watcher.tree(str(root / "a"))  # again: nothing to say
         written(root / "a/b/after.txt")
         written(root / "a/in-a.txt")
+    finally:
+        watcher.stop()
+
+
+def test_events_behind_a_move_held_for_pairing_keep_their_order(tmp_path: Path) -> None:
+    """An event is handed over on the inotify reader's thread, except while the half of a
+    move is held back for pairing: then it waits behind the move, so that a root's events
+    arrive in the order they happened (a sync cookie after a rename is seen after it)."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    seen: queue.SimpleQueue[FileSystemEvent] = queue.SimpleQueue()
+    ignore = lambda *_args: None  # noqa: E731
+    watcher = Watcher(
+        seen.put, on_overflow=ignore, on_limit=ignore, on_moved=ignore, on_unreadable=ignore
+    )
+    watcher.start()
+    try:
+        watcher.watch(str(root))
+        names: list[tuple[str, str]] = []
+        for round_ in range(20):
+            moved, after = f"moved{round_}", f"after{round_}"
+            write(root / moved, "x")
+            os.rename(root / moved, outside / moved)  # unpaired: held back, then a delete
+            write(root / after, "y")
+            deadline = time.monotonic() + DEADLINE
+            while not names or names[-1] != ("FileClosedEvent", after):
+                event = seen.get(timeout=max(0.0, deadline - time.monotonic()))
+                names.append((type(event).__name__, os.path.basename(event.src_path)))
+            gone = names.index(("FileDeletedEvent", moved))
+            created = names.index(("FileCreatedEvent", after))
+            assert gone < created, names
     finally:
         watcher.stop()

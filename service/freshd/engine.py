@@ -80,6 +80,7 @@ _POOL_MIN_PACKAGES = 4  # fewer dirty packages are scanned on the engine thread
 _POOL_IDLE_SECONDS = 60.0
 _COOKIE_POLL_SECONDS = 0.1
 _COOKIE_KEEP_NS = 60_000_000_000
+_COOKIE_UNLINK_SECONDS = 0.005  # an acknowledged cookie is deleted after this, once idle
 _COOKIE_PRUNE_SECONDS = 10.0  # records older than _COOKIE_KEEP_NS go at most this often
 _ACKED_SECONDS = 10.0  # how long a seen cookie's later events are recognized
 _KNOWN_RECORDS = 10_000  # file records kept decoded for targeted rehashes (~0.5 KiB each)
@@ -151,14 +152,19 @@ class Engine:
         self._on_fatal = on_fatal or (lambda: None)
         self.roots: dict[str, RootState] = {r: RootState(r) for r in roots}
         self._publish = publish or (lambda kind, data: None)
+        self._held: list[tuple[str, dict[str, Any]]] | None = None  # see _answer_cookies
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._tracked: dict[str, Tracked] = {}
+        self._never_clean: set[str] = set()  # the tracked packages whose never_clean holds
         self._dirty: dict[str, int] = {}  # package → its seq when marked
         self._newly_dirty: set[str] = set()  # not yet marked in LMDB
         self._structure: set[str] = set()  # directories whose packages may have changed
         self._changed: dict[str, set[str]] = {}  # dirty package → the files its events named
         self._full_scan: set[str] = set()  # dirty packages that need a whole walk
         self._cookies: dict[str, None] = {}  # cookie paths seen, in order
+        self._unlink_later: list[str] = []  # acknowledged cookies, deleted once idle
+        self._unrecorded: list[bytes] = []  # direct clients' cookies to record (see _ack)
+        self._unlink_at = 0.0
         self._acked: dict[str, float] = {}  # in the order acknowledged
         self._cookies_pruned = 0.0
         self._own_cookies = f"{COOKIE_PREFIX}d{os.getpid()}-"  # waited for in memory
@@ -284,11 +290,14 @@ class Engine:
                 self._crawl_at_start()
             except _StopRequestedError:
                 return
-            while not self._stopping.is_set():
-                try:
-                    self._step()
-                except FreshdError as exc:  # the index cannot be written (disk full, …)
-                    self._failed(str(exc))
+            try:
+                while not self._stopping.is_set():
+                    try:
+                        self._step()
+                    except FreshdError as exc:  # the index cannot be written (disk full, …)
+                        self._failed(str(exc))
+            finally:
+                self._unlink_cookies()
         except Exception as exc:
             log.exception("freshd engine stopped by an unexpected error")
             self.fatal = f"engine stopped: {exc!r}"
@@ -365,11 +374,33 @@ class Engine:
         self._flush_marks()
         now = time.monotonic()
         if self._cookies:
-            # Everything received before these cookies is in _dirty/_structure now.
-            cookies = list(self._cookies)
-            self._cookies.clear()
-            for path, tracked in self._tracked.items():
-                if tracked.linked_out:  # no event tells: rehash before a sync answer
+            self._answer_cookies()
+        elif (self._dirty or self._structure or self._new_names) and (
+            not block or now >= self._settle_deadline()
+        ):
+            self._process()
+        self._tick(now)
+        self.metrics.queue_depth.set(self._queue.qsize())
+        self.metrics.dirty.set(len(self._dirty))
+
+    def _answer_cookies(self) -> None:
+        """Process everything received before the cookies seen, then acknowledge them.
+
+        What this writes reaches the events stream after the acknowledgement: the event
+        loop runs what it is handed in order, and the waiting queries come first."""
+        cookies = list(self._cookies)
+        self._cookies.clear()
+        # The daemon's own cookies are waited for in memory; direct clients poll the index
+        # for theirs, recorded by the step's last write (one commit fewer: _scan_and_write).
+        self._unrecorded = [
+            os.fsencode(name)
+            for name in map(os.path.basename, cookies)
+            if not name.startswith(self._own_cookies)
+        ]
+        self._held = []
+        try:
+            for path in sorted(self._never_clean):
+                if self._tracked[path].linked_out:  # no event tells: rehash before a sync answer
                     self._touch(path)
             self._process()
             # Processing can find other packages stale (a hard link lost its other name):
@@ -381,13 +412,11 @@ class Engine:
                 self._process()
             self._flush_marks()
             self._ack(cookies)
-        elif (self._dirty or self._structure or self._new_names) and (
-            not block or now >= self._settle_deadline()
-        ):
-            self._process()
-        self._tick(now)
-        self.metrics.queue_depth.set(self._queue.qsize())
-        self.metrics.dirty.set(len(self._dirty))
+        finally:
+            self._unrecorded = []
+            held, self._held = self._held, None
+            for kind, data in held:
+                self._publish(kind, data)
 
     def _drain(self) -> list[tuple[Any, ...]]:
         items = []
@@ -403,10 +432,12 @@ class Engine:
         deadlines = []
         if self._dirty or self._structure or self._new_names:
             deadlines.append(self._settle_deadline())
-        if any(s.mode != "watching" for s in self.roots.values()) or self._any_polled():
+        if any(s.mode != "watching" for s in self.roots.values()) or self._never_clean:
             deadlines.append(time.monotonic() + _COOKIE_POLL_SECONDS)
         if self._pool is not None:
             deadlines.append(self._pool_used + _POOL_IDLE_SECONDS)
+        if self._unlink_later:
+            deadlines.append(self._unlink_at)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -655,6 +686,7 @@ class Engine:
                 partial = changed.get(outcome.path) if outcome.partial else None
                 self._links.update(outcome.path, outcome.links, partial)
         self._check_links(set(batch))
+        recorded = False
 
         def write(txn: lmdb.Transaction) -> list[sc.PackageRecord]:
             by_path = {p: self._tracked[p].pkg for p in batch if p in self._tracked}
@@ -669,9 +701,17 @@ class Engine:
             ]
             redirty = self._mark_dirty(txn, again)
             redirtied = {r.path for r in redirty}
+            # Nothing is left to process before a sync's acknowledgement: its direct
+            # clients' cookies are recorded with the records they wait for.
+            nonlocal recorded
+            recorded = bool(self._unrecorded) and not self._dirty
+            if recorded:
+                self._record_cookies(txn)
             return [r for r in written if r.path not in redirtied] + redirty
 
         self._published(self.index.write(write))
+        if recorded:
+            self._unrecorded = []
 
     def _trim_known(self) -> None:
         """Keep the records of the packages rehashed last within ``_KNOWN_RECORDS`` (the
@@ -709,6 +749,7 @@ class Engine:
             elif tracked.linked_out and path not in outside and path not in scanned:
                 self._touch(path)  # kept dirty until now: rehash it to write it clean
             tracked.linked_out = path in outside
+            self._note_never_clean(path)
 
     def _touch_linked(self, paths: Iterable[str]) -> None:
         """New names of files that have others (``ln``, ``cp -al``): the packages holding
@@ -769,13 +810,7 @@ class Engine:
                     group.pending.discard(path)
             if group is not None and finished:
                 group.done(True)
-        # The daemon's own cookies are waited for in memory: no write transaction for them.
         now = time.time_ns()
-        names = [
-            os.fsencode(name)
-            for name in map(os.path.basename, cookies)
-            if not name.startswith(self._own_cookies)
-        ]
         prune = monotonic - self._cookies_pruned > _COOKIE_PRUNE_SECONDS
 
         def write(txn: lmdb.Transaction) -> None:
@@ -785,15 +820,29 @@ class Engine:
                 stale = [k for k, v in cursor if now - sc.U64.unpack(v)[0] > _COOKIE_KEEP_NS]
                 for key in stale:
                     txn.delete(key, db=db)
-            for name in names:
-                txn.put(name, sc.U64.pack(now), db=db)
+            self._record_cookies(txn)
 
-        if names or prune:
+        if self._unrecorded or prune:
             self.index.write(write)
+            self._unrecorded = []
         if prune:
             self._cookies_pruned = monotonic
-        for path in cookies:
+        # Deleted a little later: the deletion wakes the watcher's thread and this one
+        # while the event loop answers the queries released above.
+        if not self._unlink_later:
+            self._unlink_at = monotonic + _COOKIE_UNLINK_SECONDS
+        self._unlink_later += cookies
+
+    def _record_cookies(self, txn: lmdb.Transaction) -> None:
+        """Record the direct clients' cookies of the sync being answered: their answer."""
+        value = sc.U64.pack(time.time_ns())
+        for name in self._unrecorded:
+            txn.put(name, value, db=self.index.dbs[sc.DB_COOKIES])
+
+    def _unlink_cookies(self) -> None:
+        for path in self._unlink_later:
             _unlink(path)
+        self._unlink_later.clear()
 
     # -- structure: packages appearing, disappearing, changing ------------------
 
@@ -869,8 +918,17 @@ class Engine:
             polled=(git_dir is not None and self.root_of(git_dir) is None)
             or (root is not None and root.mode == "polling"),
         )
+        self._note_never_clean(pkg.path)
         if old is None:
             self.metrics.packages.inc()
+
+    def _note_never_clean(self, path: str) -> None:
+        """Keep ``_never_clean`` in step with the package's flags: read at every step, it
+        must not cost a loop over every package."""
+        if self._tracked[path].never_clean:
+            self._never_clean.add(path)
+        else:
+            self._never_clean.discard(path)
 
     def _forget(self, paths: list[str]) -> None:
         def write(txn: lmdb.Transaction) -> None:
@@ -881,12 +939,13 @@ class Engine:
         self.index.write(write)
         for path in paths:
             self._tracked.pop(path, None)
+            self._never_clean.discard(path)
             self._known.pop(path, None)
             self._links.forget(path)
             self._dirty.pop(path, None)
             self._newly_dirty.discard(path)
             self.metrics.packages.dec()
-            self._publish("removed", {"path": path})
+            self._emit("removed", {"path": path})
         self._check_links(set())  # a forgotten name may leave a linked file unaccounted
 
     def _refresh_workspaces(self, root: str) -> None:
@@ -942,20 +1001,16 @@ class Engine:
         for tracked in self._tracked.values():
             if tracked.pkg.root == state.path:
                 tracked.polled = True
+                self._never_clean.add(tracked.pkg.path)
                 self._touch(tracked.pkg.path)
 
     def _queue_polled(self) -> None:
-        for path in self._polled_packages():
+        for path in sorted(self._never_clean):
             self._touch(path)
 
-    def _polled_packages(self) -> list[str]:
-        return [p for p, t in self._tracked.items() if t.never_clean]
-
-    def _any_polled(self) -> bool:
-        """``bool(self._polled_packages())`` without building the list: asked at every step."""
-        return any(t.never_clean for t in self._tracked.values())
-
     def _tick(self, now: float) -> None:
+        if self._unlink_later and now >= self._unlink_at:
+            self._unlink_cookies()
         if self._pool is not None and now - self._pool_used > _POOL_IDLE_SECONDS:
             self._pool.shutdown(wait=False)
             self._pool = None
@@ -973,7 +1028,7 @@ class Engine:
                 log.info("watching %s again", root)
             if state.mode != "missing":
                 self._rescan_root(root)
-        if now >= self._next_package_poll and self._any_polled():
+        if now >= self._next_package_poll and self._never_clean:
             self._next_package_poll = now + self.cfg.rescan_seconds
             self._queue_polled()
         if self._writes_failing:
@@ -1088,7 +1143,13 @@ class Engine:
 
     def _published(self, records: list[sc.PackageRecord]) -> None:
         for record in records:
-            self._publish("package", record.info())
+            self._emit("package", record.info())
+
+    def _emit(self, kind: str, data: dict[str, Any]) -> None:
+        if self._held is None:
+            self._publish(kind, data)
+        else:
+            self._held.append((kind, data))
 
 
 # -- helpers --------------------------------------------------------------------------

@@ -228,6 +228,47 @@ def _make_observer(
                 return
             super().handle_event(event)
 
+    class PassingGrouper(inotify_move_event_grouper.InotifyMoveEventGrouper):
+        """watchdog's move pairing, handing an event that nothing is held back for straight
+        to the emitter, on the inotify reader's thread.
+
+        watchdog queues every event for the emitter's thread, to hold an IN_MOVED_FROM
+        back while it waits for its IN_MOVED_TO: one thread hand-over more per event, and a
+        sync query waits for its cookie's (~0.1 ms, more while other threads hold the
+        interpreter lock). Only the halves of a move, and the events behind one still
+        queued, take that way now; each root's events still arrive in order.
+        """
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.deliver: Callable[[Any], None] | None = None  # set by the emitter
+            self._held = 0  # queued for the emitter's thread and not yet delivered
+            self._order = threading.Lock()
+
+        def put_event(self, event: Any) -> None:
+            ev = event.ev
+            with self._order:
+                # A deleted root stops its emitter, which must not happen on this thread.
+                queued = ev.is_moved_from or ev.is_moved_to or ev.is_delete_self
+                if self._held == 0 and not queued and self.deliver is not None:
+                    self.deliver(event)
+                    return
+                grouped = self._group_moved_to_event(event) if ev.is_moved_to else event
+                if grouped is not event:
+                    self._held -= 1  # its IN_MOVED_FROM left the queue: the pair replaces it
+                self._held += 1
+                self._queue.put(grouped, delay=ev.is_moved_from)
+
+        def delivered(self) -> None:
+            """The emitter's thread passed a queued event on."""
+            with self._order:
+                self._held -= 1
+
+        def discard_pending_events(self) -> None:
+            with self._order:
+                self._held -= len(self._queue._queue)  # one taken but not passed on stays
+                super().discard_pending_events()
+
     class MoveSafeWatchGroup(inotify.InotifyWatchGroup):
         """watchdog's watch group, forgetting the watches of a directory moved out.
 
@@ -240,6 +281,7 @@ def _make_observer(
 
         def __post_init__(self) -> None:
             self.moving: dict[int, list[tuple[inotify_c.WatchDescriptor, bytes]]] = {}
+            self.passing = self._move_event_grouper = PassingGrouper()
             super().__post_init__()
 
         def on_event(self, event: Any) -> None:
@@ -347,13 +389,16 @@ def _make_observer(
                 sink(event)
 
         def on_thread_start(self) -> None:
-            self._inotify = MoveSafeWatchGroup(
+            group = MoveSafeWatchGroup(
                 self._inotify_fd,
                 os.fsencode(self.watch.path),
                 is_recursive=self.watch.is_recursive,
                 event_mask=self.get_event_mask_from_filter(),
                 follow_symlink=self.watch.follow_symlink,
             )
+            # Never a move: none of build_and_queue_event's bookkeeping below applies.
+            group.passing.deliver = super().build_and_queue_event
+            self._inotify = group
 
         def build_and_queue_event(self, event: Any, *, full_events: bool = False) -> None:
             group = self._inotify
@@ -364,6 +409,8 @@ def _make_observer(
                 elif event.ev.is_moved_from and event.ev.is_directory:
                     group.moved_out(event.ev.cookie)
             super().build_and_queue_event(event, full_events=full_events)
+            if isinstance(group, MoveSafeWatchGroup):
+                group.passing.delivered()
 
     class ReportingObserver(inotify.InotifyObserver):
         def __init__(self) -> None:
