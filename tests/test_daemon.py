@@ -1034,7 +1034,7 @@ def test_a_sync_query_made_during_a_rehash_returns(freshd_factory: Factory, tmp_
             os.pwrite(fd, f"version {i}".encode(), 0)
             # Marked dirty (a new generation): the rehash has begun, or on a loaded machine
             # already ended (a poll for the `dirty` state could miss it, then wait forever).
-            wait_until(lambda: daemon.packages()[str(pkg)]["generation"] > before, "dirty")
+            wait_until(lambda b=before: daemon.packages()[str(pkg)]["generation"] > b, "dirty")
             answer = daemon.fresh([(pkg, NO_DIGEST)], sync=True, timeout_ms=10_000)
             assert answer["synced"] is True, f"write {i}: the sync query timed out: {answer}"
             assert_exact(daemon, [pkg])
