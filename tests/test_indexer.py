@@ -141,11 +141,16 @@ class _WatchRecorder:
     def __init__(self) -> None:
         self.dirs: set[str] = set()
         self.trees: set[str] = set()
+        self.again: list[str] = []  # trees or directories watched whole already
 
     def directory(self, path: str) -> None:
+        if self.covers(path):
+            self.again.append(path)
         self.dirs.add(path)
 
     def tree(self, path: str) -> None:
+        if any(path == t or path.startswith(t + "/") for t in self.trees):
+            self.again.append(path)
         self.trees.add(path)
 
     def covers(self, path: str) -> bool:
@@ -181,6 +186,7 @@ def test_the_crawl_watches_each_directory_before_listing_it(
     assert summary.packages == len(discover(root).packages)
     assert unwatched == []
     assert [d for d in _all_dirs(root) if not watch.covers(d)] == []
+    assert watch.again == []  # no directory's watch is added twice
 
 
 @pytest.mark.parametrize("seed", range(20))

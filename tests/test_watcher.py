@@ -120,6 +120,33 @@ def test_a_deferred_watch_covers_what_is_added_and_no_more(tmp_path: Path) -> No
         watcher.stop()
 
 
+def test_nested_roots_each_keep_the_watches_added_below_them(tmp_path: Path) -> None:
+    """``freshd serve`` takes roots inside one another: a watch added below both goes to
+    both roots' groups, so the inner root stays watched once the outer one is removed."""
+    outer = tmp_path.resolve()
+    inner = outer / "inner"
+    (inner / "sub").mkdir(parents=True)
+    seen: list[str] = []
+    ignore = lambda *_args: None  # noqa: E731
+    watcher = Watcher(
+        lambda event: seen.append(event.src_path),
+        on_overflow=ignore,
+        on_limit=ignore,
+        on_moved=ignore,
+        on_unreadable=ignore,
+    )
+    watcher.start()
+    try:
+        watcher.watch(str(outer), deferred=True)
+        watcher.watch(str(inner), deferred=True)
+        watcher.tree(str(inner / "sub"))
+        watcher.unwatch(str(outer))
+        write(inner / "sub/f.txt", "x\n")
+        wait_until(lambda: str(inner / "sub/f.txt") in seen, "an event below the inner root")
+    finally:
+        watcher.stop()
+
+
 def test_events_behind_a_move_held_for_pairing_keep_their_order(tmp_path: Path) -> None:
     """An event is handed over on the inotify reader's thread, except while the half of a
     move is held back for pairing: then it waits behind the move, so that a root's events

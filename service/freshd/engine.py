@@ -1001,7 +1001,7 @@ class Engine:
         for tracked in self._tracked.values():
             if tracked.pkg.root == state.path:
                 tracked.polled = True
-                self._never_clean.add(tracked.pkg.path)
+                self._note_never_clean(tracked.pkg.path)
                 self._touch(tracked.pkg.path)
 
     def _queue_polled(self) -> None:

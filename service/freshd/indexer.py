@@ -255,6 +255,7 @@ def index_roots(
     started = time.perf_counter()
     summary = Summary(roots=list(roots))
     found = _Found(roots)
+    watch = _TreesOnce(watch) if watch is not None else None
     # A new pool's processes start up while discovery walks the roots.
     with make_pool(workers) if pool is None else contextlib.nullcontext(pool) as executor:
         for i, root in enumerate(roots):
@@ -296,6 +297,34 @@ def index_roots(
     summary.removed = index.write(lambda txn: _forget_missing(index, txn, roots, set(final)))
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+class _TreesOnce:
+    """A ``WatchAhead`` that adds the watches of a tree once: not again for a tree inside
+    one it watched whole (a package inside a workspace root discovery watched whole, a
+    package found inside another). New directories in a watched tree are watched as they
+    appear (watchdog adds them on their creation events)."""
+
+    def __init__(self, watch: WatchAhead) -> None:
+        self._watch = watch
+        self._trees: set[str] = set()
+
+    def directory(self, path: str) -> None:
+        if not self._covered(path):
+            self._watch.directory(path)
+
+    def tree(self, path: str) -> None:
+        if not self._covered(path):
+            self._watch.tree(path)
+            self._trees.add(path)
+
+    def _covered(self, path: str) -> bool:
+        while path not in self._trees:
+            parent = os.path.dirname(path)
+            if parent == path:
+                return False
+            path = parent
+        return True
 
 
 class _Found:
@@ -361,17 +390,15 @@ def _scan_found(
     index: Index, pool: Executor, found: _Found, problems: list[str], watch: WatchAhead | None
 ) -> Iterator[Outcome]:
     """Scan every package found, and those their scans find inside them, as they finish.
-    ``watch``: each package found by discovery has its tree watched before its scan (those
-    found inside a package are in its tree)."""
+    ``watch``: each package has its tree watched before its scan (``_TreesOnce``: those
+    found inside a package are in its tree already)."""
     sizes = _stored_sizes(index, found.projects)
     queue = sorted(found.projects, key=lambda p: -sizes[p])  # big ones first balance the pool
-    unwatched = set(queue) if watch is not None else set()
 
     def ahead(paths: list[str]) -> list[str]:
-        for path in paths:
-            if path in unwatched:
-                unwatched.discard(path)
-                watch.tree(path)  # type: ignore[union-attr]
+        if watch is not None:
+            for path in paths:
+                watch.tree(path)
         return paths
 
     def inside(outcome: Outcome) -> list[str]:

@@ -136,8 +136,7 @@ class Watcher:
 
     def directory(self, path: str) -> None:
         """Watch the directory ``path`` (inside a watched root), not what is below it."""
-        group = self._group_of(path)
-        if group is not None:
+        for group in self._groups_of(path):
             with group._lock:
                 group._add_callback(os.fsencode(path))
 
@@ -145,20 +144,18 @@ class Watcher:
         """Watch the directory ``path`` (inside a watched root) and every one below it,
         each before it is listed. Also adds a directory that could not be watched before
         (``on_unreadable``), reported again if it still cannot."""
-        group = self._group_of(path)
-        if group is not None:
+        for group in self._groups_of(path):
             with group._lock:
                 group._add_all_callbacks(os.fsencode(path))
 
-    def _group_of(self, path: str) -> Any:
-        """watchdog's InotifyWatchGroup of the root holding ``path`` (roots never nest)."""
+    def _groups_of(self, path: str) -> list[Any]:
+        """watchdog's InotifyWatchGroup of each root holding ``path``: the roots given to
+        ``freshd serve`` may nest, and each root's group keeps watches of its own (one
+        left when the other root is removed)."""
         with self._lock:
-            watch = next(
-                (w for r, w in self._watches.items() if path == r or path.startswith(r + "/")),
-                None,
-            )
-        emitter = self._observer._emitter_for_watch.get(watch) if watch is not None else None
-        return getattr(emitter, "_inotify", None)
+            watches = [w for r, w in self._watches.items() if path == r or path.startswith(r + "/")]
+        emitters = [self._observer._emitter_for_watch.get(w) for w in watches]
+        return [g for e in emitters if (g := getattr(e, "_inotify", None)) is not None]
 
     def unwatch(self, root: str) -> None:
         """Stop watching ``root`` (no-op when it is not watched)."""
