@@ -410,7 +410,7 @@ def _meta_entries(
                 key = os.fsencode(rel)
                 entries[key] = dg.Entry(key, record.kind, record.digest)
     for d in dirs:
-        dir_rel = _clean_rel(d)
+        dir_rel = clean_rel(d)
         if dir_rel is not None and _is_dir(os.path.join(path, dir_rel)):
             key = os.fsencode(dir_rel)
             entries.setdefault(key, dg.Entry(key, dg.KIND_DIR, dg.NO_DIGEST))
@@ -421,7 +421,7 @@ def _meta_entries(
 
 def _expand(pattern: str, records: Mapping[str, FileRecord]) -> list[str]:
     if not _GLOB_CHARS & set(pattern):
-        rel = _clean_rel(pattern)
+        rel = clean_rel(pattern)
         return [rel] if rel is not None else []
     import pathspec  # deferred: only glob cache keys need it
 
@@ -430,7 +430,8 @@ def _expand(pattern: str, records: Mapping[str, FileRecord]) -> list[str]:
     return sorted(rel for rel in records if spec.match_file(rel))
 
 
-def _clean_rel(key: str) -> str | None:
+def clean_rel(key: str) -> str | None:
+    """A cache key's path relative to the package, normalized; None when it is outside."""
     parts = [p for p in key.replace("\\", "/").split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
         return None  # outside the package: not part of its content

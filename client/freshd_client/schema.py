@@ -33,7 +33,8 @@ DB_PACKAGES = b"packages"
 DB_NAMES = b"names"
 DB_FILES = b"files"
 DB_COOKIES = b"cookies"
-DB_NAMES_ALL = (DB_META, DB_ROOTS, DB_PACKAGES, DB_NAMES, DB_FILES, DB_COOKIES)
+DB_SEALS = b"seals"  # the daemon's own (freshd.seals); readers need not open it
+DB_NAMES_ALL = (DB_META, DB_ROOTS, DB_PACKAGES, DB_NAMES, DB_FILES, DB_COOKIES, DB_SEALS)
 
 META_SCHEMA = b"schema_version"
 META_GENERATION = b"generation"

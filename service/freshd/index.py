@@ -151,6 +151,14 @@ class Index:
             else:
                 txn.delete(key, db=db)
 
+    def put_seal(self, txn: lmdb.Transaction, path: str, seal: bytes) -> None:
+        """Store the seal of a package (``freshd.seals``); b"" removes it."""
+        key = sc.path_key(path)
+        if seal:
+            txn.put(key, seal, db=self.dbs[sc.DB_SEALS])
+        else:
+            txn.delete(key, db=self.dbs[sc.DB_SEALS])
+
     def delete_package(self, txn: lmdb.Transaction, path: str) -> None:
         """Forget a package and its file records."""
         key = sc.path_key(path)
@@ -159,6 +167,7 @@ class Index:
             return
         self._unname(txn, sc.decode_package(raw).name, path)
         txn.delete(key, db=self.dbs[sc.DB_PACKAGES])
+        txn.delete(key, db=self.dbs[sc.DB_SEALS])
         self._replace_files(txn, path, [])
 
     def put_root(self, txn: lmdb.Transaction, root: str) -> None:

@@ -28,11 +28,12 @@ from typing import Any, TypeVar
 
 import lmdb
 
+from freshd import seals
 from freshd.discovery import Package, WatchAhead, discover, found_inside, workspace_members
 from freshd.index import Index
 from freshd_client import schema as sc
-from freshd_client.errors import PackagePathError
-from freshd_client.project import Project
+from freshd_client.errors import FreshdError, PackagePathError
+from freshd_client.project import Project, read_project
 from freshd_client.scan import ScanResult, rescan_files, scan
 
 T = TypeVar("T")
@@ -89,16 +90,52 @@ class Outcome:
     partial: bool = False  # pairs update only these keys (an empty value deletes one)
     links: list[tuple[str, int, int, int]] = field(default_factory=list)  # ScanResult.links
     walked: tuple[list[str], list[str]] | None = None  # ScanResult.walked
+    seal: bytes | None = None  # to store (b"": none may stand); None: the stored one stands
 
 
 def _outcome(
     path: str, old: sc.PackageRecord | None, previous: dict[str, sc.FileRecord]
 ) -> Outcome:
     clean_old = old is not None and old.state == "clean"
-    result = scan(path, previous, previous_tree=old.tree if clean_old and old else None)
+    started = time.time_ns()  # before anything is read: the seal's racy rule
+    try:
+        project = read_project(path)
+    except FreshdError:
+        project = None  # the scan reports it
+    dirs: list[tuple[str, os.stat_result]] = []
+    result = scan(
+        path,
+        previous,
+        previous_tree=old.tree if clean_old and old else None,
+        dirs=dirs,
+        project=project,
+    )
     same_files = clean_old and result.same_files
     pairs = None if same_files else sc.encode_files(path, [] if result.error else result.records)
-    return _from_scan(result, pairs)
+    outcome = _from_scan(result, pairs)
+    outcome.seal = seals.take(result, project, dirs, started) if project is not None else b""
+    return outcome
+
+
+def _sealed(path: str, seal: seals.Seal) -> Outcome | None:
+    """The outcome of a package whose seal holds (None when it does not): the stored
+    records stand, and so does the package record."""
+    if not seal.holds(path):
+        return None
+    return Outcome(
+        path,
+        seal.name,
+        seal.tree,
+        seal.meta,
+        None,
+        seal.files,
+        0,
+        seal.files,
+        0,
+        None,
+        links=seal.links,
+        walked=(seal.nested, seal.hidden),
+    )
 
 
 def _from_scan(
@@ -168,41 +205,62 @@ def rescan_job(
         for rel in changed
         if rel in records or rel in previous
     ]
-    if result.error:
-        return _from_scan(result, None)
-    return _from_scan(result, pairs, partial=True)
+    outcome = _from_scan(result, None if result.error else pairs, partial=not result.error)
+    outcome.seal = b""  # taken by full scans only
+    return outcome
 
 
-_READERS: dict[str, tuple[lmdb.Environment, Any, Any]] = {}
+_READERS: dict[str, tuple[lmdb.Environment, Any, Any, Any]] = {}
 
 
-def _worker_job(paths: list[str], index_dir: str) -> list[Outcome]:
+def _worker_job(paths: list[str], index_dir: str, sealed: bool = False) -> list[Outcome]:
     """Runs in a worker process: for each package, read the stored records read-only,
-    scan, encode."""
+    scan, encode. ``sealed``: a package whose seal holds is not scanned (the start-up
+    crawl's; a rescan after events always scans)."""
     if index_dir not in _READERS:
         env = sc.open_env(index_dir, readonly=True)
-        dbs = (env.open_db(sc.DB_PACKAGES, create=False), env.open_db(sc.DB_FILES, create=False))
-        _READERS[index_dir] = (env, *dbs)
-    env, packages_db, files_db = _READERS[index_dir]
-    outcomes = []
-    for path in paths:
+        try:
+            seals_db = env.open_db(sc.DB_SEALS, create=False)
+        except lmdb.NotFoundError:
+            seals_db = None  # an index no daemon of this version has opened yet
+        _READERS[index_dir] = (
+            env,
+            env.open_db(sc.DB_PACKAGES, create=False),
+            env.open_db(sc.DB_FILES, create=False),
+            seals_db,
+        )
+    env, packages_db, files_db, seals_db = _READERS[index_dir]
+
+    def read(fn: Callable[[lmdb.Transaction], T]) -> T:
         with sc.begin_read(env) as txn:
-            old, previous = _stored(txn, packages_db, files_db, path)
-        outcomes.append(_outcome(path, old, previous))  # outside the snapshot: readers stay short
-    return outcomes
+            return fn(txn)
+
+    # Scans run outside the read transactions: readers stay short.
+    return [_job(read, packages_db, files_db, seals_db if sealed else None, p) for p in paths]
 
 
-def _local_job(index: Index, path: str) -> Outcome:
+def _local_job(index: Index, path: str, sealed: bool = False) -> Outcome:
     """Runs in the writer's process (LMDB forbids a second environment handle there)."""
-    dbs = index.dbs[sc.DB_PACKAGES], index.dbs[sc.DB_FILES]
-    return _outcome(path, *index.read(lambda txn: _stored(txn, *dbs, path)))
+    seals_db = index.dbs[sc.DB_SEALS] if sealed else None
+    return _job(index.read, index.dbs[sc.DB_PACKAGES], index.dbs[sc.DB_FILES], seals_db, path)
 
 
-def _stored(
-    txn: lmdb.Transaction, packages_db: Any, files_db: Any, path: str
-) -> tuple[sc.PackageRecord | None, dict[str, sc.FileRecord]]:
+def _job(
+    read: Callable[[Callable[[lmdb.Transaction], Any]], Any],
+    packages_db: Any,
+    files_db: Any,
+    seals_db: Any,
+    path: str,
+) -> Outcome:
+    if seals_db is not None:
+        seal = read(lambda txn: seals.load(txn, seals_db, sc.get_package(txn, packages_db, path)))
+        if seal is not None and (outcome := _sealed(path, seal)) is not None:
+            return outcome
     # One snapshot for both, so the stored tree digest matches the stored records.
-    return sc.get_package(txn, packages_db, path), sc.get_files(txn, files_db, path)
+    old, previous = read(
+        lambda txn: (sc.get_package(txn, packages_db, path), sc.get_files(txn, files_db, path))
+    )
+    return _outcome(path, old, previous)
 
 
 def scan_packages(index: Index, paths: Sequence[str], pool: Executor | None) -> Iterator[Outcome]:
@@ -271,7 +329,8 @@ def index_roots(
             pending.clear()
             by_path = found.packages()
             index.write(lambda txn: store(index, txn, by_path, batch))
-            stored.update((o.path, (by_path[o.path], replace(o, pairs=None))) for o in batch)
+            light = [replace(o, pairs=None, seal=None) for o in batch]
+            stored.update((o.path, (by_path[o.path], o)) for o in light)
 
         if progress is not None:
             progress(0, len(found.projects))  # discovered: the scans start
@@ -409,7 +468,7 @@ def _scan_found(
 
     if not isinstance(pool, _Pool):
         while queue:
-            outcome = _local_job(index, ahead([queue.pop(0)])[0])
+            outcome = _local_job(index, ahead([queue.pop(0)])[0], sealed=True)
             queue += inside(outcome)
             yield outcome
         return
@@ -417,12 +476,12 @@ def _scan_found(
     running: set[Future[list[Outcome]]] = set()
     while queue or running:
         if len(queue) == 1 and not running:  # not worth the round trip to a worker
-            outcome = _local_job(index, ahead([queue.pop()])[0])
+            outcome = _local_job(index, ahead([queue.pop()])[0], sealed=True)
             queue += inside(outcome)
             yield outcome
             continue
         running.update(
-            pool.submit(_worker_job, ahead(job), index.path)
+            pool.submit(_worker_job, ahead(job), index.path, True)
             for job in _jobs(queue, sizes, _JOBS_PER_WORKER * workers)
         )
         queue = []
@@ -458,6 +517,8 @@ def store(
     written: list[sc.PackageRecord] = []
     for out in batch:
         pkg = by_path[out.path]
+        if out.seal is not None:
+            index.put_seal(txn, pkg.path, out.seal)
         old = sc.get_package(txn, index.dbs[sc.DB_PACKAGES], pkg.path)
         state: sc.State = "error" if out.error else "clean"
         name = pkg.name if out.error else out.name
