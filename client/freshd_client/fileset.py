@@ -61,7 +61,7 @@ else:  # the same named tuple, without loading typing
 class Walk:
     """The outcome of walking a package directory."""
 
-    __slots__ = ("errors", "files", "hidden", "nested", "skipped")
+    __slots__ = ("errors", "files", "gitignores", "hidden", "nested", "skipped")
 
     def __init__(self) -> None:
         self.files: list[WalkedFile] = []
@@ -69,6 +69,7 @@ class Walk:
         self.errors: list[UnreadableError] = []
         self.nested: list[str] = []  # relative dirs of nested packages
         self.hidden: list[str] = []  # relative dirs not walked: soft-excluded, cookie names
+        self.gitignores: list[str] = []  # relative paths of the .gitignore files read
 
 
 def _spec(lines: list[str] | tuple[str, ...]) -> Rules | None:
@@ -278,6 +279,7 @@ def walk(
                 result.nested.append(dir_rel)
                 continue
         if ".gitignore" in names:
+            result.gitignores.append(f"{dir_rel}/.gitignore" if dir_rel else ".gitignore")
             try:
                 matcher.load_gitignore(dir_rel)
             except UnreadableError as exc:

@@ -39,6 +39,7 @@ class ScanResult:
     __slots__ = (
         "encoded",
         "error",
+        "gitignores",
         "hashed",
         "hashed_bytes",
         "links",
@@ -71,6 +72,7 @@ class ScanResult:
         self.same_files = False  # every stored record was reused and none was added
         self.links: list[tuple[str, int, int, int]] = []
         """Files of the set with more than one name: (rel, st_dev, st_ino, st_nlink)."""
+        self.gitignores: list[str] = []  # the .gitignore files whose rules the walk read
         self.walked: tuple[list[str], list[str]] | None = None
         """What the walk saw besides the file set (``Walk.nested``, ``Walk.hidden``);
         None when it did not run or did not finish."""
@@ -297,6 +299,7 @@ def _scan_tree(
 ) -> None:
     walked = walk(path, project, known, dirs, lstat_new=False)
     result.walked = walked.nested, walked.hidden
+    result.gitignores = walked.gitignores
     if walked.errors:
         raise walked.errors[0]
     result.skipped = walked.skipped

@@ -24,6 +24,7 @@ import json
 import os
 import stat
 import struct
+import sys
 from typing import Any
 
 import lmdb
@@ -38,6 +39,7 @@ _HEAD = struct.Struct("<HxxIII")  # format, header length, paths, names length
 _IDENT = struct.Struct("<QqqQQI")  # size, mtime, ctime, inode, device, type | user x bit
 _ABSENT = _IDENT.pack(0, 0, 0, 0, 0, 0)
 _GLOB_CHARS = frozenset("*?[")
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 _KIND_MODE = {b"f": stat.S_IFREG, b"x": stat.S_IFREG | stat.S_IXUSR, b"l": stat.S_IFLNK}
 
 
@@ -60,22 +62,25 @@ class Seal:
     def holds(self, path: str) -> bool:
         """Whether every path of the seal has the identity it had (``path``: the package)."""
         base = os.fsencode(path) + b"/"
-        lstat, pack, is_dir, is_reg = os.lstat, _IDENT.pack, stat.S_ISDIR, stat.S_ISREG
-        ifmt, user_x = stat.S_IFMT, stat.S_IXUSR
+        lstat, packed = os.lstat, _packed
         current = []
-        for name in self.names:  # the hot loop of a warm start: kept flat
+        for name in self.names:  # the loop of a warm start: once a path
             try:
-                st = lstat(base + name)
+                current.append(packed(lstat(base + name)))
             except (FileNotFoundError, NotADirectoryError):
                 current.append(_ABSENT)
-                continue
             except OSError:
                 return False  # cannot be examined: the walk will say why
-            mode = st.st_mode
-            kind = ifmt(mode) | (mode & user_x if is_reg(mode) else 0)
-            size = 0 if is_dir(mode) else st.st_size
-            current.append(pack(size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, kind))
         return b"".join(current) == self.idents
+
+
+def _packed(st: os.stat_result) -> bytes:
+    """The identity of ``st`` (``quick.identity``): a directory's size does not count, of
+    the mode only the file type and the owner's execute bit of a regular file."""
+    mode = st.st_mode
+    kind = stat.S_IFMT(mode) | (mode & stat.S_IXUSR if stat.S_ISREG(mode) else 0)
+    size = 0 if stat.S_ISDIR(mode) else st.st_size
+    return _IDENT.pack(size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, kind)
 
 
 def take(
@@ -91,24 +96,28 @@ def take(
     files, key_dirs, commit, tags = meta_keys(project)
     if result.error is not None or result.tree is None or result.meta is None or commit or tags:
         return b""
-    limit = started - RACY_WINDOW_NS
+    pack, kinds = _IDENT.pack, _KIND_MODE
     idents: dict[bytes, bytes] = {}
+    newest = 0
     for rel, st in dirs:
-        if max(st.st_mtime_ns, st.st_ctime_ns) >= limit:
-            return b""
-        idents[os.fsencode(rel)] = _IDENT.pack(
-            0, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, stat.S_IFDIR
+        mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
+        newest = max(newest, mtime, ctime)
+        idents[rel.encode(_FS_ENCODING, _FS_ERRORS)] = pack(
+            0, mtime, ctime, st.st_ino, st.st_dev, stat.S_IFDIR
         )
-    for r in result.records:
-        if max(r.mtime_ns, r.ctime_ns) >= limit:
-            return b""
-        idents[os.fsencode(r.rel)] = _IDENT.pack(
-            r.size, r.mtime_ns, r.ctime_ns, r.ino, r.dev, _KIND_MODE[r.kind]
+    # Once a file (cold starts take a seal of every package): a record's fields unpacked.
+    for rel, size, mtime, ctime, ino, dev, kind, _digest, _at in result.records:
+        if mtime > newest or ctime > newest:
+            newest = max(mtime, ctime)
+        idents[rel.encode(_FS_ENCODING, _FS_ERRORS)] = pack(
+            size, mtime, ctime, ino, dev, kinds[kind]
         )
+    limit = started - RACY_WINDOW_NS
+    if newest >= limit:
+        return b""
     # What the rules and the meta digest read beyond the file set. A name absent from a
     # listed directory needs nothing more: adding it moves the directory's mtime.
-    extra = ["pyproject.toml"]
-    extra += [f"{rel}/.gitignore" if rel else ".gitignore" for rel, _st in dirs]
+    extra = ["pyproject.toml", *result.gitignores]
     keys = [key for key in (*files, *key_dirs) if not _GLOB_CHARS & set(key)]  # globs: records
     extra += [clean for key in keys if (clean := clean_rel(key)) is not None]
     listed = {rel for rel, _st in dirs}
@@ -127,10 +136,7 @@ def take(
             return b""
         if max(st.st_mtime_ns, st.st_ctime_ns) >= limit:
             return b""
-        mode = st.st_mode
-        kind = stat.S_IFMT(mode) | (mode & stat.S_IXUSR if stat.S_ISREG(mode) else 0)
-        size = 0 if stat.S_ISDIR(mode) else st.st_size
-        idents[raw] = _IDENT.pack(size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, kind)
+        idents[raw] = _packed(st)
     nested, hidden = result.walked or ([], [])
     header = json.dumps(
         {
