@@ -128,6 +128,22 @@ def test_a_change_misses_the_cache_and_the_answer_is_exact(
     assert state == oracle_state(warm), change
 
 
+def test_a_gitignore_that_excludes_itself_is_part_of_the_cache(
+    venv: Path, pkg: Path, no_racy_window: None
+) -> None:
+    """Rewritten in place, such a file changes the file set while no directory and no
+    member of the set changes."""
+    rules = pkg / "src" / ".gitignore"
+    rules.write_text(".gitignore\nnotes.txt\n")
+    (pkg / "src" / "notes.txt").write_text("notes\n")
+    install(venv, pkg)
+    assert stamp(str(venv))[1] == []
+    assert answer(venv) == ("fresh", "one-shot")
+    assert answer(venv) == ("fresh", "stat cache")
+    moved_past(rules, lambda: rules.write_text(".gitignore\n"))  # notes.txt joins the set
+    assert answer(venv) == ("stale", "one-shot") and oracle_state(venv) == "stale"
+
+
 def test_the_cache_is_refilled_after_a_miss(warm: Path, pkg: Path) -> None:
     core = pkg / "src/demo/core.py"
     original = core.read_bytes()

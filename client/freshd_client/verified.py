@@ -1,15 +1,15 @@
 """The stat cache of ``freshd check``: packages verified fresh, and what that rested on.
 
 After a from-scratch check finds a package fresh, the lstat of everything its digest
-was computed from is kept in ``VENV/.freshd/verified.json``: each file of the file set
-and each directory listed (tree scope), or each cache-key path and ``pyproject.toml``
-(meta scope). A later check trusts that verdict only while every one of them has the
-same stat identity (size, mtime, ctime, inode, device, type and execute bit), without
-hashing and without loading the scanner: the same stat fast path as the index, with
-git's racy rule on both timestamps (nothing whose mtime or ctime is within
-``RACY_WINDOW_NS`` of the verification is cached). A directory's mtime moves when an
-entry is added, removed or renamed in it, so a new file anywhere the walk looked misses
-the cache.
+was computed from is kept in ``VENV/.freshd/verified.json``: each file of the file set,
+each directory listed and the rule files the set excludes (tree scope), or each
+cache-key path and ``pyproject.toml`` (meta scope). A later check trusts that verdict
+only while every one of them has the same stat identity (size, mtime, ctime, inode,
+device, type and execute bit), without hashing and without loading the scanner: the
+same stat fast path as the index, with git's racy rule on both timestamps (nothing
+whose mtime or ctime is within ``RACY_WINDOW_NS`` of the verification is cached). A
+directory's mtime moves when an entry is added, removed or renamed in it, so a new file
+anywhere the walk looked misses the cache.
 
 Not cached: a package whose meta digest reads git state or expands globs (their
 inputs are not a fixed list of paths). A venv that cannot be written to keeps no
@@ -120,6 +120,15 @@ def entry_for(
             kind = stat.S_IFLNK if r.kind == b"l" else stat.S_IFREG
             execute = stat.S_IXUSR if r.kind == b"x" else 0
             paths.append((r.rel, [r.size, r.mtime_ns, r.ctime_ns, r.ino, r.dev, kind | execute]))
+        # The files that make the rules, where the set excludes them (a .gitignore that
+        # ignores itself): rewritten in place, they change the set and nothing else.
+        members = {r.rel for r in result.records}
+        try:
+            for rel in ("pyproject.toml", *result.gitignores):
+                if rel not in members:
+                    paths.append((rel, lstat_identity(os.path.join(result.path, rel))))
+        except OSError:
+            return None
     elif snapshot is not None:
         started, paths = snapshot
     else:
