@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 VERDICT_FILE = "verdict.txt"
 _HEADER = "freshd-verdict 1"
 RACY_WINDOW_NS = 2_000_000_000  # records.RACY_WINDOW_NS, without loading the digests
+RECORD_KIND_BITS = {b"f": stat.S_IFREG, b"x": stat.S_IFREG | stat.S_IXUSR, b"l": stat.S_IFLNK}
+"""The type bits of ``identity`` for a file record's kind (file, executable, symlink)."""
 
 
 def identity(st: os.stat_result) -> list[int]:

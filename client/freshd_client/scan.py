@@ -80,6 +80,11 @@ class ScanResult:
         """``rescan_files`` only: the tree digest's encoded entries by relative path, in
         the encoding's order, for the next ``rescan_files`` of the package."""
 
+    def rule_files(self) -> list[str]:
+        """The files whose content decides the file set, members of it or not:
+        ``pyproject.toml`` and the ``.gitignore`` files the walk read."""
+        return ["pyproject.toml", *self.gitignores]
+
 
 def package_dir(path: str) -> str:
     """Canonical absolute path of the package at ``path``; PackagePathError if it is not one."""

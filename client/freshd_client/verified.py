@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 
-from freshd_client.quick import identity, lstat_identity
+from freshd_client.quick import RECORD_KIND_BITS, identity, lstat_identity
 from freshd_client.records import RACY_WINDOW_NS as RACY_WINDOW_NS
 
 TYPE_CHECKING = False
@@ -117,14 +116,13 @@ def entry_for(
         started = min((r.hashed_at_ns for r in result.records), default=0)
         paths = [(rel, identity(st)) for rel, st in dirs]
         for r in result.records:
-            kind = stat.S_IFLNK if r.kind == b"l" else stat.S_IFREG
-            execute = stat.S_IXUSR if r.kind == b"x" else 0
-            paths.append((r.rel, [r.size, r.mtime_ns, r.ctime_ns, r.ino, r.dev, kind | execute]))
+            bits = RECORD_KIND_BITS[r.kind]
+            paths.append((r.rel, [r.size, r.mtime_ns, r.ctime_ns, r.ino, r.dev, bits]))
         # The files that make the rules, where the set excludes them (a .gitignore that
         # ignores itself): rewritten in place, they change the set and nothing else.
         members = {r.rel for r in result.records}
         try:
-            for rel in ("pyproject.toml", *result.gitignores):
+            for rel in result.rule_files():
                 if rel not in members:
                     paths.append((rel, lstat_identity(os.path.join(result.path, rel))))
         except OSError:

@@ -31,6 +31,7 @@ import lmdb
 
 from freshd_client import schema as sc
 from freshd_client.project import Project
+from freshd_client.quick import RECORD_KIND_BITS, identity
 from freshd_client.records import RACY_WINDOW_NS
 from freshd_client.scan import ScanResult, clean_rel, meta_keys
 
@@ -40,7 +41,6 @@ _IDENT = struct.Struct("<QqqQQI")  # size, mtime, ctime, inode, device, type | u
 _ABSENT = _IDENT.pack(0, 0, 0, 0, 0, 0)
 _GLOB_CHARS = frozenset("*?[")
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
-_KIND_MODE = {b"f": stat.S_IFREG, b"x": stat.S_IFREG | stat.S_IXUSR, b"l": stat.S_IFLNK}
 
 
 class Seal:
@@ -75,12 +75,8 @@ class Seal:
 
 
 def _packed(st: os.stat_result) -> bytes:
-    """The identity of ``st`` (``quick.identity``): a directory's size does not count, of
-    the mode only the file type and the owner's execute bit of a regular file."""
-    mode = st.st_mode
-    kind = stat.S_IFMT(mode) | (mode & stat.S_IXUSR if stat.S_ISREG(mode) else 0)
-    size = 0 if stat.S_ISDIR(mode) else st.st_size
-    return _IDENT.pack(size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, kind)
+    """``quick.identity`` of ``st``, as a seal stores it."""
+    return _IDENT.pack(*identity(st))
 
 
 def take(
@@ -96,7 +92,7 @@ def take(
     files, key_dirs, commit, tags = meta_keys(project)
     if result.error is not None or result.tree is None or result.meta is None or commit or tags:
         return b""
-    pack, kinds = _IDENT.pack, _KIND_MODE
+    pack, kinds = _IDENT.pack, RECORD_KIND_BITS
     idents: dict[bytes, bytes] = {}
     newest = 0
     for rel, st in dirs:
@@ -117,7 +113,7 @@ def take(
         return b""
     # What the rules and the meta digest read beyond the file set. A name absent from a
     # listed directory needs nothing more: adding it moves the directory's mtime.
-    extra = ["pyproject.toml", *result.gitignores]
+    extra = result.rule_files()
     keys = [key for key in (*files, *key_dirs) if not _GLOB_CHARS & set(key)]  # globs: records
     extra += [clean for key in keys if (clean := clean_rel(key)) is not None]
     listed = {rel for rel, _st in dirs}
