@@ -232,3 +232,46 @@ def test_the_daemon_serves_before_loading_fastapi() -> None:
     ``freshd.lean``; FastAPI and pydantic (~0.3 s) load once the index is ready."""
     modules = loaded_by("import freshd.guard, freshd.lean, freshd.queries, uvicorn")
     assert sorted(m for m in modules if m.split(".")[0] in ("fastapi", "pydantic")) == []
+
+
+def test_the_crawl_starts_before_loading_prometheus_client() -> None:
+    """What the daemon imports before its workers have their first jobs (the daemon and
+    its engine) leaves prometheus_client (~30 ms) and uvicorn to be loaded afterwards."""
+    modules = loaded_by("import freshd.cli, freshd.config, freshd.daemon, freshd.engine")
+    assert sorted(m for m in modules if m.split(".")[0] in ("prometheus_client", "uvicorn")) == []
+
+
+def test_metrics_are_made_once_whichever_thread_uses_them_first() -> None:
+    code = textwrap.dedent(
+        """
+        import threading
+        from freshd.metrics import Metrics
+        names = ["events", "overflows", "rescans", "rehashed_files", "rehashed_bytes",
+                 "queue_depth", "dirty", "packages", "index_bytes", "queries", "latency",
+                 "sync_seconds", "registry"]
+        for _round in range(20):
+            metrics, seen, start = Metrics(), {}, threading.Barrier(len(names))
+            def use(name):
+                start.wait()
+                seen[name] = getattr(metrics, name)
+            threads = [threading.Thread(target=use, args=(n,)) for n in names]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert set(seen) == set(names)
+            assert all(v is getattr(metrics, k) for k, v in seen.items())
+            metrics.events.inc(3)
+            text = metrics.render().decode()
+            assert "freshd_events_total 3.0" in text and "freshd_sync_seconds_bucket" in text
+        try:
+            metrics.no_such_metric
+        except AttributeError:
+            pass
+        else:
+            raise AssertionError("an unknown name must raise AttributeError")
+        print("ok")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -130,9 +130,25 @@ def test_jobs_take_a_shrinking_share_of_what_is_left() -> None:
 
 def test_a_crawl_with_nothing_to_find(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
+    calls: list[tuple[int, int]] = []
     with Index(str(tmp_path / "db")) as index:
-        summary = index_roots(index, [str(tmp_path / "empty")], workers=2)
+        summary = index_roots(
+            index, [str(tmp_path / "empty")], workers=2, progress=lambda *c: calls.append(c)
+        )
     assert (summary.packages, summary.found, summary.errors) == (0, [], [])
+    assert calls == [(0, 0)]  # the daemon's start-up waits for the first call
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_starts_at_zero_once_and_counts_every_package(
+    tmp_path: Path, workers: int
+) -> None:
+    root = str(make_tree(tmp_path / "root", MONOREPO).resolve())
+    calls: list[tuple[int, int]] = []
+    with Index(str(tmp_path / "db")) as index:
+        summary = index_roots(index, [root], workers=workers, progress=lambda *c: calls.append(c))
+    assert [done for done, _total in calls] == list(range(summary.packages + 1))
+    assert calls[-1] == (summary.packages, summary.packages) and summary.packages > 3
 
 
 class _WatchRecorder:

@@ -92,10 +92,12 @@ def _run(
 
     engine = Engine(index, cfg, roots, metrics=metrics, publish=publish, on_fatal=fatal, pool=pool)
     engine.start()  # it watches and crawls while uvicorn loads
-    # Discovery is on the start-up's critical path (the workers wait for its packages);
-    # loading uvicorn beside it, under one interpreter lock, would slow it ~3x. Clients
-    # connecting meanwhile wait in the listening socket's backlog.
+    # Until every worker has its first job, the engine is on the start-up's critical path
+    # (discovery, then the watches of the first packages); loading uvicorn beside it,
+    # under one interpreter lock, would slow it ~3x. Clients connecting meanwhile wait in
+    # the listening socket's backlog.
     engine.scanning.wait(_DISCOVERY_HEAD_START_S)
+    metrics.load()
     import uvicorn
 
     from freshd.guard import staged_app

@@ -148,7 +148,7 @@ class Engine:
         self.last_error: str | None = None
         self.fatal: str | None = None  # the engine died: the daemon must exit
         self.ready = threading.Event()  # set once the first crawl is done and written
-        self.scanning = threading.Event()  # set once the first crawl's discovery is done
+        self.scanning = threading.Event()  # set once the first crawl's workers are busy
         self._on_fatal = on_fatal or (lambda: None)
         self.roots: dict[str, RootState] = {r: RootState(r) for r in roots}
         self._publish = publish or (lambda kind, data: None)
@@ -735,7 +735,12 @@ class Engine:
                     self._links.add_name(package, rel, inode)
             short = self._links.short()
         outside = self._links.holders(short)
-        for path, tracked in self._tracked.items():
+        # Only a package linked out now or before can change (the linked out ones are
+        # among the never clean): not a loop over every package at each rescan.
+        for path in sorted(outside | self._never_clean):
+            tracked = self._tracked.get(path)
+            if tracked is None:
+                continue
             if path in outside and not tracked.linked_out:
                 log.warning(
                     "%s holds a hard-linked file with a name outside every watched file "

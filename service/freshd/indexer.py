@@ -41,6 +41,7 @@ Progress = Callable[[int, int], None]
 """Called with (packages done, packages total)."""
 
 _BATCH_SECONDS = 0.25
+_BATCH_RECORDS = 4000  # or sooner: the last batch, written once the workers are done, stays small
 _JOBS_PER_WORKER = 4  # of the guided schedule's first round (more follow, smaller)
 
 
@@ -322,6 +323,7 @@ def index_roots(
             found.add({p.path: p.project for p in top.packages}, {i})
         stored: dict[str, tuple[Package, Outcome]] = {}
         pending: list[Outcome] = []
+        records = 0  # file records pending
         last_flush = time.perf_counter()
 
         def flush() -> None:
@@ -332,17 +334,26 @@ def index_roots(
             light = [replace(o, pairs=None, seal=None) for o in batch]
             stored.update((o.path, (by_path[o.path], o)) for o in light)
 
-        if progress is not None:
-            progress(0, len(found.projects))  # discovered: the scans start
-        scanned = _scan_found(index, executor, found, summary.errors, watch)
+        announced = False
+
+        def busy() -> None:  # every worker holds a job: the caller may load what it needs
+            nonlocal announced
+            if not announced and progress is not None:
+                progress(0, len(found.projects))
+            announced = True
+
+        scanned = _scan_found(index, executor, found, summary.errors, watch, busy)
         for done, outcome in enumerate(scanned, 1):
             _account(summary, outcome)
             pending.append(outcome)
-            if time.perf_counter() - last_flush > _BATCH_SECONDS:
+            records += len(outcome.pairs or ())
+            if records >= _BATCH_RECORDS or time.perf_counter() - last_flush > _BATCH_SECONDS:
+                records = 0
                 flush()
                 last_flush = time.perf_counter()
             if progress is not None:
                 progress(done, len(found.projects))
+        busy()  # when there was nothing to scan
         if executor is not pool:
             executor.shutdown(wait=False)  # the workers exit while the last batch is written
         flush()
@@ -446,11 +457,18 @@ class _Found:
 
 
 def _scan_found(
-    index: Index, pool: Executor, found: _Found, problems: list[str], watch: WatchAhead | None
+    index: Index,
+    pool: Executor,
+    found: _Found,
+    problems: list[str],
+    watch: WatchAhead | None,
+    busy: Callable[[], None],
 ) -> Iterator[Outcome]:
     """Scan every package found, and those their scans find inside them, as they finish.
     ``watch``: each package has its tree watched before its scan (``_TreesOnce``: those
-    found inside a package are in its tree already)."""
+    found inside a package are in its tree already). ``busy()`` is called as soon as
+    every worker has a job (without a pool, before the first scan), and again later: the
+    caller heeds the first call."""
     sizes = _stored_sizes(index, found.projects)
     queue = sorted(found.projects, key=lambda p: -sizes[p])  # big ones first balance the pool
 
@@ -467,6 +485,7 @@ def _scan_found(
         return sorted(new, key=lambda p: -sizes[p])
 
     if not isinstance(pool, _Pool):
+        busy()
         while queue:
             outcome = _local_job(index, ahead([queue.pop(0)])[0], sealed=True)
             queue += inside(outcome)
@@ -476,14 +495,16 @@ def _scan_found(
     running: set[Future[list[Outcome]]] = set()
     while queue or running:
         if len(queue) == 1 and not running:  # not worth the round trip to a worker
+            busy()
             outcome = _local_job(index, ahead([queue.pop()])[0], sealed=True)
             queue += inside(outcome)
             yield outcome
             continue
-        running.update(
-            pool.submit(_worker_job, ahead(job), index.path, True)
-            for job in _jobs(queue, sizes, _JOBS_PER_WORKER * workers)
-        )
+        for job in _jobs(queue, sizes, _JOBS_PER_WORKER * workers):
+            running.add(pool.submit(_worker_job, ahead(job), index.path, True))
+            if len(running) == workers:
+                busy()
+        busy()  # fewer jobs than workers
         queue = []
         done, running = wait(running, return_when=FIRST_COMPLETED)
         for future in done:
