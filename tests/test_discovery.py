@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Link, Spec, make_tree
-from freshd.discovery import Discovery, Package, discover
+from freshd.discovery import Discovery, Package, discover, project_of
 from freshd.indexer import canonical_root
 from freshd_client.project import normalize_name
 
@@ -94,6 +94,19 @@ def test_discovery_lists_each_package_once_with_canonical_paths(
         assert Path(package.path).is_absolute()
         assert Path(package.path).resolve() == Path(package.path)
         assert package.root == str(monorepo)
+
+
+def test_discovery_without_reading_finds_the_same_packages_and_reads_them_after(
+    monorepo: Path,
+) -> None:
+    """The crawl's way: packages first, their project files later (``project_of``)."""
+    whole = discover(str(monorepo), inside_packages=False)
+    bare = discover(str(monorepo), inside_packages=False, read=False)
+    assert [p.path for p in bare.packages] == [p.path for p in whole.packages]
+    assert {(p.name, p.workspace, p.project) for p in bare.packages} == {(None, None, None)}
+    assert [project_of(p.path) for p in bare.packages] == [p.project for p in whole.packages]
+    with pytest.raises(ValueError, match="inside_packages"):
+        discover(str(monorepo), read=False)
 
 
 def test_discovery_normalizes_names_per_pep_503(found: Discovery, monorepo: Path) -> None:

@@ -29,7 +29,14 @@ from typing import Any, TypeVar
 import lmdb
 
 from freshd import seals
-from freshd.discovery import Package, WatchAhead, discover, found_inside, workspace_members
+from freshd.discovery import (
+    Package,
+    WatchAhead,
+    discover,
+    found_inside,
+    project_of,
+    workspace_members,
+)
 from freshd.index import Index
 from freshd_client import schema as sc
 from freshd_client.errors import FreshdError, PackagePathError
@@ -318,8 +325,10 @@ def index_roots(
     # A new pool's processes start up while discovery walks the roots.
     with make_pool(workers) if pool is None else contextlib.nullcontext(pool) as executor:
         for i, root in enumerate(roots):
-            top = discover(root, inside_packages=False, watch=watch)
+            # Their project files are read later, once the workers are busy.
+            top = discover(root, inside_packages=False, watch=watch, read=False)
             summary.errors.extend(top.problems)
+            found.unread.update(p.path for p in top.packages if p.path not in found.projects)
             found.add({p.path: p.project for p in top.packages}, {i})
         stored: dict[str, tuple[Package, Outcome]] = {}
         pending: list[Outcome] = []
@@ -406,6 +415,7 @@ class _Found:
         self.projects: dict[str, Project | None] = {}
         self.claims: dict[str, set[int]] = {}
         self.inside: dict[str, list[str]] = {}  # packages found by each package's scan
+        self.unread: set[str] = set()  # packages whose project files are not read yet
         self._packages: dict[str, Package] | None = None
 
     def add(self, projects: dict[str, Project | None], claims: set[int]) -> list[str]:
@@ -433,6 +443,10 @@ class _Found:
 
     def packages(self) -> dict[str, Package]:
         """Every package found, by path, as discovery of each root describes it."""
+        if self.unread:
+            self.projects.update((path, project_of(path)) for path in self.unread)
+            self.unread.clear()
+            self._packages = None
         if self._packages is None:
             members = workspace_members(self.projects)
             self._packages = {
