@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -630,9 +631,15 @@ def test_the_event_queue_overflows(freshd_factory: Factory, tmp_path: Path) -> N
     assert_exact(daemon, packages)
     before = {p: oracle(p).tree for p in packages}
     for round_ in range(2):
-        for p in packages:
-            for i in range(200):
-                write(p / f"src/{p.name}/burst{i}.py", f"burst = {round_}\n")
+        # The daemon is stopped while the burst is written, so its 64-event queue
+        # overflows whatever the machine's speed (a running reader may keep up).
+        os.kill(daemon.pid, signal.SIGSTOP)
+        try:
+            for p in packages:
+                for i in range(200):
+                    write(p / f"src/{p.name}/burst{i}.py", f"burst = {round_}\n")
+        finally:
+            os.kill(daemon.pid, signal.SIGCONT)
         for p in packages:
             never_fresh(daemon, p, [before[p]])
         assert_exact(daemon, packages)

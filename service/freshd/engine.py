@@ -970,24 +970,32 @@ class Engine:
             state.mode, state.reason = "missing", "the directory does not exist"
             log.warning("root %s does not exist; waiting for it to appear", state.path)
             return
-        state.mode, state.reason = "watching", None
+        # The root shows as watching (health) only once every directory below it is: a
+        # client seeing "watching" meanwhile would ask while it is about to be polled.
         try:
             self._watcher.watch(state.path, deferred=deferred)
         except OSError as exc:
             self._watcher.unwatch(state.path)
             self._poll(state, _watch_error(exc))
-        self._take_limits()  # directories below the root that could not be watched
+            self._take_limits()
+            return
+        if not self._take_limits(state.path):  # directories that could not be watched
+            state.mode, state.reason = "watching", None
 
-    def _take_limits(self) -> None:
+    def _take_limits(self, attempted: str | None = None) -> bool:
+        """Poll the roots holding directories that could not be watched (those watching,
+        and ``attempted``, the root just watched); whether ``attempted`` is polled."""
+        polled = False
         while True:
             try:
                 path = self._limits.get_nowait()
             except queue.Empty:
-                return
+                return polled
             root = self.root_of(path)
-            if root is not None and self.roots[root].mode == "watching":
+            if root is not None and (root == attempted or self.roots[root].mode == "watching"):
                 error = OSError(errno.ENOSPC, "inotify watch limit reached")
                 self._poll(self.roots[root], _watch_error(error))
+                polled = polled or root == attempted
 
     def _poll(self, state: RootState, reason: str) -> None:
         already = state.reported == reason
