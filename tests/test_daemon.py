@@ -824,6 +824,23 @@ def test_sigterm_and_sigint_stop_cleanly(freshd_factory: Factory, mono: Path) ->
         assert daemon.log().rstrip().endswith("stopped"), daemon.log()
 
 
+def test_ctrl_c_stops_the_daemon_and_its_workers_quietly(
+    freshd_factory: Factory, mono: Path
+) -> None:
+    """Ctrl-C in a terminal sends SIGINT to the whole foreground process group: the
+    daemon and its hashing processes. The daemon stops the pool; no worker reports a
+    KeyboardInterrupt of its own."""
+    daemon = freshd_factory(mono, args=["--workers", "2"])
+    workers = daemon.leftovers()
+    assert len(workers) == 2, workers  # the crawl's pool, kept while it may be needed
+    assert daemon.proc is not None
+    os.killpg(daemon.pid, signal.SIGINT)
+    assert daemon.proc.wait(DEADLINE) == 0, daemon.log()
+    wait_until(lambda: not daemon.leftovers(), "the workers to exit")
+    assert "Traceback" not in daemon.log() and "KeyboardInterrupt" not in daemon.log()
+    assert daemon.log().rstrip().endswith("stopped"), daemon.log()
+
+
 def test_socket_is_private(freshd_factory: Factory, mono: Path) -> None:
     daemon = freshd_factory(mono)
     st = os.lstat(daemon.socket)

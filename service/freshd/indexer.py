@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -668,4 +669,8 @@ def _die_with_parent(parent: int) -> None:
             time.sleep(0.5)
         os._exit(1)
 
+    # Ctrl-C in a terminal reaches the whole process group: the daemon (or `freshd
+    # index`) stops the pool itself, and a worker interrupted while it waits for a job
+    # only printed a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=watch, name="freshd-parent-watch", daemon=True).start()
