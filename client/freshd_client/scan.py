@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 _HASH_ATTEMPTS = 4
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
-_GLOB_CHARS = frozenset("*?[")
+GLOB_CHARS = frozenset("*?[")  # a cache key holding one is a glob
 
 
 class ScanResult:
@@ -290,7 +290,7 @@ def rescan_files(
 
 def _needs_walk(project: Project) -> bool:
     keys = project.cache_keys or ()
-    return any(k.file is not None and _GLOB_CHARS & set(k.file) for k in keys)
+    return any(k.file is not None and GLOB_CHARS & set(k.file) for k in keys)
 
 
 def _scan_tree(
@@ -428,7 +428,7 @@ def _meta_entries(
 
 
 def _expand(pattern: str, records: Mapping[str, FileRecord]) -> list[str]:
-    if not _GLOB_CHARS & set(pattern):
+    if not GLOB_CHARS & set(pattern):
         rel = clean_rel(pattern)
         return [rel] if rel is not None else []
     import pathspec  # deferred: only glob cache keys need it

@@ -36,7 +36,7 @@ from freshd_client.errors import FreshdError
 log = logging.getLogger("freshd")
 
 _GRACEFUL_SECONDS = 3
-_DISCOVERY_HEAD_START_S = 0.25
+_HEAD_START_S = 0.25
 
 
 class DaemonError(FreshdError):
@@ -96,7 +96,7 @@ def _run(
     # (discovery, then the watches of the first packages); loading uvicorn beside it,
     # under one interpreter lock, would slow it ~3x. Clients connecting meanwhile wait in
     # the listening socket's backlog.
-    engine.scanning.wait(_DISCOVERY_HEAD_START_S)
+    engine.scanning.wait(_HEAD_START_S)
     metrics.load()
     import uvicorn
 

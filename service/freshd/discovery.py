@@ -62,16 +62,19 @@ def discover(
     ``inside_packages``, the walk stops at each package it finds: the indexer learns
     of the packages inside one from that package's own walk (``found_inside``).
 
-    ``watch``: each directory listed is watched just before, and each one skipped (with
-    all below it) as it is skipped; without ``inside_packages``, what is below a package
-    found is left to whoever scans that package.
-
     Without ``read`` (and ``inside_packages``), the project files are not read: the
     packages come without a name, a project or a workspace, for the caller to read with
     ``project_of`` (the crawl does once its workers are busy; ~60 µs a package).
+
+    ``watch`` (the crawl's, so without ``read``): each directory listed is watched just
+    before, and each one skipped (with all below it) as it is skipped; what is below a
+    package found is left to whoever scans that package (its workspace members too:
+    they are globbed once the package's tree is watched).
     """
     if not read and inside_packages:
         raise ValueError("discover: read=False needs inside_packages=False")
+    if watch is not None and read:
+        raise ValueError("discover: watch needs read=False")
     found = Discovery(within or root)
     projects = _search(
         root, root, found.problems, inside_packages=inside_packages, watch=watch, read=read
@@ -145,9 +148,7 @@ def _search(
                 watch.tree(directory)
             continue
         if is_package_dir(names):
-            project = projects[directory] = project_of(directory) if read else None
-            if watch is not None and project is not None and project.workspace_members:
-                watch.tree(directory)  # its members are found by globbing below it
+            projects[directory] = project_of(directory) if read else None
             if not inside_packages:
                 continue
         for entry in entries:

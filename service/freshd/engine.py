@@ -829,7 +829,6 @@ class Engine:
 
         if self._unrecorded or prune:
             self.index.write(write)
-            self._unrecorded = []
         if prune:
             self._cookies_pruned = monotonic
         # Deleted a little later: the deletion wakes the watcher's thread and this one

@@ -381,9 +381,8 @@ def index_roots(
 
 class _TreesOnce:
     """A ``WatchAhead`` that adds the watches of a tree once: not again for a tree inside
-    one it watched whole (a package inside a workspace root discovery watched whole, a
-    package found inside another). New directories in a watched tree are watched as they
-    appear (watchdog adds them on their creation events)."""
+    one it watched whole (a package found inside another). New directories in a watched
+    tree are watched as they appear (watchdog adds them on their creation events)."""
 
     def __init__(self, watch: WatchAhead) -> None:
         self._watch = watch

@@ -33,13 +33,12 @@ from freshd_client import schema as sc
 from freshd_client.project import Project
 from freshd_client.quick import RECORD_KIND_BITS, identity
 from freshd_client.records import RACY_WINDOW_NS
-from freshd_client.scan import ScanResult, clean_rel, meta_keys
+from freshd_client.scan import GLOB_CHARS, ScanResult, clean_rel, meta_keys
 
 FORMAT = 1
 _HEAD = struct.Struct("<HxxIII")  # format, header length, paths, names length
 _IDENT = struct.Struct("<QqqQQI")  # size, mtime, ctime, inode, device, type | user x bit
 _ABSENT = _IDENT.pack(0, 0, 0, 0, 0, 0)
-_GLOB_CHARS = frozenset("*?[")
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
@@ -114,7 +113,7 @@ def take(
     # What the rules and the meta digest read beyond the file set. A name absent from a
     # listed directory needs nothing more: adding it moves the directory's mtime.
     extra = result.rule_files()
-    keys = [key for key in (*files, *key_dirs) if not _GLOB_CHARS & set(key)]  # globs: records
+    keys = [key for key in (*files, *key_dirs) if not GLOB_CHARS & set(key)]  # globs: records
     extra += [clean for key in keys if (clean := clean_rel(key)) is not None]
     listed = {rel for rel, _st in dirs}
     base = os.path.join(result.path, "")
