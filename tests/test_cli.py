@@ -393,6 +393,21 @@ def test_every_verb_is_known_to_the_fast_path() -> None:
         ["ls", "--json", "--socket", "s"],
         ["ls", "--help"],
         ["digest", "."],
+        ["serve"],
+        ["serve", "."],
+        ["serve", "/a", "/b", "--db", "/d", "--socket", "/s.sock"],
+        ["serve", "--db", "/d", "/a", "/b"],
+        ["serve", "/a", "--db", "/d", "/b"],  # argparse: unrecognized /b
+        ["serve", "--workers", "3", "--settle-ms", "2.5", "--rescan-seconds", "1"],
+        ["serve", "--workers", "three"],
+        ["serve", "--workers", "-1"],
+        ["serve", "--settle-ms", "1e1", "--rescan-seconds", "inf"],
+        ["serve", "--tcp", "127.0.0.1:7000", "--tcp", "[::1]:7000"],
+        ["serve", "--work", "2"],
+        ["serve", "--db"],
+        ["serve", "-", "--db", "d"],
+        ["serve", "--", "-odd-root"],
+        ["serve", "--help"],
     ],
 )
 def test_the_plain_forms_parse_as_argparse_does(argv: list[str]) -> None:
@@ -418,3 +433,8 @@ def test_the_plain_forms_are_recognised() -> None:
     assert plain_args(["check", "--venv", "v", "--json"]).venv == "v"
     assert plain_args(["status", "--json"]).json is True
     assert plain_args(["check", "-h"]) is None
+    served = plain_args(["serve", "/a", "/b", "--workers", "2", "--settle-ms", "5"])
+    assert (served.roots, served.workers, served.settle_ms) == (["/a", "/b"], 2, 5.0)
+    assert plain_args(["serve"]).roots == []
+    assert plain_args(["serve", "/a", "--db", "/d", "/b"]) is None
+    assert plain_args(["serve", "--workers", "two"]) is None

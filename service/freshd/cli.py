@@ -533,17 +533,35 @@ _PLAIN: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "ls": ({"--socket": "socket"}, {"--json": "json"}),
     "check": ({"--venv": "venv"}, {"--sync": "sync", "--json": "json"}),
     "run": ({"--venv": "venv", "--sync-cmd": "sync_cmd"}, {}),
+    "serve": (
+        {
+            "--db": "db",
+            "--socket": "socket",
+            "--tcp": "tcp",
+            "--workers": "workers",
+            "--settle-ms": "settle_ms",
+            "--rescan-seconds": "rescan_seconds",
+        },
+        {},
+    ),
 }
-"""The verbs an installer or a script calls on every start, and their options (with a
-value, flags): the plain forms of these are parsed without argparse."""
+"""The verbs an installer, a script or a service manager calls on every start, and their
+options (with a value, flags): the plain forms of these are parsed without argparse."""
+_PLAIN_TYPES: dict[str, Callable[[str], Any]] = {
+    "workers": int,
+    "settle_ms": float,
+    "rescan_seconds": float,
+}
+"""Options whose value argparse converts (``type=``); a value it would refuse is left to
+argparse, which words the error."""
 
 
 def plain_args(argv: list[str]) -> Any:
-    """The arguments of a plain ``status``, ``ls``, ``check`` or ``run … -- CMD`` without
-    loading argparse, which costs ~8 ms (its lazy gettext, locale and shutil imports) of
-    every container start and every status query; None for any other form (other
-    spellings, a repeated option, help, errors), which argparse then parses and
-    reports. tests/test_cli.py checks that both agree."""
+    """The arguments of a plain ``status``, ``ls``, ``check``, ``run … -- CMD`` or
+    ``serve [ROOT…]`` without loading argparse, which costs ~8 ms (its lazy gettext,
+    locale and shutil imports) of every container start, status query and daemon start;
+    None for any other form (other spellings, a repeated option, help, errors), which
+    argparse then parses and reports. tests/test_cli.py checks that both agree."""
     verb = argv[0] if argv else None
     if verb not in _PLAIN:
         return None
@@ -558,9 +576,17 @@ def plain_args(argv: list[str]) -> Any:
             return None
     values: dict[str, Any] = dict.fromkeys(valued.values())
     values.update(dict.fromkeys(flags.values(), False))
+    roots: list[str] | None = [] if verb == "serve" else None
     seen: set[str] = set()
     while options:
         option = options[0]
+        if roots is not None and not option.startswith("-"):
+            if roots:  # argparse takes the ROOTs as one run: a second one is an error
+                return None
+            while options and not options[0].startswith("-"):
+                roots.append(options[0])
+                options = options[1:]
+            continue
         if option in seen:
             return None
         seen.add(option)
@@ -569,10 +595,24 @@ def plain_args(argv: list[str]) -> Any:
             continue
         if option not in valued or len(options) < 2 or options[1].startswith("-"):
             return None
-        values[valued[option]], options = options[1], options[2:]
+        dest, value = valued[option], options[1]
+        if dest in _PLAIN_TYPES:
+            try:
+                value = _PLAIN_TYPES[dest](value)
+            except ValueError:
+                return None
+        values[dest], options = value, options[2:]
+    if roots is not None:
+        values["roots"] = roots
     from types import SimpleNamespace
 
-    func = {"status": _cmd_status, "ls": _cmd_ls, "check": _cmd_check, "run": _cmd_run}[verb]
+    func = {
+        "status": _cmd_status,
+        "ls": _cmd_ls,
+        "check": _cmd_check,
+        "run": _cmd_run,
+        "serve": _cmd_serve,
+    }[verb]
     extra = {"cmd": command} if command is not None else {}
     return SimpleNamespace(func=func, command=verb, **values, **extra)
 
