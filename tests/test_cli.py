@@ -424,6 +424,30 @@ def test_the_plain_forms_parse_as_argparse_does(argv: list[str]) -> None:
     assert vars(fast) == parsed
 
 
+def test_the_plain_forms_convert_values_as_argparse_does() -> None:
+    """The fast path's copy of the parser's value types and flags: a type changed in
+    one place only would parse the same spelling into another value."""
+    from freshd.cli import _PLAIN, _PLAIN_TYPES, build_parser
+
+    for verb, (valued, flags) in _PLAIN.items():
+        parser = build_parser(verb)._subparsers._group_actions[0].choices[verb]  # type: ignore[union-attr]
+        actions = {a.dest: a for a in parser._actions}
+        for dest in valued.values():
+            assert actions[dest].type is _PLAIN_TYPES.get(dest), (verb, dest)
+        for dest in flags.values():
+            assert actions[dest].const is True and actions[dest].nargs == 0, (verb, dest)
+
+
+def test_an_empty_root_is_refused(tmp_path: Path) -> None:
+    """An unset "$ROOT" must not watch the current directory."""
+    line = assert_one_line_error(
+        run("serve", "", "--db", str(tmp_path / "db"), "--socket", str(tmp_path / "s.sock"))
+    )
+    assert "empty path" in line
+    assert not (tmp_path / "db").exists()
+    assert "empty path" in assert_one_line_error(run("digest", ""))
+
+
 def test_the_plain_forms_are_recognised() -> None:
     from freshd.cli import plain_args
 

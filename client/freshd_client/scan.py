@@ -86,9 +86,17 @@ class ScanResult:
         return ["pyproject.toml", *self.gitignores]
 
 
+def real_path(path: str) -> str:
+    """``os.path.realpath`` of a path given by a user; PackagePathError for the empty path,
+    which realpath makes the current directory (an unset ``"$ROOT"``, never meant)."""
+    if not path:
+        raise PackagePathError("an empty path names no directory")
+    return os.path.realpath(path)
+
+
 def package_dir(path: str) -> str:
     """Canonical absolute path of the package at ``path``; PackagePathError if it is not one."""
-    real = os.path.realpath(path)
+    real = real_path(path)
     try:
         names = set(os.listdir(real))
     except FileNotFoundError:

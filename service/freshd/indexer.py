@@ -42,7 +42,7 @@ from freshd.index import Index
 from freshd_client import schema as sc
 from freshd_client.errors import FreshdError, PackagePathError
 from freshd_client.project import Project, read_project
-from freshd_client.scan import ScanResult, rescan_files, scan
+from freshd_client.scan import ScanResult, real_path, rescan_files, scan
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
@@ -72,7 +72,7 @@ class Summary:
 
 def canonical_root(path: str) -> str:
     """The canonical absolute path of a root; PackagePathError if it is not a directory."""
-    real = os.path.realpath(path)
+    real = real_path(path)
     if not os.path.exists(real):
         raise PackagePathError(f"{path}: no such directory")
     if not os.path.isdir(real):
