@@ -124,3 +124,53 @@ def oracle_tree_digest(root: Path) -> str:
     for rel, kind, raw in sorted(entries):
         encoded += [struct.pack("<I", len(rel)), rel, kind, raw]
     return "b3t1:" + blake3(b"".join(encoded)).hexdigest()
+
+
+def _watcher_delivers(timeout: float = 10.0) -> str | None:
+    """None when freshd's watcher reports a file written into a watched directory within
+    ``timeout``; else what went wrong. A deaf watcher makes the daemon answer from a
+    stale index, and every daemon test then waits out its deadline: a watchdog release
+    once did this, and the suite ran for an hour instead of failing (issue 17)."""
+    import queue
+    import tempfile
+
+    from freshd.watcher import Watcher
+
+    seen: queue.SimpleQueue[str] = queue.SimpleQueue()
+    ignore = lambda *_args: None  # noqa: E731
+    with tempfile.TemporaryDirectory(prefix="freshd-canary-") as root:
+        root = os.path.realpath(root)
+        watcher = Watcher(
+            lambda event: seen.put(os.fsdecode(event.src_path)),
+            on_overflow=ignore,
+            on_limit=ignore,
+            on_moved=ignore,
+            on_unreadable=ignore,
+        )
+        watcher.start()
+        try:
+            watcher.watch(root)
+            target = os.path.join(root, "probe.txt")
+            with open(target, "w") as fh:
+                fh.write("x")
+            try:
+                while seen.get(timeout=timeout) != target:
+                    pass
+            except queue.Empty:
+                return f"no event for {target} within {timeout:.0f} s"
+        finally:
+            watcher.stop()
+    return None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop the whole run at once when the watcher is deaf (see ``_watcher_delivers``)."""
+    problem = _watcher_delivers()
+    if problem is not None:
+        import watchdog.version
+
+        pytest.exit(
+            f"freshd's watcher delivers no events with watchdog "
+            f"{watchdog.version.VERSION_STRING}: {problem}",
+            returncode=1,
+        )
