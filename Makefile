@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test soak lint bench docs clean
+.PHONY: install run test test-lowest soak lint bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ run: install
 
 test: install
 	$(BIN)/pytest
+
+## test-lowest: the suite against the lowest versions pyproject.toml allows (uv's lowest-direct)
+LOWEST ?= .venv-lowest
+$(LOWEST)/.installed: pyproject.toml $(STAMP)
+	$(BIN)/uv venv --quiet --allow-existing --python $(BIN)/python $(LOWEST)
+	$(BIN)/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[dev]'
+	touch $@
+
+test-lowest: $(LOWEST)/.installed
+	$(LOWEST)/bin/pytest
 
 ## soak: the long seeded reliability runs (churn against the oracle, kill -9 loops); SEED=n reproduces one
 soak: install
@@ -38,7 +48,7 @@ bench: install
 	$(BIN)/python bench/bench_uv.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache
 
 docs: install
 	$(BIN)/python docs/gen_cli.py

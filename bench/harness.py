@@ -322,8 +322,11 @@ def _tail(path: str, lines: int = 5) -> str:
 class Freshd:
     """One ``freshd serve`` process, its stderr in ``log_path``."""
 
-    def __init__(self, root: str, db: str, socket_path: str, log_path: str) -> None:
+    def __init__(
+        self, root: str, db: str, socket_path: str, log_path: str, args: list[str] | None = None
+    ) -> None:
         self.root, self.db, self.socket_path, self.log_path = root, db, socket_path, log_path
+        self.args = args or []
         self.proc: subprocess.Popen[bytes] | None = None
         self.kids: list[int] = []
         self.first_answer = 0.0  # perf_counter of the first /v1/health answer
@@ -337,7 +340,16 @@ class Freshd:
     def start(self) -> float:
         """Spawn the daemon; the ``perf_counter`` just before."""
         env = {**os.environ, "FRESHD_HOME": os.path.dirname(self.socket_path)}
-        cmd = [FRESHD, "serve", self.root, "--db", self.db, "--socket", self.socket_path]
+        cmd = [
+            FRESHD,
+            "serve",
+            self.root,
+            "--db",
+            self.db,
+            "--socket",
+            self.socket_path,
+            *self.args,
+        ]
         with open(self.log_path, "wb") as err:
             started = time.perf_counter()
             self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)

@@ -11,7 +11,8 @@ The oracle is ``freshd_client.oneshot.digest_path`` run from scratch on every pa
 One rule of the contract is computed here too: a package holding a file whose hard-link
 count exceeds the names of that inode in every package's file set has a name freshd
 cannot watch (outside the roots, or excluded), so it is never ``clean``: it must answer
-unknown (state ``dirty``), never a digest.
+unknown (state ``dirty``), never a digest; so is a package whose ``pyproject.toml`` is a
+symlink (its target lives outside the root here).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class Expect:
     tree: str
     meta: str
     files: int
-    trusted: bool  # False: a hard link leaves the watched file sets; never clean
+    trusted: bool  # False: a hard link leaves the watched file sets, or the project file
+    # is a symlink (its target may change with no event): never clean
 
 
 class Churn:
@@ -56,6 +58,8 @@ class Churn:
         self.root = base / "root"
         self.outside = base / "outside"
         self.outside.mkdir(parents=True)
+        self.shared = base / "shared"  # targets of symlinked project files; nothing moves them
+        self.shared.mkdir()
         self.log: list[str] = []
         self._names = 0
         for i in range(packages):
@@ -88,6 +92,11 @@ class Churn:
             (self.edit_pyproject, 2),
             (self.hard_link, 2),
             (self.write_linked, 3),
+            # Issue 17's classes: each once made a daemon answer fresh for changed content.
+            (self.excluded_name_file, 2),
+            (self.link_pyproject, 1),
+            (self.edit_shared, 1),
+            (self.swap_for_link, 1),
         ]
 
     # -- what there is ------------------------------------------------------------
@@ -326,6 +335,62 @@ class Churn:
         write(target, self._content())
         return f"write linked {self._rel(target)} (nlink {target.stat().st_nlink})"
 
+    def excluded_name_file(self) -> str | None:
+        """A file named like a directory the file set leaves out (``build``, ``x.egg-info``),
+        written or appended to: it is in the file set, and its events count."""
+        name = self.rng.choice(["build", "dist", "x.egg-info", "node_modules", "__pycache__"])
+        target = self.rng.choice(self.dirs()) / name
+        if target.is_dir() or target.is_symlink():
+            return None
+        with open(target, "ab") as f:
+            f.write(self._content())
+        return f"append to the file {self._rel(target)}"
+
+    def link_pyproject(self) -> str | None:
+        """A package's ``pyproject.toml`` replaced (atomically) by a symlink to a copy
+        outside the root: its later edits reach no watch."""
+        package = self._pick([p for p in self.packages() if not self._linked_project(p)])
+        if package is None:
+            return None
+        shared = self.shared / self._name("shared", ".toml")
+        shared.write_bytes((package / "pyproject.toml").read_bytes())
+        link = package / self._name("tmp", ".toml")
+        link.symlink_to(shared)
+        os.rename(link, package / "pyproject.toml")
+        return f"pyproject {self._rel(package)} -> {self._rel(shared)}"
+
+    def edit_shared(self) -> str | None:
+        """Edit the target, outside the root, of a symlinked ``pyproject.toml``: another
+        version, or rules that change the file set."""
+        package = self._pick([p for p in self.packages() if self._linked_project(p)])
+        if package is None:
+            return None
+        target = (package / "pyproject.toml").resolve()
+        text = PYPROJECT.replace("Demo_Pkg", package.name)
+        if self.rng.random() < 0.5:
+            text += '[tool.freshd]\nexclude = ["*.txt"]\n'
+        write(target, text.replace("0.1.0", f"0.{self.rng.randrange(100)}"))
+        return f"edit shared {self._rel(target)} of {self._rel(package)}"
+
+    @staticmethod
+    def _linked_project(package: Path) -> bool:
+        return (package / "pyproject.toml").is_symlink()
+
+    def swap_for_link(self) -> str | None:
+        """``mv D D.old && ln -s E D``: a directory above packages swapped for a link to
+        another directory of the root; the packages' paths lead elsewhere now."""
+        packages = self.packages()
+        above = [d for d in self.dirs()[1:] if any(p.is_relative_to(d) for p in packages)]
+        source = self._pick(above)
+        if source is None:
+            return None
+        others = [d for d in self.dirs() if not d.is_relative_to(source)]
+        target = self.rng.choice(others)
+        moved = source.with_name(self._name("old"))
+        os.rename(source, moved)
+        source.symlink_to(os.path.relpath(target, source.parent))
+        return f"swap {self._rel(source)} for a link to {self._rel(target)}"
+
     def step(self) -> str:
         """One random operation that found something to act on; its log line."""
         ops, weights = zip(*self.ops, strict=True)
@@ -349,7 +414,7 @@ class Churn:
             names.update((r.dev, r.ino) for r in tree.records)
         expect = {}
         for path, (tree, meta) in scans.items():
-            unwatched = any(
+            unwatched = self._linked_project(Path(path)) or any(
                 os.lstat(os.path.join(path, r.rel)).st_nlink > names[r.dev, r.ino]
                 for r in tree.records
             )
@@ -460,7 +525,9 @@ def check_fast(
         ] + [
             answers[p, d]
             for p, ds in changed.items()
-            if p not in now
+            # A path that leads through a link to another package now is answered for that
+            # package (its old digests are never fresh: checked above).
+            if p not in now and os.path.realpath(p) == p
             for d in ds
             if answers[p, d]["state"] != "unknown"
         ]

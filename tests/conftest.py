@@ -137,16 +137,9 @@ def _watcher_delivers(timeout: float = 10.0) -> str | None:
     from freshd.watcher import Watcher
 
     seen: queue.SimpleQueue[str] = queue.SimpleQueue()
-    ignore = lambda *_args: None  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="freshd-canary-") as root:
         root = os.path.realpath(root)
-        watcher = Watcher(
-            lambda event: seen.put(os.fsdecode(event.src_path)),
-            on_overflow=ignore,
-            on_limit=ignore,
-            on_moved=ignore,
-            on_unreadable=ignore,
-        )
+        watcher = Watcher(lambda event: seen.put(os.fsdecode(event.src_path)))
         watcher.start()
         try:
             watcher.watch(root)

@@ -401,7 +401,7 @@ class Factory:
         self.started.append(daemon)
         daemon.start()
         if wait:
-            daemon.wait_status("ready")
+            daemon.wait_status("ready", "degraded")
         return daemon
 
     def close(self) -> None:

@@ -39,6 +39,7 @@ Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 @dataclass
 class RootMode:
     mode: str = "watching"
+    reason: str | None = None
 
 
 @dataclass
@@ -54,6 +55,9 @@ class FakeEngine:
 
     def pending(self) -> int:
         return 0
+
+    def problems(self) -> dict[str, str]:
+        return {r: s.reason for r, s in self.roots.items() if s.reason}
 
     def root_of(self, path: str) -> str | None:
         for root in self.roots:
@@ -450,6 +454,7 @@ def test_well_formed_requests_do_not_reach_fastapi(apps: Apps) -> None:
         {"status": "indexing", "progress": (3, 10)},
         {"status": "ready", "last_error": "cannot write index: no space left on device"},
         {"status": "starting", "roots": {"/b": RootMode("polling"), "/a": RootMode("missing")}},
+        {"status": "ready", "roots": {"/b": RootMode("blind", "the watcher delivered no event")}},
     ],
 )
 def test_health_is_answered_lean_byte_for_byte_as_fastapi(
@@ -462,7 +467,9 @@ def test_health_is_answered_lean_byte_for_byte_as_fastapi(
     assert answer == ask(slow, "GET", "/v1/health")
     assert answer == ask(lean, "GET", "/v1/health?unknown=1") == ask(slow, "GET", "/v1/health?x")
     health = json.loads(answer[2])
-    assert health["status"] == engine.status and health["packages"] == 7
+    degraded = engine.status == "ready" and engine.problems()
+    assert health["status"] == ("degraded" if degraded else engine.status)
+    assert health["reasons"] == engine.problems() and health["packages"] == 7
 
 
 def test_the_declared_routes_are_the_fastapi_apps(apps: Apps) -> None:

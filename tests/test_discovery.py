@@ -108,13 +108,6 @@ def test_discovery_without_reading_finds_the_same_packages_and_reads_them_after(
     with pytest.raises(ValueError, match="inside_packages"):
         discover(str(monorepo), read=False)
 
-    class Watch:  # the crawl's watches: workspace members are globbed once watched
-        def directory(self, path: str) -> None: ...
-        def tree(self, path: str) -> None: ...
-
-    with pytest.raises(ValueError, match="watch needs read=False"):
-        discover(str(monorepo), inside_packages=False, watch=Watch())
-
 
 def test_discovery_normalizes_names_per_pep_503(found: Discovery, monorepo: Path) -> None:
     names = {rel: p.name for rel, p in _by_rel(found, monorepo).items()}

@@ -370,7 +370,7 @@ def start_prefixed(
     daemon.prefix = prefix
     factory.started.append(daemon)
     daemon.start()
-    daemon.wait_status("ready")
+    daemon.wait_status("ready", "degraded")
     return daemon
 
 

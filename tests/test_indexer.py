@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Link, Spec, make_tree
+from freshd import seals
 from freshd.discovery import discover
 from freshd.index import Index
 from freshd.indexer import _jobs, index_roots, make_pool
@@ -151,77 +152,41 @@ def test_progress_starts_at_zero_once_and_counts_every_package(
     assert calls[-1] == (summary.packages, summary.packages) and summary.packages > 3
 
 
-class _WatchRecorder:
-    """A stand-in for the watcher: which directories the crawl had watched, and when."""
-
-    def __init__(self) -> None:
-        self.dirs: set[str] = set()
-        self.trees: set[str] = set()
-        self.again: list[str] = []  # trees or directories watched whole already
-
-    def directory(self, path: str) -> None:
-        if self.covers(path):
-            self.again.append(path)
-        self.dirs.add(path)
-
-    def tree(self, path: str) -> None:
-        if any(path == t or path.startswith(t + "/") for t in self.trees):
-            self.again.append(path)
-        self.trees.add(path)
-
-    def covers(self, path: str) -> bool:
-        return path in self.dirs or any(path == t or path.startswith(t + "/") for t in self.trees)
-
-
-def _all_dirs(root: str) -> list[str]:
-    return [top for top, _dirs, _files in os.walk(root)]  # os.walk never follows links
-
-
-@pytest.mark.parametrize("tree", [MONOREPO, HIDDEN], ids=["monorepo", "hidden"])
-def test_the_crawl_watches_each_directory_before_listing_it(
-    tmp_path: Path, tree: dict[str, Spec], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The start-up crawl adds the watches as it goes (``watch``): discovery's
-    directories one by one, each package's tree before its scan. No directory may be
-    listed before its watch (a change made in between would be lost), and in the end
-    every directory is watched, as when the whole root was watched first."""
-    root = str(make_tree(tmp_path / "root", tree).resolve())
-    watch = _WatchRecorder()
-    unwatched: list[str] = []
-    scandir = os.scandir
-
-    def listing(path: str) -> object:
-        if str(path).startswith(root) and not watch.covers(str(path)):
-            unwatched.append(str(path))
-        return scandir(path)
-
-    monkeypatch.setattr(os, "scandir", listing)
-    with Index(str(tmp_path / "db")) as index:
-        summary = index_roots(index, [root], workers=1, watch=watch)
-    monkeypatch.undo()
-    assert summary.packages == len(discover(root).packages)
-    assert unwatched == []
-    assert [d for d in _all_dirs(root) if not watch.covers(d)] == []
-    assert watch.again == []  # no directory's watch is added twice
+def _listed(summary_dirs: dict[str, list[tuple[str, int, int]]]) -> dict[str, set[str]]:
+    """The relative directories each package's scan says it listed, checked to carry the
+    identity the directory has."""
+    listed: dict[str, set[str]] = {}
+    for package, dirs in summary_dirs.items():
+        for rel, dev, ino in dirs:
+            st = os.stat(os.path.join(package, rel) if rel else package)
+            assert (st.st_dev, st.st_ino) == (dev, ino), (package, rel)
+        listed[package] = {rel for rel, _dev, _ino in dirs}
+    return listed
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_the_crawl_watches_random_trees_before_listing_them(
+def test_the_crawl_names_every_directory_a_scan_listed(
     tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The daemon checks each directory a scan listed against the kernel's watches
+    (``watchset``): the crawl must name them all, each package's own, from a walk and
+    from a seal alike (the warm crawl)."""
+    monkeypatch.setattr(seals, "RACY_WINDOW_NS", 0)  # files just written may be sealed
     tree = _random_tree(random.Random(seed))  # noqa: S311 (reproducible by seed, not secret)
     root = str(make_tree(tmp_path / "root", tree).resolve())
-    watch = _WatchRecorder()
-    listed: list[tuple[str, bool]] = []
-    scandir = os.scandir
-    monkeypatch.setattr(
-        os, "scandir", lambda p: listed.append((str(p), watch.covers(str(p)))) or scandir(p)
-    )
     with Index(str(tmp_path / "db")) as index:
-        index_roots(index, [root], workers=1, watch=watch)
-    monkeypatch.undo()
-    assert [p for p, covered in listed if p.startswith(root) and not covered] == []
-    assert [d for d in _all_dirs(root) if not watch.covers(d)] == []
+        cold = index_roots(index, [root], workers=1)
+        warm = index_roots(index, [root], workers=1)
+        records = {p: index.file_records(p) for p in cold.dirs}
+    listed = _listed(cold.dirs)
+    assert set(listed) == {p.path for p in discover(root).packages}
+    for package, rels in listed.items():
+        # Every directory holding a member was listed, and the package itself.
+        assert {r.rpartition("/")[0] for r in records[package]} | {""} <= rels, package
+    sealed = _listed(warm.dirs)  # a seal may name more: a cache key's directory (``src``)
+    assert sealed.keys() == listed.keys()
+    assert all(sealed[p] >= listed[p] for p in listed)
+    assert warm.reused == warm.files  # the warm crawl took its seals
 
 
 def test_a_forked_pool_scans_as_a_spawned_one(tmp_path: Path) -> None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import queue
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 from watchdog.events import FileSystemEvent
 
-from freshd.watcher import Watcher
+from freshd import watchset
+from freshd.watcher import Watcher, identity
 
 pytest.register_assert_rewrite("daemon_harness")
 from daemon_harness import (  # noqa: E402
@@ -78,73 +78,61 @@ def test_a_directory_moved_out_as_its_parent_moves_is_followed_back(
     assert_exact(daemon, [pkg])
 
 
-def test_a_deferred_watch_covers_what_is_added_and_no_more(tmp_path: Path) -> None:
-    """``watch(root, deferred=True)`` watches the root alone; ``directory`` and ``tree``
-    add the rest (the start-up crawl adds each before it lists it). Adding a watch again
-    is silent and cheap (watchdog's warning held a repr of every watched path)."""
-    root = tmp_path.resolve()
-    for sub in ("a/b", "c/d"):
-        (root / sub).mkdir(parents=True)
-    seen: list[str] = []
-    watcher = Watcher(
-        lambda event: seen.append(event.src_path),
-        on_overflow=lambda: None,
-        on_limit=lambda path: None,
-        on_moved=lambda path: None,
-        on_unreadable=lambda path: None,
-    )
-    watcher.start()
-    try:
-        watcher.watch(str(root), deferred=True)
-
-        def written(path: Path) -> None:
-            write(path, "x\n")
-            wait_until(lambda: str(path) in seen, f"an event for {path}")
-
-        # A root's events arrive in order: once the marker's is in, one for the file
-        # written before it would be too.
-        write(root / "a/b/before.txt", "x\n")
-        written(root / "marker1")
-        assert str(root / "a/b/before.txt") not in seen
-        watcher.directory(str(root / "c"))
-        write(root / "c/d/below.txt", "x\n")
-        written(root / "c/in-c.txt")
-        assert str(root / "c/d/below.txt") not in seen
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            watcher.tree(str(root / "a"))
-            watcher.tree(str(root / "a"))  # again: nothing to say
-        written(root / "a/b/after.txt")
-        written(root / "a/in-a.txt")
-    finally:
-        watcher.stop()
-
-
-def test_nested_roots_each_keep_the_watches_added_below_them(tmp_path: Path) -> None:
-    """``freshd serve`` takes roots inside one another: a watch added below both goes to
-    both roots' groups, so the inner root stays watched once the outer one is removed."""
+def test_nested_roots_each_keep_their_watches(tmp_path: Path) -> None:
+    """``freshd serve`` takes roots inside one another: the inner root stays watched once
+    the outer one is removed."""
     outer = tmp_path.resolve()
     inner = outer / "inner"
     (inner / "sub").mkdir(parents=True)
     seen: list[str] = []
-    ignore = lambda *_args: None  # noqa: E731
-    watcher = Watcher(
-        lambda event: seen.append(event.src_path),
-        on_overflow=ignore,
-        on_limit=ignore,
-        on_moved=ignore,
-        on_unreadable=ignore,
-    )
+    watcher = Watcher(lambda event: seen.append(event.src_path))
     watcher.start()
     try:
-        watcher.watch(str(outer), deferred=True)
-        watcher.watch(str(inner), deferred=True)
-        watcher.tree(str(inner / "sub"))
+        watcher.watch(str(outer))
+        watcher.watch(str(inner))
         watcher.unwatch(str(outer))
         write(inner / "sub/f.txt", "x\n")
         wait_until(lambda: str(inner / "sub/f.txt") in seen, "an event below the inner root")
     finally:
         watcher.stop()
+
+
+def test_the_kernel_lists_every_watched_directory(tmp_path: Path) -> None:
+    """``watchset`` reads the kernel's own list of this process's inotify watches: every
+    directory below a watched root is in it, one created later too, and one mounted over
+    is not (its path leads to another inode than the one watched)."""
+    root = tmp_path.resolve() / "root"
+    for sub in ("a/b/c", "d"):
+        (root / sub).mkdir(parents=True)
+    seen: queue.SimpleQueue[str] = queue.SimpleQueue()
+    watcher = Watcher(lambda event: seen.put(os.fsdecode(event.src_path)))
+    watcher.start()
+    try:
+        before = watchset.watched()
+        watcher.watch(str(root))
+        dirs = [top for top, _d, _f in os.walk(root)]
+        ids = {p: identity(p) for p in dirs}
+        assert {p for p, i in ids.items() if i not in watchset.watched()} == set()
+        assert not set(ids.values()) & before
+        (root / "a/new").mkdir()
+        write(root / "a/new/f.txt", "x")
+        while seen.get(timeout=DEADLINE) != str(root / "a/new/f.txt"):
+            pass
+        assert identity(str(root / "a/new")) in watchset.watched()
+        watcher.unwatch(str(root))
+        wait_until(lambda: not set(ids.values()) & watchset.watched(), "the watches removed")
+    finally:
+        watcher.stop()
+
+
+def test_fdinfo_lines_are_read_as_the_kernel_prints_them() -> None:
+    text = (
+        b"pos:\t0\nflags:\t02004000\nmnt_id:\t15\nino:\t1057\n"
+        b"inotify wd:2 ino:3e9a8 sdev:800001 mask:fc6 ignored_mask:0 fhandle-bytes:8 "
+        b"fhandle-type:1 f_handle:a8e90300e2e3f6a2\n"
+        b"inotify wd:1 ino:ff sdev:fd00000 mask:fc6 ignored_mask:0 fhandle-bytes:8\n"
+    )
+    assert watchset.parse(text) == [(os.makedev(8, 1), 0x3E9A8), (os.makedev(253, 0), 0xFF)]
 
 
 def test_events_behind_a_move_held_for_pairing_keep_their_order(tmp_path: Path) -> None:
@@ -155,10 +143,7 @@ def test_events_behind_a_move_held_for_pairing_keep_their_order(tmp_path: Path) 
     root.mkdir()
     outside.mkdir()
     seen: queue.SimpleQueue[FileSystemEvent] = queue.SimpleQueue()
-    ignore = lambda *_args: None  # noqa: E731
-    watcher = Watcher(
-        seen.put, on_overflow=ignore, on_limit=ignore, on_moved=ignore, on_unreadable=ignore
-    )
+    watcher = Watcher(seen.put)
     watcher.start()
     try:
         watcher.watch(str(root))

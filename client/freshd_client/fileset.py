@@ -46,6 +46,32 @@ BYTECODE_SUFFIXES = (".pyc", ".pyo")
 VENV_MARKER = "pyvenv.cfg"
 
 
+def excluded_by_default(rel: str, is_dir: bool) -> bool:
+    """Whether the default soft exclusions drop the file or directory at the relative
+    path ``rel``: tool caches, ``*.egg-info`` and ``build/``/``dist/`` at the top as
+    directories, bytecode as files. The one definition: the walk uses it, and so does
+    the daemon's event filter (a *file* named ``build`` is in the file set)."""
+    name = rel.rpartition("/")[2]
+    if is_dir:
+        return name in CACHE_DIRS or name.endswith(".egg-info") or rel in TOP_BUILD_DIRS
+    return name.endswith(BYTECODE_SUFFIXES)
+
+
+def outside_file_set(rel: str, is_dir: bool) -> bool:
+    """Whether the path ``rel`` (relative to a package, a directory when ``is_dir``) is
+    outside its file set whatever its ``.gitignore`` files say: it, or a directory
+    above it, is a VCS name (never walked) or excluded by default (``excluded_by_default``,
+    re-admitted only by ``[tool.freshd] include``). The daemon drops events for such
+    paths: they provably cannot change a digest that has no include rules."""
+    parts = rel.split("/")
+    last = len(parts) - 1
+    for i, name in enumerate(parts):
+        as_dir = is_dir or i < last
+        if name in VCS_NAMES or excluded_by_default("/".join(parts[: i + 1]), as_dir):
+            return True
+    return False
+
+
 if TYPE_CHECKING:
 
     class WalkedFile(NamedTuple):
@@ -196,14 +222,9 @@ class Matcher:
 
     def soft_excluded(self, rel: str, is_dir: bool) -> bool:
         """Whether defaults, .gitignore files or ``[tool.freshd] exclude`` drop this path."""
-        dir_rel, _, name = rel.rpartition("/")
-        if is_dir:
-            if name in CACHE_DIRS or name.endswith(".egg-info"):
-                return True
-            if rel in TOP_BUILD_DIRS:
-                return True
-        elif name.endswith(BYTECODE_SUFFIXES):
+        if excluded_by_default(rel, is_dir):
             return True
+        dir_rel = rel.rpartition("/")[0]
         probe = rel + "/" if is_dir else rel
         if self.exclude is not None and self.exclude.match(probe):
             return True

@@ -121,12 +121,13 @@ class Progress(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["starting", "indexing", "ready", "stopped"]
+    status: Literal["starting", "indexing", "ready", "degraded", "stopped"]
     version: str
     api_version: int
     pid: int
     roots: list[str]
-    watch: dict[str, Literal["watching", "polling", "missing"]]
+    watch: dict[str, Literal["watching", "polling", "missing", "blind"]]
+    reasons: dict[str, str]  # why a root's packages answer unknown (degraded)
     packages: int
     files: int
     pending: int

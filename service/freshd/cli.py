@@ -128,6 +128,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         tcp=args.tcp,
         settle_ms=args.settle_ms,
         rescan_seconds=args.rescan_seconds,
+        canary_seconds=args.canary_seconds,
     )
     roots = list(dict.fromkeys(canonical_root(r) for r in (args.roots or ["."])))
     return serve(cfg, roots)
@@ -158,7 +159,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"socket    {health.get('socket', '')}")
     print(f"index     {health.get('index', '')}")
     watch = health.get("watch") or {}
-    roots = [f"{root} ({watch[root]})" if root in watch else root for root in health["roots"]]
+    reasons = health.get("reasons") or {}
+    roots = [
+        f"{root} ({watch[root]}{': ' + reasons[root] if root in reasons else ''})"
+        if root in watch
+        else root
+        for root in health["roots"]
+    ]
     print("roots     " + ("\n          ".join(roots) or "none (add one with: freshd add ROOT)"))
     print(f"packages  {health['packages']} ({health['files']} files), {health['pending']} pending")
     if health.get("error"):
@@ -470,6 +477,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             metavar="S",
             help="rescan interval of a root that cannot be watched (default: 5)",
         )
+        p.add_argument(
+            "--canary-seconds",
+            type=float,
+            metavar="S",
+            help="how often a liveness cookie proves each root's watch delivers events; a "
+            "root whose cookie is 2*S late answers unknown until it does again (default: 1)",
+        )
         p.set_defaults(func=_cmd_serve)
 
     socket_help = "the daemon's Unix socket (default: $FRESHD_SOCKET, else the per-user default)"
@@ -541,6 +555,7 @@ _PLAIN: dict[str, tuple[dict[str, str], dict[str, str]]] = {
             "--workers": "workers",
             "--settle-ms": "settle_ms",
             "--rescan-seconds": "rescan_seconds",
+            "--canary-seconds": "canary_seconds",
         },
         {},
     ),
@@ -551,6 +566,7 @@ _PLAIN_TYPES: dict[str, Callable[[str], Any]] = {
     "workers": int,
     "settle_ms": float,
     "rescan_seconds": float,
+    "canary_seconds": float,
 }
 """Options whose value argparse converts (``type=``); a value it would refuse is left to
 argparse, which words the error."""

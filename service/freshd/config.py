@@ -21,6 +21,7 @@ class Config:
     tcp: tuple[str, int] | None = None
     settle_ms: float = 10.0
     rescan_seconds: float = 5.0
+    canary_seconds: float = 1.0  # see Engine._canaries: a fast answer is at most 3x this late
 
 
 def _default_workers(env: Mapping[str, str]) -> int:
@@ -85,6 +86,7 @@ def load(
     tcp: str | None = None,
     settle_ms: float | None = None,
     rescan_seconds: float | None = None,
+    canary_seconds: float | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Config:
     """Build the Config from explicit arguments, then the environment, then defaults."""
@@ -93,6 +95,7 @@ def load(
     resolved_socket = socket or env.get("FRESHD_SOCKET") or locations.socket_path()
     settle = settle_ms if settle_ms is not None else env.get("FRESHD_SETTLE_MS", 10.0)
     rescan = rescan_seconds if rescan_seconds is not None else env.get("FRESHD_RESCAN_SECONDS", 5.0)
+    canary = canary_seconds if canary_seconds is not None else env.get("FRESHD_CANARY_SECONDS", 1.0)
     return Config(
         index_dir=os.path.abspath(os.path.expanduser(resolved_dir)),
         workers=_positive_int("--workers", workers)
@@ -102,4 +105,5 @@ def load(
         tcp=parse_tcp(tcp) if tcp else None,
         settle_ms=_non_negative_float("--settle-ms", settle),
         rescan_seconds=max(0.1, _non_negative_float("--rescan-seconds", rescan)),
+        canary_seconds=max(0.01, _non_negative_float("--canary-seconds", canary)),
     )

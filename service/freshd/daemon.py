@@ -46,6 +46,7 @@ class DaemonError(FreshdError):
 def serve(cfg: Config, roots: list[str]) -> int:
     """Run the daemon in the foreground until SIGINT/SIGTERM; the exit code."""
     _configure_logging()
+    _raise_open_files()
     owner = {"command": "freshd serve", "socket": cfg.socket}
     # Until uvicorn takes over, a stop signal is noted and honoured once it runs; after
     # its shutdown uvicorn re-raises the signal under this same no-op handler, so the
@@ -135,6 +136,23 @@ def _run(
     if engine.fatal:
         raise DaemonError(engine.fatal)
     return 0
+
+
+def _raise_open_files() -> None:
+    """Raise the soft limit of open files to the hard one (as Watchman does): the index,
+    the sockets, the clients and watchdog's inotify descriptor share it, and running out
+    leaves a directory unwatched (``Engine._verify_watched`` then names it)."""
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:  # macOS refuses RLIM_INFINITY: keep the soft one
+        log.debug("cannot raise the open files limit from %d to %d: %s", soft, hard, exc)
 
 
 def _configure_logging() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import os
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from freshd_client.errors import ProjectFileError
 from freshd_client.fileset import CACHE_DIRS, VCS_NAMES, VENV_MARKER
@@ -32,17 +31,9 @@ class Discovery:
     problems: list[str] = field(default_factory=list)
 
 
-class WatchAhead(Protocol):
-    """Adds file-system watches just before a walk lists what they cover (``Watcher``)."""
-
-    def directory(self, path: str) -> None:
-        """Watch the directory ``path``, not what is below it."""
-
-    def tree(self, path: str) -> None:
-        """Watch the directory ``path`` and every one below it."""
-
-
-def _pruned(name: str) -> bool:
+def pruned(name: str) -> bool:
+    """Whether discovery never enters a directory of this name (nor the daemon's event
+    filter looks below one outside every package)."""
     return name in VCS_NAMES or name in CACHE_DIRS or name.endswith(".egg-info")
 
 
@@ -51,7 +42,6 @@ def discover(
     *,
     within: str | None = None,
     inside_packages: bool = True,
-    watch: WatchAhead | None = None,
     read: bool = True,
 ) -> Discovery:
     """Walk ``root`` (canonical, a directory) and return every package below it.
@@ -65,20 +55,11 @@ def discover(
     Without ``read`` (and ``inside_packages``), the project files are not read: the
     packages come without a name, a project or a workspace, for the caller to read with
     ``project_of`` (the crawl does once its workers are busy; ~60 µs a package).
-
-    ``watch`` (the crawl's, so without ``read``): each directory listed is watched just
-    before, and each one skipped (with all below it) as it is skipped; what is below a
-    package found is left to whoever scans that package (its workspace members too:
-    they are globbed once the package's tree is watched).
     """
     if not read and inside_packages:
         raise ValueError("discover: read=False needs inside_packages=False")
-    if watch is not None and read:
-        raise ValueError("discover: watch needs read=False")
     found = Discovery(within or root)
-    projects = _search(
-        root, root, found.problems, inside_packages=inside_packages, watch=watch, read=read
-    )
+    projects = _search(root, root, found.problems, inside_packages=inside_packages, read=read)
     members = workspace_members(projects)
     for path in sorted(projects):
         project = projects[path]
@@ -115,7 +96,7 @@ def found_inside(
 
 def _entered(rel: str) -> bool:
     """Whether discovery walks down this relative path (no part of it is pruned)."""
-    return not any(_pruned(part) for part in rel.split("/"))
+    return not any(pruned(part) for part in rel.split("/"))
 
 
 def _search(
@@ -124,7 +105,6 @@ def _search(
     problems: list[str],
     *,
     inside_packages: bool,
-    watch: WatchAhead | None = None,
     read: bool = True,
 ) -> dict[str, Project | None]:
     """The packages at and below directory ``top`` with their project files (None when
@@ -134,8 +114,6 @@ def _search(
     stack = [top]
     while stack:
         directory = stack.pop()
-        if watch is not None:
-            watch.directory(directory)
         try:
             with os.scandir(directory) as it:
                 entries = list(it)
@@ -144,8 +122,6 @@ def _search(
             continue
         names = {e.name for e in entries}
         if VENV_MARKER in names and directory != root:
-            if watch is not None:
-                watch.tree(directory)
             continue
         if is_package_dir(names):
             projects[directory] = project_of(directory) if read else None
@@ -158,10 +134,8 @@ def _search(
                 continue
             if not is_dir:
                 continue
-            if not _pruned(entry.name):
+            if not pruned(entry.name):
                 stack.append(entry.path)
-            elif watch is not None:
-                watch.tree(entry.path)
     return projects
 
 

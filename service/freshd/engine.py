@@ -32,7 +32,7 @@ import queue
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -42,36 +42,43 @@ from watchdog.events import (
     DirAttribEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    EventsLostEvent,
     FileCreatedEvent,
     FileDeletedEvent,
     FileMovedEvent,
     FileSystemEvent,
 )
+from watchdog.observers.api import BaseObserver
 
-from freshd import __version__
+from freshd import __version__, watchset
 from freshd.config import Config
-from freshd.discovery import Package, discover, workspace_members
+from freshd.discovery import Package, discover, pruned, workspace_members
 from freshd.index import Index
-from freshd.indexer import Known, index_roots, make_pool, rescan_job, scan_packages, store
+from freshd.indexer import (
+    DirIdentity,
+    Known,
+    index_roots,
+    make_pool,
+    rescan_job,
+    scan_packages,
+    store,
+)
 from freshd.links import Inode, LinkTable
 from freshd.metrics import Metrics
-from freshd.watcher import Watcher, max_user_watches
+from freshd.watcher import Identity, Watcher, identity, max_user_watches
 from freshd_client import schema as sc
 from freshd_client.errors import FreshdError
-from freshd_client.fileset import (
-    BYTECODE_SUFFIXES,
-    CACHE_DIRS,
-    TOP_BUILD_DIRS,
-    VCS_NAMES,
-    VENV_MARKER,
-)
+from freshd_client.fileset import VENV_MARKER, outside_file_set
 from freshd_client.gitstate import find_git_dir
 from freshd_client.project import MARKERS, CacheKey, is_package_dir, read_project
 from freshd_client.schema import COOKIE_PREFIX
 
 log = logging.getLogger("freshd.engine")
 
-RootMode = Literal["watching", "polling", "missing"]
+RootMode = Literal["watching", "polling", "missing", "blind"]
+"""``watching``: events are trusted; ``polling``: the root cannot be watched, it is
+rescanned periodically; ``missing``: the directory is gone; ``blind``: the canary did not
+come back in time (see ``Engine._canaries``)."""
 Publish = Callable[[str, dict[str, Any]], None]
 """Called with ("package", PackageInfo) or ("removed", {"path": …}) after each write."""
 
@@ -84,6 +91,7 @@ _COOKIE_UNLINK_SECONDS = 0.005  # an acknowledged cookie is deleted after this, 
 _COOKIE_PRUNE_SECONDS = 10.0  # records older than _COOKIE_KEEP_NS go at most this often
 _ACKED_SECONDS = 10.0  # how long a seen cookie's later events are recognized
 _KNOWN_RECORDS = 10_000  # file records kept decoded for targeted rehashes (~0.5 KiB each)
+_CANARY_PREFIX = f"{COOKIE_PREFIX}live-"  # the liveness cookies written into each root
 
 
 @dataclass(slots=True)
@@ -95,6 +103,11 @@ class RootState:
     reason: str | None = None
     reported: str | None = None  # the last reason logged: each is logged once
     next_poll: float = 0.0
+    canary: str | None = None  # the liveness cookie written and not seen yet
+    canary_sent: float = 0.0
+    next_canary: float = 0.0
+    rewatch: float | None = None  # when to watch it again: a directory below is not watched
+    suspect_at: float | None = None  # since when a package of it is ``Tracked.suspect``
 
 
 @dataclass(slots=True)
@@ -107,10 +120,24 @@ class Tracked:
     git_dir: str | None = None  # the repository whose state its meta digest covers
     polled: bool = False  # its inputs cannot be watched: never reported clean
     linked_out: bool = False  # a hard link has a name no event reports: never reported clean
+    indirect: bool = False  # a project file read through a symlink: never reported clean
+    unwatched: str | None = None  # a directory the kernel does not watch, and why
+    suspect: bool = False  # a new directory not watched yet: maybe its event is on its way
 
     @property
     def never_clean(self) -> bool:
-        return self.polled or self.linked_out
+        return (
+            self.polled
+            or self.linked_out
+            or self.indirect
+            or self.unwatched is not None
+            or self.suspect
+        )
+
+    @property
+    def rehash_for_sync(self) -> bool:
+        """Whether a sync answer rehashes it first: no event tells of its changes."""
+        return self.linked_out or self.indirect
 
 
 class _StopRequestedError(Exception):
@@ -136,9 +163,11 @@ class Engine:
         publish: Publish | None = None,
         on_fatal: Callable[[], None] | None = None,
         pool: Executor | None = None,
+        observer: Callable[[], BaseObserver] | None = None,
     ) -> None:
         """``pool``: the hashing processes of the first crawl, made before (the engine
-        shuts it down); by default they start with it."""
+        shuts it down); by default they start with it. ``observer``: the watchdog
+        observer class (tests inject faults with one of their own)."""
         self.index = index
         self.cfg = cfg
         self.metrics = metrics or Metrics()
@@ -179,25 +208,35 @@ class Engine:
         self._new_names: set[str] = set()  # files created since the last step
         self._searched: set[tuple[Inode, int]] = set()  # short inodes looked up in the index
         self._next_package_poll = 0.0
-        self._limits: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._writes_failing = False
         self._overflowed = False
         self._overflow_logged = -1e9
-        self._unwatched: set[str] = set()  # directories the daemon could not read to watch
+        self._kernel: frozenset[Identity] | None = None  # watchset.watched(), while current
+        self._canaries_seen: dict[str, float] = {}  # canary path → when the watcher gave it
+        self._heard: dict[str, float] = {}  # root → when the watcher last gave one of its events
+        self._canary_arrived = threading.Event()
+        self._canary_ids = itertools.count(1)
         self._stopping = threading.Event()
-        self._watcher = Watcher(
-            lambda event: self._queue.put(("event", event)),
-            on_overflow=lambda: self._queue.put(("overflow",)),
-            on_limit=self._on_limit,
-            on_moved=lambda root: self._queue.put(("moved", root)),
-            on_unreadable=lambda path: self._queue.put(("unreadable", path)),
-        )
+        self._watcher = Watcher(self._on_watch_event, *([observer] if observer else []))
         self._thread = threading.Thread(target=self._run, name="freshd-engine", daemon=True)
         self._heartbeat = threading.Thread(target=self._beat, name="freshd-heartbeat", daemon=True)
 
-    def _on_limit(self, path: str) -> None:
-        self._limits.put(path)  # separate queue: _watch() reads it without reordering events
-        self._queue.put(("limit",))
+    def _on_watch_event(self, event: FileSystemEvent) -> None:
+        """On watchdog's thread: hand the event over. A canary's arrival is noted here,
+        so that a busy engine thread is not taken for a deaf watcher."""
+        if isinstance(event, EventsLostEvent):
+            self._queue.put(("overflow",))
+            return
+        path = os.fsdecode(event.src_path)
+        root = self.root_of(path)
+        if root is not None:
+            self._heard[root] = time.monotonic()
+        if os.path.basename(path).startswith(_CANARY_PREFIX):
+            if isinstance(event, FileCreatedEvent):
+                self._canaries_seen[path] = time.monotonic()
+                self._canary_arrived.set()
+            return
+        self._queue.put(("event", event))
 
     # -- lifecycle (any thread) ------------------------------------------------
 
@@ -230,6 +269,15 @@ class Engine:
     def alive(self) -> bool:
         """Whether the engine thread is running."""
         return self._thread.is_alive()
+
+    def problems(self) -> dict[str, str]:
+        """Why a root's packages, or some of them, answer unknown: its watch state's
+        reason, else the first directory below it that is not watched (any thread)."""
+        found = {r: s.reason for r, s in list(self.roots.items()) if s.reason}
+        for tracked in list(self._tracked.values()):
+            if tracked.unwatched is not None and tracked.pkg.root not in found:
+                found[tracked.pkg.root] = tracked.unwatched
+        return found
 
     def pending(self) -> int:
         """Events and packages waiting to be processed."""
@@ -313,11 +361,9 @@ class Engine:
     def _crawl_at_start(self) -> None:
         self.status = "indexing"
         self._pool = self._pool or make_pool(self.cfg.workers)
-        # Only the roots are watched now: the crawl adds the watches below them as it
-        # goes, each directory's before anything reads it (index_roots), so that no
-        # change is lost and the workers need not wait for all of them.
+        # Watched before the crawl lists anything, so that no change is lost.
         for state in self.roots.values():
-            self._watch(state, deferred=True)
+            self._watch(state)
         self._pool_used = time.monotonic()
         crawlable = [r for r, s in self.roots.items() if s.mode != "missing"]
         summary = index_roots(
@@ -326,9 +372,7 @@ class Engine:
             workers=self.cfg.workers,
             progress=self._on_progress,
             pool=self._pool,
-            watch=self._watcher,
         )
-        self._take_limits()  # directories the crawl could not watch: their roots are polled
         for problem in summary.errors:
             log.warning("%s", problem)
         for pkg in summary.found:
@@ -336,6 +380,10 @@ class Engine:
         for path, links in summary.links.items():
             self._links.update(path, links, None)
         self._check_links(set(summary.links))
+        # Not ready (so never fresh) until now: a package with a directory the kernel
+        # does not watch is kept dirty.
+        for path in self._verify_watched(summary.dirs):
+            self._touch(path)
         self.index.write(self._disown_others)
         self._queue_polled()
         # Events received during the crawl: their packages are rescanned before `ready`.
@@ -400,7 +448,7 @@ class Engine:
         self._held = []
         try:
             for path in sorted(self._never_clean):
-                if self._tracked[path].linked_out:  # no event tells: rehash before a sync answer
+                if self._tracked[path].rehash_for_sync:  # no event tells: rehash first
                     self._touch(path)
             self._process()
             # Processing can find other packages stale (a hard link lost its other name):
@@ -434,6 +482,20 @@ class Engine:
             deadlines.append(self._settle_deadline())
         if any(s.mode != "watching" for s in self.roots.values()) or self._never_clean:
             deadlines.append(time.monotonic() + _COOKIE_POLL_SECONDS)
+        if self.status == "ready":
+            for state in self.roots.values():
+                if state.canary is not None:
+                    # Its event is noted on the watcher's thread: look soon after it is due.
+                    deadlines.append(
+                        min(
+                            state.canary_sent + 2 * self.cfg.canary_seconds,
+                            time.monotonic() + _COOKIE_POLL_SECONDS,
+                        )
+                    )
+                elif state.mode in ("watching", "blind"):
+                    deadlines.append(state.next_canary)
+                if state.rewatch is not None:
+                    deadlines.append(state.rewatch)
         if self._pool is not None:
             deadlines.append(self._pool_used + _POOL_IDLE_SECONDS)
         if self._unlink_later:
@@ -454,19 +516,10 @@ class Engine:
         elif kind == "overflow":
             self.metrics.overflows.inc()
             self._overflowed = True  # handled once per step, however many arrive
-        elif kind == "limit":
-            self._take_limits()
         elif kind == "add":
             self._command(item[2], self._add_root, item[1])
         elif kind == "remove":
             self._command(item[2], self._remove_root, item[1])
-        elif kind == "unreadable":
-            # Its package cannot be scanned either (an error) until the directory is
-            # readable; a DirAttribEvent then adds its watches (see _on_event).
-            self._unwatched.add(item[1])
-        elif kind == "moved":
-            if item[1] in self.roots:  # the directory now at its path is not watched
-                self._root_gone(item[1])
         elif kind == "stop":
             self._stopping.set()
 
@@ -519,16 +572,17 @@ class Engine:
                 self._note_event()
             if "/.git" in path and self._git_keyed:
                 self._touch_git(path)
+            if event.is_directory and (gone or moved):
+                self._kernel = None  # its inode may come back as a directory not watched
             owner = self._owner(path)
             tracked = self._tracked.get(owner) if owner else None
-            if (tracked is None or not tracked.sensitive) and _noise(path, owner or root):
+            if (tracked is None or not tracked.sensitive) and _noise(
+                path, owner, root, event.is_directory
+            ):
                 continue
             if event.is_directory:
-                if not isinstance(event, DirAttribEvent):
+                if not isinstance(event, DirAttribEvent):  # a mode: the owner's rescan tells
                     self._structure.add(path)
-                elif path in self._unwatched:  # its mode changed: maybe readable now
-                    self._unwatched.discard(path)
-                    self._watcher.tree(path)
             elif name in MARKERS or name == VENV_MARKER:
                 self._structure.add(os.path.dirname(path))
             if owner is None:
@@ -577,7 +631,7 @@ class Engine:
         self._last_event = now
 
     def root_of(self, path: str) -> str | None:
-        for root in self.roots:
+        for root in tuple(self.roots):  # a copy: watchdog's thread asks too
             if path == root or path.startswith(root.rstrip("/") + "/"):
                 return root
         return None
@@ -652,6 +706,7 @@ class Engine:
         self._full_scan.clear()
         try:
             self._scan_and_write(batch, changed)
+            self._rewatch_due(time.monotonic())  # rescanned by the next _process
         except BaseException:
             for path, seq in batch.items():  # a failed write loses nothing: scan again later
                 self._dirty.setdefault(path, seq)
@@ -686,6 +741,7 @@ class Engine:
                 partial = changed.get(outcome.path) if outcome.partial else None
                 self._links.update(outcome.path, outcome.links, partial)
         self._check_links(set(batch))
+        self._verify_watched({o.path: o.dirs for o in outcomes})
         recorded = False
 
         def write(txn: lmdb.Transaction) -> list[sc.PackageRecord]:
@@ -694,10 +750,12 @@ class Engine:
             written = store(self.index, txn, by_path, kept)
             # Changed again while being scanned, or not watchable: stays dirty, in the
             # same transaction, so no reader ever sees it clean.
+            failed = {o.path for o in kept if o.error is not None}  # stays "error", says why
             again = [
                 p
                 for p in by_path
-                if self._dirty.get(p, batch[p]) != batch[p] or self._tracked[p].never_clean
+                if self._dirty.get(p, batch[p]) != batch[p]
+                or (self._tracked[p].never_clean and p not in failed)
             ]
             redirty = self._mark_dirty(txn, again)
             redirtied = {r.path for r in redirty}
@@ -833,9 +891,7 @@ class Engine:
             self._cookies_pruned = monotonic
         # Deleted a little later: the deletion wakes the watcher's thread and this one
         # while the event loop answers the queries released above.
-        if not self._unlink_later:
-            self._unlink_at = monotonic + _COOKIE_UNLINK_SECONDS
-        self._unlink_later += cookies
+        self._unlink_soon(cookies)
 
     def _record_cookies(self, txn: lmdb.Transaction) -> None:
         """Record the direct clients' cookies of the sync being answered: their answer."""
@@ -913,14 +969,14 @@ class Engine:
         self._tracked[pkg.path] = Tracked(
             pkg=pkg,
             seq=old.seq if old else 0,
-            sensitive=bool(project and project.include)
-            or uses_git
-            or _keys_in_noise(pkg.path, keys),
+            sensitive=bool(project and project.include) or uses_git or _keys_in_noise(keys),
             git_dir=git_dir,
             linked_out=old.linked_out if old else False,
             # Git state outside every root, or a root not fully watched, cannot be followed.
             polled=(git_dir is not None and self.root_of(git_dir) is None)
-            or (root is not None and root.mode == "polling"),
+            or (root is not None and root.mode in ("polling", "blind")),
+            indirect=_read_through_links(pkg.path, keys),
+            unwatched=old.unwatched if old else None,
         )
         self._note_never_clean(pkg.path)
         if old is None:
@@ -963,49 +1019,36 @@ class Engine:
 
     # -- roots ----------------------------------------------------------------------
 
-    def _watch(self, state: RootState, *, deferred: bool = False) -> None:
-        """Watch a root (``deferred``: the root alone, see Watcher.watch)."""
+    def _watch(self, state: RootState) -> bool:
+        """Watch a root and everything below it; whether the root could be watched (else
+        it is polled, or missing). What below it could not be watched, the scans find
+        (``_verify_watched``)."""
         if not os.path.isdir(state.path):
             state.mode, state.reason = "missing", "the directory does not exist"
             log.warning("root %s does not exist; waiting for it to appear", state.path)
-            return
-        # The root shows as watching (health) only once every directory below it is: a
-        # client seeing "watching" meanwhile would ask while it is about to be polled.
+            return False
+        self._kernel = None
         try:
-            self._watcher.watch(state.path, deferred=deferred)
+            self._watcher.watch(state.path)
         except OSError as exc:
             self._watcher.unwatch(state.path)
             self._poll(state, _watch_error(exc))
-            self._take_limits()
-            return
-        if not self._take_limits(state.path):  # directories that could not be watched
+            return False
+        if state.mode != "blind":  # a blind root sees again only once its canary returns
             state.mode, state.reason = "watching", None
+        return True
 
-    def _take_limits(self, attempted: str | None = None) -> bool:
-        """Poll the roots holding directories that could not be watched (those watching,
-        and ``attempted``, the root just watched); whether ``attempted`` is polled."""
-        polled = False
-        while True:
-            try:
-                path = self._limits.get_nowait()
-            except queue.Empty:
-                return polled
-            root = self.root_of(path)
-            if root is not None and (root == attempted or self.roots[root].mode == "watching"):
-                error = OSError(errno.ENOSPC, "inotify watch limit reached")
-                self._poll(self.roots[root], _watch_error(error))
-                polled = polled or root == attempted
-
-    def _poll(self, state: RootState, reason: str) -> None:
+    def _poll(self, state: RootState, reason: str, mode: RootMode = "polling") -> None:
+        """Stop trusting a root's events: its packages are never reported clean and the
+        root is watched again and rescanned every ``rescan_seconds``."""
         already = state.reported == reason
-        state.mode, state.reason, state.reported = "polling", reason, reason
+        state.mode, state.reason, state.reported = mode, reason, reason
         state.next_poll = time.monotonic() + self.cfg.rescan_seconds
         if already:
             log.debug("%s: still %s", state.path, reason)
         else:
             log.warning(
-                "cannot watch all of %s: %s; its packages stay unknown (never fresh) and are "
-                "rescanned every %.0f s",
+                "%s: %s; its packages stay unknown (never fresh) and are rescanned every %.0f s",
                 state.path,
                 reason,
                 self.cfg.rescan_seconds,
@@ -1015,6 +1058,125 @@ class Engine:
                 tracked.polled = True
                 self._note_never_clean(tracked.pkg.path)
                 self._touch(tracked.pkg.path)
+
+    def _verify_watched(self, dirs: Mapping[str, list[DirIdentity] | None]) -> list[str]:
+        """Check that the kernel watches every directory each package's scan listed
+        (``dirs``, by package). watchdog skips a directory it cannot watch without a word;
+        a package with such a blind spot is never reported clean, and its root is watched
+        anew (``RootState.rewatch``) until the kernel lists the directory.
+
+        A directory created lately may be unwatched only because its creation event is
+        still on its way (watchdog watches it on that event, and reports what was made in
+        it meanwhile): a canary round trip through its root settles it. Should the canary
+        be late, the package stays dirty (``suspect``) until the next one is back and it
+        has been scanned again. Returns the packages with a directory not watched."""
+        if not watchset.supported():
+            return []
+        missing = {}
+        for path, listed in dirs.items():
+            tracked = self._tracked.get(path)
+            if tracked is None or listed is None:
+                continue
+            state = self.roots.get(tracked.pkg.root)
+            if state is not None and state.mode == "watching":  # else: never clean anyway
+                missing[path] = self._unwatched(path, listed)
+        waited = {self._tracked[p].pkg.root for p, dirs_ in missing.items() if dirs_}
+        settled = bool(waited) and self._round_trip(waited, 2 * self.cfg.canary_seconds)
+        if settled:
+            self._kernel = None
+            missing = {p: self._unwatched(p, m) for p, m in missing.items()}
+        now = time.monotonic()
+        for path, unwatched in missing.items():
+            tracked = self._tracked[path]
+            reason, readable = (None, True)
+            if unwatched and settled:
+                reason, readable = self._blind_spot(path, unwatched[0][0])
+            first = reason != tracked.unwatched  # a new cause, or newly readable
+            if reason != tracked.unwatched:
+                if reason is not None:
+                    log.warning("%s; its package stays unknown (never fresh) until it is", reason)
+                elif tracked.unwatched is not None:
+                    log.info("%s is watched whole again", path)
+                tracked.unwatched = reason
+            tracked.suspect = bool(unwatched) and not settled
+            self._note_never_clean(path)
+            state = self.roots.get(tracked.pkg.root)
+            if state is None:
+                continue
+            if reason is not None and readable and state.rewatch is None:
+                # Watched anew at once for a new cause (watchdog may have lost track of a
+                # directory moved out and back in quickly), then every rescan_seconds. An
+                # unreadable one waits for its chmod: the event rescans its package.
+                state.rewatch = now + (0.0 if first else self.cfg.rescan_seconds)
+            if tracked.suspect and state.suspect_at is None:
+                state.suspect_at = now
+        return [p for p, unwatched in missing.items() if unwatched]
+
+    def _round_trip(self, roots: set[str], timeout: float) -> bool:
+        """Write a canary into each root and wait for the watcher to give each back: then
+        every event of those roots from before has been delivered. False on a timeout."""
+        paths = []
+        flags = os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        try:
+            for root in roots:
+                path = os.path.join(root, f"{_CANARY_PREFIX}{os.getpid()}-{next(self._canary_ids)}")
+                os.close(os.open(path, flags, 0o600))
+                paths.append(path)
+            deadline = time.monotonic() + timeout
+            while True:
+                self._canary_arrived.clear()
+                if all(p in self._canaries_seen for p in paths):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._canary_arrived.wait(left)
+        except OSError:
+            return False
+        finally:
+            for path in paths:
+                self._canaries_seen.pop(path, None)
+            self._unlink_soon(paths)
+
+    def _unwatched(self, package: str, listed: list[DirIdentity]) -> list[DirIdentity]:
+        """The directories of ``listed`` that the kernel does not watch and that are still
+        there (one gone or replaced since it was listed is its own event)."""
+        kernel = self._kernel_watches()
+        missing = [d for d in listed if (d[1], d[2]) not in kernel]
+        if missing and self._kernel is not None:
+            self._kernel = None  # maybe older than a watch added meanwhile: read it again
+            kernel = self._kernel_watches()
+            missing = [d for d in missing if (d[1], d[2]) not in kernel]
+        return [
+            (rel, dev, ino)
+            for rel, dev, ino in missing
+            if identity(os.path.join(package, rel) if rel else package) == (dev, ino)
+        ]
+
+    def _blind_spot(self, package: str, rel: str) -> tuple[str, bool]:
+        """Why the directory ``rel`` of ``package`` is not watched, naming it; and whether
+        the daemon may read it (else watching it anew is no use)."""
+        path = os.path.join(package, rel) if rel else package
+        readable = os.access(path, os.R_OK | os.X_OK)
+        if os.path.ismount(path):
+            cause = "a file system was mounted there after it was watched"
+        elif not readable:
+            cause = "permission denied"
+        else:
+            cause = (
+                "the watch could not be added (is fs.inotify.max_user_watches="
+                f"{max_user_watches()} reached? raise it with sysctl)"
+            )
+        return f"{path} is not watched: {cause}", readable
+
+    def _kernel_watches(self) -> frozenset[Identity]:
+        if self._kernel is None:
+            try:
+                self._kernel = watchset.watched()
+            except OSError as exc:
+                log.warning("cannot read this process's inotify watches: %s", exc)
+                return frozenset()  # nothing proven watched: every package is a blind spot
+        return self._kernel
 
     def _queue_polled(self) -> None:
         for path in sorted(self._never_clean):
@@ -1027,19 +1189,16 @@ class Engine:
             self._pool.shutdown(wait=False)
             self._pool = None
         for root, state in list(self.roots.items()):
+            if self.status == "ready" and state.mode in ("watching", "blind"):
+                self._canary(state, now)
             if state.mode == "watching":
                 continue
             self._poll_cookies(root)
             if now < state.next_poll:
                 continue
             state.next_poll = now + self.cfg.rescan_seconds
-            self._watcher.unwatch(root)
-            self._watch(state)
-            if self.roots[root].mode == "watching":
-                state.reported = None
-                log.info("watching %s again", root)
-            if state.mode != "missing":
-                self._rescan_root(root)
+            self._rewatch(state)
+        self._rewatch_due(now)
         if now >= self._next_package_poll and self._never_clean:
             self._next_package_poll = now + self.cfg.rescan_seconds
             self._queue_polled()
@@ -1048,6 +1207,77 @@ class Engine:
             self._writes_failing = False
             self.last_error = None
             log.info("index writes succeed again")
+
+    def _rewatch_due(self, now: float) -> None:
+        """Watch anew the roots where a scan found a directory not watched."""
+        for state in list(self.roots.values()):
+            if state.rewatch is not None and now >= state.rewatch:
+                state.rewatch = None
+                if state.mode == "watching":
+                    self._rewatch(state)
+
+    def _rewatch(self, state: RootState) -> None:
+        """Watch a root anew and rescan it: events of the moment between are lost."""
+        self._watcher.unwatch(state.path)
+        was = state.mode
+        if self._watch(state) and was == "polling":
+            state.reported = None
+            log.info("watching %s again", state.path)
+        if state.mode != "missing":
+            self._rescan_root(state.path)
+
+    def _canary(self, state: RootState, now: float) -> None:
+        """The proof that a root's watch delivers: a cookie written into the root every
+        ``canary_seconds`` must come back as an event within twice that. When it does not,
+        the root is blind: its packages answer unknown on every transport (they stay
+        dirty in the index) until a canary comes back and the root has been rescanned.
+        A fast answer is thus at most 3 * ``canary_seconds`` behind a deaf watcher.
+        The root's identity is checked too: a root renamed away is no event at all."""
+        period = self.cfg.canary_seconds
+        if state.canary is not None:
+            late = now - state.canary_sent
+            if self._canaries_seen.pop(state.canary, None) is not None:
+                self._unlink_soon([state.canary])
+                state.canary = None
+                if state.suspect_at is not None and state.canary_sent >= state.suspect_at:
+                    state.suspect_at = None  # every event before it is in: look again
+                    for path, tracked in self._tracked.items():
+                        if tracked.suspect and tracked.pkg.root == state.path:
+                            self._touch(path)
+                if state.mode == "blind":
+                    log.info("%s: events arrive again; rescanning it", state.path)
+                    state.mode, state.reason, state.reported = "watching", None, None
+                    self._rescan_root(state.path)
+            elif late > 2 * period and (
+                # Other events of the root since it was written: a backlog, not a deaf
+                # watcher (a burst of thousands of directories); up to a point.
+                self._heard.get(state.path, 0.0) < state.canary_sent or late > 10 * period
+            ):
+                self._unlink_soon([state.canary])  # should it come late, it is ignored
+                state.canary = None
+                if state.mode == "watching":
+                    reason = f"the watcher delivered no event for {late:.1f} s"
+                    self._poll(state, reason, mode="blind")
+        if state.canary is not None or now < state.next_canary:
+            return
+        current = identity(state.path)
+        if current is None or current != self._watcher.watched_identity(state.path):
+            self._root_gone(state.path)  # renamed away, or replaced: watched anew when back
+            return
+        path = os.path.join(state.path, f"{_CANARY_PREFIX}{os.getpid()}-{next(self._canary_ids)}")
+        try:
+            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        except OSError as exc:
+            if state.mode == "watching":
+                self._poll(state, f"cannot write a liveness cookie: {exc.strerror or exc}", "blind")
+            state.next_canary = now + period
+            return
+        state.canary, state.canary_sent, state.next_canary = path, now, now + period
+
+    def _unlink_soon(self, paths: list[str]) -> None:
+        if not self._unlink_later:
+            self._unlink_at = time.monotonic() + _COOKIE_UNLINK_SECONDS
+        self._unlink_later += paths
 
     def _poll_cookies(self, root: str) -> None:
         try:
@@ -1178,23 +1408,33 @@ def _content_only(is_directory: bool, name: str, tracked: Tracked | None) -> boo
     )
 
 
-def _keys_in_noise(base: str, keys: Iterable[CacheKey] | None) -> bool:
+def _keys_in_noise(keys: Iterable[CacheKey] | None) -> bool:
     """Whether a cache key names a file or directory whose events ``_noise`` would drop
     (``build/version.txt``): its package's meta digest depends on it."""
     for key in keys or ():
-        rel = key.file if key.file is not None else key.dir
-        if rel is not None and _noise(os.path.normpath(os.path.join(base, rel)), base):
+        rel, is_dir = (key.file, False) if key.file is not None else (key.dir, True)
+        if rel is not None and outside_file_set(os.path.normpath(rel), is_dir):
             return True
     return False
 
 
-def _noise(path: str, base: str) -> bool:
-    """Events that cannot change a file set unless ``[tool.freshd] include`` says so."""
-    rel = path[len(base) + 1 :] if path.startswith(base + "/") else path
-    parts = rel.split("/")
-    if rel.endswith(BYTECODE_SUFFIXES) or parts[0] in TOP_BUILD_DIRS:
-        return True
-    return any(p in VCS_NAMES or p in CACHE_DIRS or p.endswith(".egg-info") for p in parts)
+def _noise(path: str, owner: str | None, root: str, is_dir: bool) -> bool:
+    """Events that cannot change anything the index holds: in a package (``owner``),
+    outside its file set by the walk's own rule (``outside_file_set``; ``[tool.freshd]
+    include`` turns this off); outside every package, below a directory that discovery
+    never enters (no package can appear there)."""
+    if owner is not None:
+        return outside_file_set(path[len(owner) + 1 :], is_dir)
+    parts = path[len(root) + 1 :].split("/")
+    return any(pruned(part) for part in (parts if is_dir else parts[:-1]))
+
+
+def _read_through_links(path: str, keys: Iterable[CacheKey] | None) -> bool:
+    """Whether the package at ``path`` reads a project file or a cache-key file through a
+    symlink: the target may live outside every watched tree, and no event tells of its
+    changes (its package is rehashed before each sync answer and never reported clean)."""
+    names = [*MARKERS, *(k.file for k in keys or () if k.file is not None)]
+    return any(os.path.islink(os.path.join(path, name)) for name in names)
 
 
 def _under_any(path: str, dirs: set[str]) -> bool:
@@ -1209,8 +1449,15 @@ def _under_any(path: str, dirs: set[str]) -> bool:
 
 
 def _is_package(path: str) -> bool:
+    """Whether ``path`` is still a package directory reached by no symlink: a directory
+    above it replaced by a link to another tree leads the path elsewhere, and its record
+    must go (a query through the link resolves to the other tree's own package)."""
     try:
-        return _is_real_dir(path) and is_package_dir(set(os.listdir(path)))
+        return (
+            _is_real_dir(path)
+            and os.path.realpath(path) == path
+            and is_package_dir(set(os.listdir(path)))
+        )
     except OSError:
         return False
 
@@ -1229,7 +1476,7 @@ def _pruned(directory: str, root: str) -> bool:
     rel = directory[len(root) + 1 :] if directory != root else ""
     current = root
     for part in rel.split("/") if rel else []:
-        if part in VCS_NAMES or part in CACHE_DIRS or part.endswith(".egg-info"):
+        if pruned(part):
             return True
         current = os.path.join(current, part)
         if os.path.exists(os.path.join(current, VENV_MARKER)):

@@ -32,7 +32,6 @@ import lmdb
 from freshd import seals
 from freshd.discovery import (
     Package,
-    WatchAhead,
     discover,
     found_inside,
     project_of,
@@ -53,6 +52,11 @@ _BATCH_RECORDS = 4000  # or sooner: the last batch, written once the workers are
 _JOBS_PER_WORKER = 4  # of the guided schedule's first round (more follow, smaller)
 
 
+DirIdentity = tuple[str, int, int]
+"""A directory a scan listed: (relative path, st_dev, st_ino); the engine checks that
+the kernel watches each (``watchset``)."""
+
+
 @dataclass(slots=True)
 class Summary:
     """What one indexing pass did."""
@@ -68,6 +72,7 @@ class Summary:
     seconds: float = 0.0
     found: list[Package] = field(default_factory=list)
     links: dict[str, list[tuple[str, int, int, int]]] = field(default_factory=dict)
+    dirs: dict[str, list[DirIdentity]] = field(default_factory=dict)  # Outcome.dirs
 
 
 def canonical_root(path: str) -> str:
@@ -100,6 +105,7 @@ class Outcome:
     links: list[tuple[str, int, int, int]] = field(default_factory=list)  # ScanResult.links
     walked: tuple[list[str], list[str]] | None = None  # ScanResult.walked
     seal: bytes | None = None  # to store (b"": none may stand); None: the stored one stands
+    dirs: list[DirIdentity] | None = None  # the directories a full walk listed (or sealed)
 
 
 def _outcome(
@@ -123,6 +129,7 @@ def _outcome(
     pairs = None if same_files else sc.encode_files(path, [] if result.error else result.records)
     outcome = _from_scan(result, pairs)
     outcome.seal = seals.take(result, project, dirs, started) if project is not None else b""
+    outcome.dirs = [(rel, st.st_dev, st.st_ino) for rel, st in dirs]
     return outcome
 
 
@@ -144,6 +151,7 @@ def _sealed(path: str, seal: seals.Seal) -> Outcome | None:
         None,
         links=seal.links,
         walked=(seal.nested, seal.hidden),
+        dirs=seal.directories(),
     )
 
 
@@ -311,23 +319,18 @@ def index_roots(
     workers: int,
     progress: Progress | None = None,
     pool: Executor | None = None,
-    watch: WatchAhead | None = None,
 ) -> Summary:
     """Bring the index up to date with the packages under ``roots`` (canonical paths).
-
-    ``watch``: the watches of the roots (each holding only its own so far) are added as
-    the walks go, each directory's before anything reads it: by discovery down to the
-    packages, then a package's whole tree just before its scan is handed out, so the
-    workers scan the first packages while the watches of the next ones are added."""
+    A daemon watches the roots before: whatever changes after a directory is listed is
+    an event."""
     started = time.perf_counter()
     summary = Summary(roots=list(roots))
     found = _Found(roots)
-    watch = _TreesOnce(watch) if watch is not None else None
     # A new pool's processes start up while discovery walks the roots.
     with make_pool(workers) if pool is None else contextlib.nullcontext(pool) as executor:
         for i, root in enumerate(roots):
             # Their project files are read later, once the workers are busy.
-            top = discover(root, inside_packages=False, watch=watch, read=False)
+            top = discover(root, inside_packages=False, read=False)
             summary.errors.extend(top.problems)
             found.unread.update(p.path for p in top.packages if p.path not in found.projects)
             found.add({p.path: p.project for p in top.packages}, {i})
@@ -341,7 +344,7 @@ def index_roots(
             pending.clear()
             by_path = found.packages()
             index.write(lambda txn: store(index, txn, by_path, batch))
-            light = [replace(o, pairs=None, seal=None) for o in batch]
+            light = [replace(o, pairs=None, seal=None, dirs=None) for o in batch]
             stored.update((o.path, (by_path[o.path], o)) for o in light)
 
         announced = False
@@ -352,7 +355,7 @@ def index_roots(
                 progress(0, len(found.projects))
             announced = True
 
-        scanned = _scan_found(index, executor, found, summary.errors, watch, busy)
+        scanned = _scan_found(index, executor, found, summary.errors, busy)
         for done, outcome in enumerate(scanned, 1):
             _account(summary, outcome)
             pending.append(outcome)
@@ -377,33 +380,6 @@ def index_roots(
     summary.removed = index.write(lambda txn: _forget_missing(index, txn, roots, set(final)))
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-class _TreesOnce:
-    """A ``WatchAhead`` that adds the watches of a tree once: not again for a tree inside
-    one it watched whole (a package found inside another). New directories in a watched
-    tree are watched as they appear (watchdog adds them on their creation events)."""
-
-    def __init__(self, watch: WatchAhead) -> None:
-        self._watch = watch
-        self._trees: set[str] = set()
-
-    def directory(self, path: str) -> None:
-        if not self._covered(path):
-            self._watch.directory(path)
-
-    def tree(self, path: str) -> None:
-        if not self._covered(path):
-            self._watch.tree(path)
-            self._trees.add(path)
-
-    def _covered(self, path: str) -> bool:
-        while path not in self._trees:
-            parent = os.path.dirname(path)
-            if parent == path:
-                return False
-            path = parent
-        return True
 
 
 class _Found:
@@ -475,22 +451,14 @@ def _scan_found(
     pool: Executor,
     found: _Found,
     problems: list[str],
-    watch: WatchAhead | None,
     busy: Callable[[], None],
 ) -> Iterator[Outcome]:
     """Scan every package found, and those their scans find inside them, as they finish.
-    ``watch``: each package has its tree watched before its scan (``_TreesOnce``: those
-    found inside a package are in its tree already). ``busy()`` is called as soon as
+    ``busy()`` is called as soon as
     every worker has a job (without a pool, before the first scan), and again later: the
     caller heeds the first call."""
     sizes = _stored_sizes(index, found.projects)
     queue = sorted(found.projects, key=lambda p: -sizes[p])  # big ones first balance the pool
-
-    def ahead(paths: list[str]) -> list[str]:
-        if watch is not None:
-            for path in paths:
-                watch.tree(path)
-        return paths
 
     def inside(outcome: Outcome) -> list[str]:
         projects = found_inside(outcome.path, outcome.walked, problems)
@@ -501,7 +469,7 @@ def _scan_found(
     if not isinstance(pool, _Pool):
         busy()
         while queue:
-            outcome = _local_job(index, ahead([queue.pop(0)])[0], sealed=True)
+            outcome = _local_job(index, queue.pop(0), sealed=True)
             queue += inside(outcome)
             yield outcome
         return
@@ -510,12 +478,12 @@ def _scan_found(
     while queue or running:
         if len(queue) == 1 and not running:  # not worth the round trip to a worker
             busy()
-            outcome = _local_job(index, ahead([queue.pop()])[0], sealed=True)
+            outcome = _local_job(index, queue.pop(), sealed=True)
             queue += inside(outcome)
             yield outcome
             continue
         for job in _jobs(queue, sizes, _JOBS_PER_WORKER * workers):
-            running.add(pool.submit(_worker_job, ahead(job), index.path, True))
+            running.add(pool.submit(_worker_job, job, index.path, True))
             if len(running) == workers:
                 busy()
         busy()  # fewer jobs than workers
@@ -541,6 +509,8 @@ def _account(summary: Summary, outcome: Outcome) -> None:
     summary.reused += outcome.reused
     summary.hashed_bytes += outcome.hashed_bytes
     summary.links[outcome.path] = outcome.links
+    if outcome.dirs is not None:
+        summary.dirs[outcome.path] = outcome.dirs
     if outcome.error is not None:
         summary.errors.append(f"{outcome.path}: {outcome.error}")
 

@@ -115,13 +115,16 @@ def health(ctx: Context) -> dict[str, Any]:
     engine = ctx.engine
     packages, files = totals(ctx.index)
     progress = engine.progress
+    reasons = engine.problems()
+    degraded = engine.status == "ready" and bool(reasons)
     return {
-        "status": engine.status,
+        "status": "degraded" if degraded else engine.status,
         "version": __version__,
         "api_version": sc.API_VERSION,
         "pid": os.getpid(),
         "roots": sorted(engine.roots),
         "watch": {r: s.mode for r, s in engine.roots.items()},
+        "reasons": reasons,
         "packages": packages,
         "files": files,
         "pending": engine.pending(),

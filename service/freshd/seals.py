@@ -58,6 +58,15 @@ class Seal:
         self.names = names
         self.idents = idents
 
+    def directories(self) -> list[tuple[str, int, int]]:
+        """(relative path, device, inode) of each directory the sealed walk listed."""
+        found = []
+        for n, name in enumerate(self.names):
+            _size, _mtime, _ctime, ino, dev, kind = _IDENT.unpack_from(self.idents, n * _IDENT.size)
+            if kind == stat.S_IFDIR:
+                found.append((os.fsdecode(name), dev, ino))
+        return found
+
     def holds(self, path: str) -> bool:
         """Whether every path of the seal has the identity it had (``path``: the package)."""
         base = os.fsencode(path) + b"/"
@@ -120,6 +129,8 @@ def take(
     for rel in extra:
         raw = os.fsencode(rel)
         if raw in idents:
+            if _IDENT.unpack(idents[raw])[5] == stat.S_IFLNK:
+                return b""  # read through a link: its target's identity is not in the seal
             continue
         try:
             st = os.lstat(base + rel)
@@ -129,7 +140,7 @@ def take(
             continue
         except OSError:
             return b""
-        if max(st.st_mtime_ns, st.st_ctime_ns) >= limit:
+        if max(st.st_mtime_ns, st.st_ctime_ns) >= limit or stat.S_ISLNK(st.st_mode):
             return b""
         idents[raw] = _packed(st)
     nested, hidden = result.walked or ([], [])
