@@ -128,6 +128,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         tcp=args.tcp,
         settle_ms=args.settle_ms,
         rescan_seconds=args.rescan_seconds,
+        scrub_seconds=args.scrub_seconds,
     )
     roots = list(dict.fromkeys(canonical_root(r) for r in (args.roots or ["."])))
     return serve(cfg, roots)
@@ -470,6 +471,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             metavar="S",
             help="rescan interval of a root that cannot be watched (default: 5)",
         )
+        p.add_argument(
+            "--scrub-seconds",
+            type=float,
+            metavar="S",
+            help="lstat every indexed file once per S seconds, to see what inotify does not "
+            "report (mmap writes, mounts); 0 disables it (default: 60)",
+        )
         p.set_defaults(func=_cmd_serve)
 
     socket_help = "the daemon's Unix socket (default: $FRESHD_SOCKET, else the per-user default)"
@@ -541,6 +549,7 @@ _PLAIN: dict[str, tuple[dict[str, str], dict[str, str]]] = {
             "--workers": "workers",
             "--settle-ms": "settle_ms",
             "--rescan-seconds": "rescan_seconds",
+            "--scrub-seconds": "scrub_seconds",
         },
         {},
     ),
@@ -551,6 +560,7 @@ _PLAIN_TYPES: dict[str, Callable[[str], Any]] = {
     "workers": int,
     "settle_ms": float,
     "rescan_seconds": float,
+    "scrub_seconds": float,
 }
 """Options whose value argparse converts (``type=``); a value it would refuse is left to
 argparse, which words the error."""
