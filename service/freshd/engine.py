@@ -55,6 +55,8 @@ from freshd.index import Index
 from freshd.indexer import Known, index_roots, make_pool, rescan_job, scan_packages, store
 from freshd.links import Inode, LinkTable
 from freshd.metrics import Metrics
+from freshd.mounts import MountWatcher, affected
+from freshd.scrub import Scrub
 from freshd.watcher import Watcher, max_user_watches
 from freshd_client import schema as sc
 from freshd_client.errors import FreshdError
@@ -192,6 +194,9 @@ class Engine:
             on_moved=lambda root: self._queue.put(("moved", root)),
             on_unreadable=lambda path: self._queue.put(("unreadable", path)),
         )
+        # What inotify cannot see (issue 17): mounts, and a stat sweep for the rest.
+        self._mounts = MountWatcher(lambda points: self._queue.put(("mounts", points)))
+        self._scrub = Scrub(index, cfg.scrub_seconds)
         self._thread = threading.Thread(target=self._run, name="freshd-engine", daemon=True)
         self._heartbeat = threading.Thread(target=self._beat, name="freshd-heartbeat", daemon=True)
 
@@ -204,6 +209,7 @@ class Engine:
     def start(self) -> None:
         """Watch the roots, then crawl them on the engine thread; returns at once."""
         self._write_daemon("starting")
+        self._mounts.start()
         self._watcher.start()
         self._thread.start()
         self._heartbeat.start()
@@ -219,6 +225,7 @@ class Engine:
             log.error("the engine did not stop within %.0f s; its stack follows", timeout)
             faulthandler.dump_traceback(all_threads=True)
         self._watcher.stop()
+        self._mounts.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=not stuck, cancel_futures=True)
             self._pool = None
@@ -438,6 +445,8 @@ class Engine:
             deadlines.append(self._pool_used + _POOL_IDLE_SECONDS)
         if self._unlink_later:
             deadlines.append(self._unlink_at)
+        if (scrub := self._scrub.due()) is not None:
+            deadlines.append(scrub)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -467,6 +476,8 @@ class Engine:
         elif kind == "moved":
             if item[1] in self.roots:  # the directory now at its path is not watched
                 self._root_gone(item[1])
+        elif kind == "mounts":
+            self._remount(item[1])
         elif kind == "stop":
             self._stopping.set()
 
@@ -481,6 +492,20 @@ class Engine:
             if state.mode == "watching":
                 self._rescan_root(root)
                 self._poll_cookies(root)  # a cookie's own event may be among the lost
+
+    def _remount(self, points: set[str]) -> None:
+        """A file system was mounted or unmounted in or above some roots: no event told
+        what their paths lead to now, so they are watched afresh and rescanned."""
+        for root in affected(points, self.roots):
+            if self.roots[root].mode != "watching":
+                continue  # polled or missing: _tick watches and rescans it
+            if not os.path.isdir(root):
+                self._root_gone(root)
+                continue
+            self._watcher.unwatch(root)
+            self._watch(self.roots[root])
+            self._rescan_root(root)
+            self._poll_cookies(root)  # written while it was not watched
 
     def _command(
         self, done: Callable[[BaseException | None], None], fn: Callable[[str], None], root: str
@@ -1040,6 +1065,8 @@ class Engine:
                 log.info("watching %s again", root)
             if state.mode != "missing":
                 self._rescan_root(root)
+        for path in self._scrub.step(now, self._tracked.keys()):
+            self._touch(path)
         if now >= self._next_package_poll and self._never_clean:
             self._next_package_poll = now + self.cfg.rescan_seconds
             self._queue_polled()
