@@ -69,7 +69,7 @@ def test_the_scrub_reports_packages_whose_files_changed_without_an_event(tmp_pat
     index, packages = _indexed(tmp_path, 4, 5)
     with index:
         s = Scrub(index, PERIOD)
-        assert s.step(0.0, packages) == [] and s.due() == PERIOD  # first: a period after start
+        assert s.step(0.0, packages) == [] and s.due() == PERIOD / 2  # the crawl just looked
         found, _end = _sweep(s, packages, 0.0)
         assert found == [] and s.checked == 4 * 5
         p0, p1, p2 = (Path(p) for p in packages[:3])
@@ -88,19 +88,49 @@ def test_the_scrub_reports_packages_whose_files_changed_without_an_event(tmp_pat
 
 
 @pytest.mark.usefixtures("no_racy_window")
-def test_a_sweep_is_spread_over_its_period(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_sweep_is_spread_over_half_a_period(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(scrub, "MIN_SLICE", 1)
-    index, packages = _indexed(tmp_path, 3, 10)  # 30 files: 3 per step over 10 steps
+    index, packages = _indexed(tmp_path, 3, 10)  # 30 files: 6 a step, 5 steps in 5 s
     with index:
         s = Scrub(index, PERIOD, step_seconds=1.0)
         s.step(0.0, packages)
-        assert s.step(PERIOD - 0.5, packages) == [] and s.checked == 0  # not due yet
-        assert s.step(PERIOD, packages) == [] and s.checked == 3
-        assert s.due() == PERIOD + 1.0
-        found, end = _sweep(s, packages, PERIOD + 1.0)
-        assert (found, s.checked, s.sweeps) == ([], 30, 1)
-        assert end == PERIOD + 9.0  # ten steps, one a second
-        assert s.due() == 2 * PERIOD  # the next sweep: one period after this one began
+        assert s.step(4.5, packages) == [] and s.checked == 0  # not due yet
+        assert s.step(5.0, packages) == [] and s.checked == 6
+        assert s.due() == 6.0
+        found, end = _sweep(s, packages, 6.0)
+        assert (found, s.checked, s.sweeps, end) == ([], 30, 1, 9.0)
+        assert s.due() == 10.0  # the next sweep: half a period after this one began
+        # A late step takes what it missed: the sweep still ends within its half period.
+        s.step(10.0, packages)
+        s.step(13.5, packages)
+        assert s.checked == 30 + 27
+        s.step(14.5, packages)
+        assert (s.checked, s.sweeps, s.due()) == (60, 2, 15.5)  # a step on
+
+
+@pytest.mark.usefixtures("no_racy_window")
+@pytest.mark.parametrize("where", [0, -1])
+def test_a_change_is_seen_within_a_period(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: int
+) -> None:
+    """Made just after the sweep looked at the file, first or last in its order."""
+    monkeypatch.setattr(scrub, "MIN_SLICE", 1)
+    index, packages = _indexed(tmp_path, 3, 10)
+    with index:
+        s = Scrub(index, PERIOD, step_seconds=1.0)
+        s.step(0.0, packages)
+        _found, end = _sweep(s, packages, 0.0)
+        changed_at = end if where == -1 else PERIOD / 2
+        (Path(packages[where]) / "pyproject.toml").write_text("# changed\n")
+        now, found = changed_at, []
+        while not found:
+            due = s.due()
+            assert due is not None
+            now = max(now, due)
+            found = s.step(now, packages)
+        assert found == [packages[where]] and now - changed_at <= PERIOD
 
 
 def test_a_racy_record_is_not_trusted(tmp_path: Path) -> None:

@@ -8,11 +8,12 @@ through a mapping to a page since that page was last written back. The scrub com
 each stored file record with the file (``FileRecord.reusable_for``: the stat fast path
 and its racy rule, so that a record the scan itself would not trust is not trusted
 here either) and reports the packages where anything differs or a file vanished; the
-engine rescans them. A full sweep is spread over the period, a slice at each step, so
-that its cost stays small and even; the next sweep starts one period after the last.
+engine rescans them.
 
-The bound (docs/reliability.md): a change that moves a file's size, mtime, ctime,
-inode, device or type is seen within one period and one step, then one rescan.
+The bound (docs/reliability.md): every recorded file is compared at least once in any
+``period`` seconds. A sweep starts every half period and is paced to end within it, a
+slice at each step (a late step takes what it missed), so the first sweep to start
+after a change ends less than a period after it, whatever the order of the files.
 """
 
 from __future__ import annotations
@@ -33,19 +34,20 @@ MIN_SLICE = 256
 
 
 class Scrub:
-    """Sweeps the stored file records of the packages it is handed, ``period`` seconds
-    a sweep (0: never). Driven by the engine's thread: ``due`` says when to call
-    ``step`` next."""
+    """Compares every stored file record of the packages it is handed with the disk at
+    least once per ``period`` seconds (0: never). Driven by the engine's thread: ``due``
+    says when to call ``step`` next."""
 
     def __init__(self, index: Index, period: float, *, step_seconds: float = STEP_SECONDS):
         self.index = index
         self.period = period
-        self.step_seconds = step_seconds
+        self.step_seconds = min(step_seconds, period / 2)  # a short period is kept too
         self.checked = 0  # files compared, in every sweep so far
         self.sweeps = 0  # sweeps completed
         self._next: float | None = None  # when the next step is due (monotonic)
-        self._sweep_due = 0.0
-        self._slice = MIN_SLICE
+        self._start = 0.0  # when this sweep began
+        self._total = 0  # files recorded when it began
+        self._done = 0  # files compared in it so far
         self._packages: list[str] = []  # left in this sweep, the next last
         self._current = ""
         self._prefix = ""  # the current package's path and a slash
@@ -62,15 +64,18 @@ class Scrub:
         the packages of ``packages`` in which a file changed or vanished."""
         if self.period <= 0:
             return []
-        if self._next is None:  # the first sweep: one period after the start-up crawl
-            self._next = self._sweep_due = now + self.period
+        half = self.period / 2
+        if self._next is None:  # the start-up crawl has just compared everything
+            self._next = now + half
             return []
         if now < self._next:
             return []
         if not self._packages and not self._records:
             self._begin(now, packages)
+        # On schedule to end a step before the half period is over, late steps included.
+        elapsed = min(1.0, (now - self._start + self.step_seconds) / half)
+        budget = max(MIN_SLICE, math.ceil(self._total * elapsed) - self._done)
         changed: list[str] = []
-        budget = self._slice
         while budget > 0 and (self._records or self._packages):
             if not self._records:
                 self._current = self._packages.pop()
@@ -80,6 +85,7 @@ class Scrub:
             take = self._records[-budget:]
             del self._records[-budget:]
             budget -= len(take)
+            self._done += len(take)
             self.checked += len(take)
             if self._current in packages and not all(map(self._unchanged, take)):
                 changed.append(self._current)
@@ -88,16 +94,14 @@ class Scrub:
             self._next = now + self.step_seconds
         else:
             self.sweeps += 1
-            self._next = max(self._sweep_due, now + self.step_seconds)
+            self._next = max(self._start + half, now + self.step_seconds)
         return changed
 
     def _begin(self, now: float, packages: Collection[str]) -> None:
-        """Start a sweep over ``packages``, in slices that spread it over the period."""
-        self._sweep_due = now + self.period
+        """Start a sweep over ``packages``."""
+        self._start, self._done = now, 0
         self._packages = sorted(packages, reverse=True)
-        total = sum(self.index.read(lambda txn: self._counts(txn, self._packages)))
-        steps = max(1.0, self.period / self.step_seconds)
-        self._slice = max(MIN_SLICE, math.ceil(total / steps))
+        self._total = sum(self.index.read(lambda txn: self._counts(txn, self._packages)))
 
     def _counts(self, txn: lmdb.Transaction, paths: list[str]) -> list[int]:
         db = self.index.dbs[sc.DB_PACKAGES]
