@@ -475,8 +475,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             "--scrub-seconds",
             type=float,
             metavar="S",
-            help="lstat every indexed file once per S seconds, to see what inotify does not "
-            "report (mmap writes, mounts); 0 disables it (default: 60)",
+            help="compare every indexed file with lstat at least once in S seconds, to see "
+            "changes inotify does not report (mmap writes); 0 disables it (default: 120)",
         )
         p.set_defaults(func=_cmd_serve)
 
