@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/bench_client.py
 	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/bench_uv.py
+	$(BIN)/python bench/bench_scrub.py
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache

@@ -60,3 +60,17 @@ def test_bench_load_quick() -> None:
     # Correctness, not speed: after the churn every package is exact.
     assert report["synced"] is True
     assert report["exact_after_churn"] == report["packages"] == 4
+
+
+@pytest.mark.slow
+def test_bench_scrub_quick() -> None:
+    cmd = [sys.executable, str(BENCH / "bench_scrub.py"), "--quick", "--no-daemon", "--runs", "1"]
+    proc = subprocess.run(
+        [*cmd, "--json"], capture_output=True, text=True, timeout=100, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    sweep = report["sweep"]
+    # What it measures, not how fast: every sweep compared every recorded file.
+    assert sweep["files"] == 6000
+    assert {row["checked"] for row in sweep["periods"].values()} == {6000}

@@ -402,6 +402,8 @@ def test_every_verb_is_known_to_the_fast_path() -> None:
         ["serve", "--workers", "three"],
         ["serve", "--workers", "-1"],
         ["serve", "--settle-ms", "1e1", "--rescan-seconds", "inf"],
+        ["serve", "--scrub-seconds", "0", "--rescan-seconds", "1"],
+        ["serve", "--scrub-seconds", "soon"],
         ["serve", "--tcp", "127.0.0.1:7000", "--tcp", "[::1]:7000"],
         ["serve", "--work", "2"],
         ["serve", "--db"],

@@ -129,6 +129,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         settle_ms=args.settle_ms,
         rescan_seconds=args.rescan_seconds,
         canary_seconds=args.canary_seconds,
+        scrub_seconds=args.scrub_seconds,
     )
     roots = list(dict.fromkeys(canonical_root(r) for r in (args.roots or ["."])))
     return serve(cfg, roots)
@@ -484,6 +485,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             help="how often a liveness cookie proves each root's watch delivers events; a "
             "root whose cookie is 2*S late answers unknown until it does again (default: 1)",
         )
+        p.add_argument(
+            "--scrub-seconds",
+            type=float,
+            metavar="S",
+            help="compare every indexed file with lstat at least once in S seconds, to see "
+            "changes inotify does not report (mmap writes); 0 disables it (default: 120)",
+        )
         p.set_defaults(func=_cmd_serve)
 
     socket_help = "the daemon's Unix socket (default: $FRESHD_SOCKET, else the per-user default)"
@@ -556,6 +564,7 @@ _PLAIN: dict[str, tuple[dict[str, str], dict[str, str]]] = {
             "--settle-ms": "settle_ms",
             "--rescan-seconds": "rescan_seconds",
             "--canary-seconds": "canary_seconds",
+            "--scrub-seconds": "scrub_seconds",
         },
         {},
     ),
@@ -567,6 +576,7 @@ _PLAIN_TYPES: dict[str, Callable[[str], Any]] = {
     "settle_ms": float,
     "rescan_seconds": float,
     "canary_seconds": float,
+    "scrub_seconds": float,
 }
 """Options whose value argparse converts (``type=``); a value it would refuse is left to
 argparse, which words the error."""

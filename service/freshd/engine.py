@@ -65,6 +65,8 @@ from freshd.indexer import (
 )
 from freshd.links import Inode, LinkTable
 from freshd.metrics import Metrics
+from freshd.mounts import MountWatcher, affected
+from freshd.scrub import Scrub
 from freshd.watcher import Identity, Watcher, identity, max_user_watches
 from freshd_client import schema as sc
 from freshd_client.errors import FreshdError
@@ -218,6 +220,9 @@ class Engine:
         self._canary_ids = itertools.count(1)
         self._stopping = threading.Event()
         self._watcher = Watcher(self._on_watch_event, *([observer] if observer else []))
+        # What inotify cannot see (issue 17): mounts, and a stat sweep for the rest.
+        self._mounts = MountWatcher(lambda points: self._queue.put(("mounts", points)))
+        self._scrub = Scrub(index, cfg.scrub_seconds)
         self._thread = threading.Thread(target=self._run, name="freshd-engine", daemon=True)
         self._heartbeat = threading.Thread(target=self._beat, name="freshd-heartbeat", daemon=True)
 
@@ -243,6 +248,7 @@ class Engine:
     def start(self) -> None:
         """Watch the roots, then crawl them on the engine thread; returns at once."""
         self._write_daemon("starting")
+        self._mounts.start()
         self._watcher.start()
         self._thread.start()
         self._heartbeat.start()
@@ -258,6 +264,7 @@ class Engine:
             log.error("the engine did not stop within %.0f s; its stack follows", timeout)
             faulthandler.dump_traceback(all_threads=True)
         self._watcher.stop()
+        self._mounts.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=not stuck, cancel_futures=True)
             self._pool = None
@@ -500,6 +507,8 @@ class Engine:
             deadlines.append(self._pool_used + _POOL_IDLE_SECONDS)
         if self._unlink_later:
             deadlines.append(self._unlink_at)
+        if (scrub := self._scrub.due()) is not None:
+            deadlines.append(scrub)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -520,6 +529,8 @@ class Engine:
             self._command(item[2], self._add_root, item[1])
         elif kind == "remove":
             self._command(item[2], self._remove_root, item[1])
+        elif kind == "mounts":
+            self._remount(item[1])
         elif kind == "stop":
             self._stopping.set()
 
@@ -534,6 +545,18 @@ class Engine:
             if state.mode == "watching":
                 self._rescan_root(root)
                 self._poll_cookies(root)  # a cookie's own event may be among the lost
+
+    def _remount(self, points: set[str]) -> None:
+        """A file system was mounted or unmounted in or above some roots: no event told
+        what their paths lead to now, so they are watched afresh and rescanned."""
+        for root in affected(points, self.roots):
+            if self.roots[root].mode != "watching":
+                continue  # polled or missing: _tick watches and rescans it
+            if not os.path.isdir(root):
+                self._root_gone(root)
+                continue
+            self._rewatch(self.roots[root])
+            self._poll_cookies(root)  # written while it was not watched
 
     def _command(
         self, done: Callable[[BaseException | None], None], fn: Callable[[str], None], root: str
@@ -1199,6 +1222,8 @@ class Engine:
             state.next_poll = now + self.cfg.rescan_seconds
             self._rewatch(state)
         self._rewatch_due(now)
+        for path in self._scrub.step(now, self._tracked.keys()):
+            self._touch(path)
         if now >= self._next_package_poll and self._never_clean:
             self._next_package_poll = now + self.cfg.rescan_seconds
             self._queue_polled()
