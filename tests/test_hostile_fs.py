@@ -417,9 +417,14 @@ def test_unreadable_files_and_directories(freshd_factory: Factory, nobody_base: 
     os.chmod(pkg / "src/locked/m0.py", 0o000)
     prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     # One worker: no hashing processes, since nobody cannot execute this interpreter (it
-    # lives under /root); the scan is the same code either way.
+    # lives under /root); the scan is the same code either way. The test asks as root,
+    # whom a daemon of nobody's serves only when named (--allow-uid).
     daemon = start_prefixed(
-        freshd_factory, prefix if ROOT_USER else [], nobody_base, [root], ["--workers", "1"]
+        freshd_factory,
+        prefix if ROOT_USER else [],
+        nobody_base,
+        [root],
+        ["--workers", "1", "--allow-uid", "0"],
     )
     want = oracle(pkg)  # root reads everything: the digests of the real content
     info = daemon.packages()[str(pkg)]

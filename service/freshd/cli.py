@@ -109,7 +109,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     It takes the index's writer lock, reconciles the stored index with the disk
     (rehashing only what differs), then watches every ROOT and answers on a Unix
-    socket (mode 0600 in a private directory). SIGINT or SIGTERM stops it cleanly.
+    socket (mode 0600, in a directory that must be yours with mode 0700), to your own
+    user only. SIGINT or SIGTERM stops it cleanly.
 
     Example:
 
@@ -128,6 +129,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         tcp=args.tcp,
         settle_ms=args.settle_ms,
         rescan_seconds=args.rescan_seconds,
+        allow_uids=args.allow_uid,
     )
     roots = list(dict.fromkeys(canonical_root(r) for r in (args.roots or ["."])))
     return serve(cfg, roots)
@@ -470,6 +472,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             metavar="S",
             help="rescan interval of a root that cannot be watched (default: 5)",
         )
+        p.add_argument(
+            "--allow-uid",
+            metavar="UID,...",
+            help="also serve these users on the Unix socket (default: only the daemon's own; "
+            "see docs/security.md)",
+        )
         p.set_defaults(func=_cmd_serve)
 
     socket_help = "the daemon's Unix socket (default: $FRESHD_SOCKET, else the per-user default)"
@@ -541,6 +549,7 @@ _PLAIN: dict[str, tuple[dict[str, str], dict[str, str]]] = {
             "--workers": "workers",
             "--settle-ms": "settle_ms",
             "--rescan-seconds": "rescan_seconds",
+            "--allow-uid": "allow_uid",
         },
         {},
     ),

@@ -21,6 +21,8 @@ class Config:
     tcp: tuple[str, int] | None = None
     settle_ms: float = 10.0
     rescan_seconds: float = 5.0
+    allow_uids: frozenset[int] = frozenset()
+    """Users besides the daemon's own whose connections on the Unix socket are served."""
 
 
 def _default_workers(env: Mapping[str, str]) -> int:
@@ -77,6 +79,16 @@ def parse_tcp(raw: str) -> tuple[str, int]:
     return str(address), port
 
 
+def parse_uids(key: str, raw: str) -> frozenset[int]:
+    """A comma-separated list of numeric user ids (``--allow-uid 0,1001``)."""
+    uids = set()
+    for part in raw.split(","):
+        if not part.strip().isdigit():
+            raise ConfigError(key, raw, "Expected numeric user ids, comma-separated: 0,1001.")
+        uids.add(int(part))
+    return frozenset(uids)
+
+
 def load(
     *,
     index_dir: str | None = None,
@@ -85,6 +97,7 @@ def load(
     tcp: str | None = None,
     settle_ms: float | None = None,
     rescan_seconds: float | None = None,
+    allow_uids: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Config:
     """Build the Config from explicit arguments, then the environment, then defaults."""
@@ -93,6 +106,7 @@ def load(
     resolved_socket = socket or env.get("FRESHD_SOCKET") or locations.socket_path()
     settle = settle_ms if settle_ms is not None else env.get("FRESHD_SETTLE_MS", 10.0)
     rescan = rescan_seconds if rescan_seconds is not None else env.get("FRESHD_RESCAN_SECONDS", 5.0)
+    allowed = allow_uids if allow_uids is not None else env.get("FRESHD_ALLOW_UIDS", "")
     return Config(
         index_dir=os.path.abspath(os.path.expanduser(resolved_dir)),
         workers=_positive_int("--workers", workers)
@@ -102,4 +116,5 @@ def load(
         tcp=parse_tcp(tcp) if tcp else None,
         settle_ms=_non_negative_float("--settle-ms", settle),
         rescan_seconds=max(0.1, _non_negative_float("--rescan-seconds", rescan)),
+        allow_uids=parse_uids("--allow-uid", allowed) if allowed else frozenset(),
     )

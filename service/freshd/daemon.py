@@ -30,7 +30,7 @@ from freshd.engine import Engine
 from freshd.index import Index
 from freshd.indexer import make_pool
 from freshd.metrics import Metrics
-from freshd_client import locations
+from freshd_client import locations, trust
 from freshd_client.errors import FreshdError
 
 log = logging.getLogger("freshd")
@@ -101,6 +101,7 @@ def _run(
     import uvicorn
 
     from freshd.guard import staged_app
+    from freshd.peers import own_user_only
     from freshd.queries import Context
 
     ctx = Context(engine=engine, index=index, metrics=metrics, socket=cfg.socket, token=token)
@@ -111,17 +112,18 @@ def _run(
     threading.Thread(
         target=lambda: engine.ready.wait() and app.prepare(), name="freshd-after-ready", daemon=True
     ).start()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            lifespan="off",
-            ws="none",  # no route is a WebSocket: do not load the websockets package
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=_GRACEFUL_SECONDS,
-        )
+    served = uvicorn.Config(
+        app,
+        lifespan="off",
+        ws="none",  # no route is a WebSocket: do not load the websockets package
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=_GRACEFUL_SECONDS,
     )
+    served.load()  # resolves the HTTP protocol class, which then checks each peer's user
+    served.http_protocol_class = own_user_only(served.http_protocol_class, cfg.allow_uids)
+    server = uvicorn.Server(served)
     late["server"] = server
     server.should_exit = bool(late["signals"]) or engine.fatal is not None
     where = cfg.socket + (f" and tcp {_tcp_name(sockets[1])}" if cfg.tcp else "")
@@ -164,7 +166,7 @@ def _listening(cfg: Config) -> Iterator[list[socket.socket]]:
 
 def _unix_socket(path: str) -> socket.socket:
     directory = os.path.dirname(path)
-    _private_dir(directory)
+    identity = trust.private_dir(directory, create=True)
     _clear_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # created 0600: never a moment with a wider mode
@@ -175,27 +177,17 @@ def _unix_socket(path: str) -> socket.socket:
         raise DaemonError(f"cannot bind {path}: {exc.strerror or exc}") from exc
     finally:
         os.umask(old)
-    os.chmod(path, 0o600)
+    try:
+        os.chmod(path, 0o600)
+        st = os.lstat(directory)
+    except OSError as exc:
+        sock.close()
+        raise DaemonError(f"cannot use {path}: {exc.strerror or exc}") from exc
+    if (st.st_dev, st.st_ino) != identity:  # bound by path: the checked directory must hold it
+        sock.close()
+        raise DaemonError(f"socket directory {directory} was replaced while the socket was bound")
     sock.listen(128)
     return sock
-
-
-def _private_dir(directory: str) -> None:
-    """Create the socket's directory (0700) or check that nobody else can write to it."""
-    if not os.path.isdir(directory):
-        try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise DaemonError(f"cannot create {directory}: {exc.strerror or exc}") from exc
-        return
-    st = os.stat(directory)
-    if st.st_uid != os.getuid() and not st.st_mode & stat.S_ISVTX:
-        raise DaemonError(f"socket directory {directory} belongs to another user")
-    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-        raise DaemonError(
-            f"socket directory {directory} is writable by other users "
-            f"(mode {stat.S_IMODE(st.st_mode):o}); use a private directory"
-        )
 
 
 def _clear_stale(path: str) -> None:
