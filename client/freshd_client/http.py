@@ -284,8 +284,7 @@ def _split_host_port(raw: str) -> tuple[str, int]:
 def _read_token() -> str:
     path = locations.token_path(locations.index_dir())
     try:
-        with open(path, encoding="ascii") as fh:
-            return fh.read().strip()
+        return trust.read_private(path, "the daemon's token file").strip()
     except OSError as exc:
         raise DaemonError(f"cannot read the daemon's token at {path}: {_reason(exc)}") from None
 

@@ -233,13 +233,27 @@ def _tcp_name(sock: socket.socket) -> str:
 
 
 def _token(index_dir: str) -> str:
-    """The bearer token of TCP clients: created once (0600), then reused."""
+    """The bearer token of TCP clients: created once (0600), then reused.
+
+    An existing token that other users can read is replaced, not narrowed: it may have
+    been read already. One that is a symlink, another user's or not a regular file is
+    refused (docs/security.md).
+    """
     path = locations.token_path(index_dir)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
-        with open(path, encoding="ascii") as f:
-            token = f.read().strip()
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o077:
+            log.warning(
+                "token file %s had mode %04o (readable by other users): replaced with a new "
+                "token; TCP clients read it from the file",
+                path,
+                stat.S_IMODE(st.st_mode),
+            )
+            os.unlink(path)
+            return _token(index_dir)
+        token = trust.read_private(path, "token file").strip()
         if len(token) < 32:
             raise DaemonError(
                 f"token file {path} is malformed; delete it to make a new one"
