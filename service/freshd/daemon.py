@@ -66,7 +66,10 @@ def serve(cfg: Config, roots: list[str]) -> int:
         with Index(cfg.index_dir, owner=owner) as index, _listening(cfg) as sockets:
             return _run(cfg, roots, index, sockets, late, pool)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)  # the engine's, unless never started
+        # The engine's, unless it never started (a refused socket, index or token): then
+        # its idle workers are waited for, since a pool left running without waiting can
+        # race the interpreter's exit (an EBADF traceback from its wake-up pipe).
+        pool.shutdown(wait="engine" not in late, cancel_futures=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
@@ -92,6 +95,7 @@ def _run(
 
     engine = Engine(index, cfg, roots, metrics=metrics, publish=publish, on_fatal=fatal, pool=pool)
     engine.start()  # it watches and crawls while uvicorn loads
+    late["engine"] = engine
     # Until every worker has its first job, the engine is on the start-up's critical path
     # (discovery, then the watches of the first packages); loading uvicorn beside it,
     # under one interpreter lock, would slow it ~3x. Clients connecting meanwhile wait in
