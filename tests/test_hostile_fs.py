@@ -38,6 +38,7 @@ from daemon_harness import (  # noqa: E402
     atomic_write,
     make_package,
     oracle,
+    start_prefixed,
     wait_until,
     write,
 )
@@ -344,34 +345,6 @@ def test_a_package_directory_replaced_by_a_symlink(shared: Shared) -> None:
 
 
 # -- daemons of their own -------------------------------------------------------------------
-
-
-class PrefixedDaemon(Daemon):
-    """A daemon started through a wrapper command (``setpriv``, ``unshare``)."""
-
-    prefix: list[str]
-
-    def command(self) -> list[str]:
-        return [*self.prefix, *super().command()]
-
-
-def start_prefixed(
-    factory: Factory, prefix: list[str], base: Path, roots: list[Path], args: list[str]
-) -> PrefixedDaemon:
-    n = len(factory.started)
-    daemon = PrefixedDaemon(
-        roots=roots,
-        db=base / f"db{n}",
-        socket=str(base / f"run{n}" / "freshd.sock"),
-        home=base / "home",
-        log_path=base / f"freshd{n}.log",
-        args=args,
-    )
-    daemon.prefix = prefix
-    factory.started.append(daemon)
-    daemon.start()
-    daemon.wait_status("ready")
-    return daemon
 
 
 NOBODY = 65534
