@@ -357,6 +357,16 @@ def test_index_in_a_directory_it_cannot_write_is_a_one_line_error(shared_tmp: Pa
     assert "Permission denied" in line
 
 
+@pytest.mark.parametrize("value", ["root", "0,", "-1", "1 2"])
+def test_serve_allow_uid_takes_numeric_uids_only(tmp_path: Path, value: str) -> None:
+    proc = run("serve", str(tmp_path), "--db", str(tmp_path / "db"), "--allow-uid", value)
+    line = assert_one_line_error(proc)
+    assert line == (
+        f"Error: Config '--allow-uid' has value {value!r}. "
+        "Expected numeric user ids, comma-separated: 0,1001."
+    ), line
+
+
 def test_every_verb_is_known_to_the_fast_path() -> None:
     """``main`` builds the parser of the verb it is given alone: a verb missing from
     VERBS would still parse, but through the slow full parser."""
@@ -405,6 +415,7 @@ def test_every_verb_is_known_to_the_fast_path() -> None:
         ["serve", "--workers", "-1"],
         ["serve", "--settle-ms", "1e1", "--rescan-seconds", "inf"],
         ["serve", "--tcp", "127.0.0.1:7000", "--tcp", "[::1]:7000"],
+        ["serve", ".", "--allow-uid", "0,1001"],
         ["serve", "--work", "2"],
         ["serve", "--db"],
         ["serve", "-", "--db", "d"],
