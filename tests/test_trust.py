@@ -616,4 +616,4 @@ def test_a_token_others_could_read_is_replaced(freshd_factory: Factory, tmp_path
     assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
     new = (db / "token").read_text().strip()
     assert len(new) >= 32 and new != old
-    assert "had mode 0644 (readable by other users): replaced with a new token" in daemon.log()
+    assert "had mode 0644 (open to other users): replaced with a new token" in daemon.log()

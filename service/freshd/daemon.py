@@ -247,17 +247,20 @@ def _token(index_dir: str) -> str:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
-        st = os.lstat(path)
-        if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o077:
-            log.warning(
-                "token file %s had mode %04o (readable by other users): replaced with a new "
-                "token; TCP clients read it from the file",
-                path,
-                stat.S_IMODE(st.st_mode),
-            )
-            os.unlink(path)
-            return _token(index_dir)
-        token = trust.read_private(path, "token file").strip()
+        try:
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o077:
+                log.warning(
+                    "token file %s had mode %04o (open to other users): replaced with a new "
+                    "token; TCP clients read it from the file",
+                    path,
+                    stat.S_IMODE(st.st_mode),
+                )
+                os.unlink(path)
+                return _token(index_dir)
+            token = trust.read_private(path, "token file").strip()
+        except OSError as exc:
+            raise DaemonError(f"cannot read token file {path}: {exc.strerror or exc}") from exc
         if len(token) < 32:
             raise DaemonError(
                 f"token file {path} is malformed; delete it to make a new one"

@@ -41,6 +41,7 @@ def own_user_only(inner: type[asyncio.Protocol], allowed: frozenset[int]) -> typ
             self.inner = inner(**kwargs)
             self.refusal: bytes | None = None
             self.transport: Any = None  # uvloop's transports are not asyncio.Transport
+            self.timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             self.refusal = _refusal(transport.get_extra_info("socket"), served)
@@ -48,7 +49,7 @@ def own_user_only(inner: type[asyncio.Protocol], allowed: frozenset[int]) -> typ
                 self.inner.connection_made(transport)
                 return
             self.transport = transport
-            asyncio.get_running_loop().call_later(_CLOSE_AFTER_S, transport.close)
+            self.timer = asyncio.get_running_loop().call_later(_CLOSE_AFTER_S, transport.close)
 
         def data_received(self, data: bytes) -> None:
             if self.refusal is None:
@@ -66,6 +67,8 @@ def own_user_only(inner: type[asyncio.Protocol], allowed: frozenset[int]) -> typ
         def connection_lost(self, exc: Exception | None) -> None:
             if self.refusal is None:
                 self.inner.connection_lost(exc)
+            elif self.timer is not None:
+                self.timer.cancel()
 
         def pause_writing(self) -> None:
             if self.refusal is None:
