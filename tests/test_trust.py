@@ -492,6 +492,9 @@ def test_peer_uid_on_macos_and_the_bsds(monkeypatch: pytest.MonkeyPatch) -> None
     assert fake.asked is not None and fake.asked[:2] == (0, 1)
     assert trust.peer_uid(_FakeSocket(struct.pack("II", 7, 501))) is None  # unknown version
     monkeypatch.delattr(socket, "LOCAL_PEERCRED")
+    monkeypatch.setattr(sys, "platform", "darwin")  # a socket module that does not name it
+    assert trust.peer_uid(fake) == 501
+    monkeypatch.setattr(sys, "platform", "sunos5")
     assert trust.peer_uid(fake) is None
     with pytest.raises(UntrustedDaemonError, match="cannot tell which user serves x"):
         trust.check_daemon(fake, "x")

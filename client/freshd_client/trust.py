@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 
 from freshd_client.errors import (
     UnsafePathError,
@@ -49,6 +50,8 @@ _UCRED = "iII"
 """Linux ``struct ucred``: pid_t pid, uid_t uid, gid_t gid."""
 _XUCRED_HEAD = "II"
 """The head of BSD/macOS ``struct xucred``: u_int cr_version (0), uid_t cr_uid."""
+_LOCAL_PEERCRED = {"darwin": 1, "freebsd": 1, "dragonfly": 1}
+"""``LOCAL_PEERCRED`` from <sys/un.h>, for the Pythons whose socket module does not name it."""
 _XUCRED_BUFFER = 128  # larger than any xucred (76 bytes on macOS, 84 on FreeBSD)
 _ELSEWHERE = "choose another socket directory with XDG_RUNTIME_DIR, FRESHD_SOCKET or --socket"
 
@@ -143,8 +146,10 @@ def peer_uid(sock: SockoptSocket) -> int | None:
     if hasattr(socket, "SO_PEERCRED"):  # Linux
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize(_UCRED))
         return int(struct.unpack(_UCRED, raw)[1])
-    option = getattr(socket, "LOCAL_PEERCRED", None)  # macOS, the BSDs
-    if option is not None:
+    option = getattr(
+        socket, "LOCAL_PEERCRED", _LOCAL_PEERCRED.get(sys.platform.rstrip("0123456789"))
+    )
+    if option is not None:  # macOS, FreeBSD, DragonFly
         level = getattr(socket, "SOL_LOCAL", 0)
         raw = sock.getsockopt(level, option, _XUCRED_BUFFER)
         version, uid = struct.unpack_from(_XUCRED_HEAD, raw)
