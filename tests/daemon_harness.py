@@ -423,6 +423,35 @@ class Factory:
         assert not problems, "\n".join(problems)
 
 
+class PrefixedDaemon(Daemon):
+    """A daemon started through a wrapper command (``setpriv``, ``unshare``)."""
+
+    prefix: list[str]
+
+    def command(self) -> list[str]:
+        return [*self.prefix, *super().command()]
+
+
+def start_prefixed(
+    factory: Factory, prefix: list[str], base: Path, roots: list[Path], args: list[str]
+) -> PrefixedDaemon:
+    """A daemon run through ``prefix``, keeping its index and socket under ``base``."""
+    n = len(factory.started)
+    daemon = PrefixedDaemon(
+        roots=roots,
+        db=base / f"db{n}",
+        socket=str(base / f"run{n}" / "freshd.sock"),
+        home=base / "home",
+        log_path=base / f"freshd{n}.log",
+        args=args,
+    )
+    daemon.prefix = prefix
+    factory.started.append(daemon)
+    daemon.start()
+    daemon.wait_status("ready", "degraded")
+    return daemon
+
+
 @pytest.fixture
 def freshd_factory(tmp_path: Path) -> Iterator[Factory]:
     """``freshd_factory(*roots, …)`` starts a daemon; all are stopped with SIGTERM at the end."""

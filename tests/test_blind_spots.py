@@ -30,10 +30,11 @@ from daemon_harness import (  # noqa: E402
     assert_exact,
     make_package,
     oracle,
+    start_prefixed,
     wait_until,
     write,
 )
-from test_hostile_fs import _userns_available, never_fresh, start_prefixed  # noqa: E402
+from test_hostile_fs import _userns_available, never_fresh  # noqa: E402
 
 pytest_plugins = ["daemon_harness"]
 

@@ -349,10 +349,22 @@ def test_index_in_a_directory_it_cannot_write_is_a_one_line_error(shared_tmp: Pa
     for path in [shared_tmp, *shared_tmp.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     db.chmod(0o555)
+    if os.geteuid() == 0:
+        os.chown(db, NOBODY, NOBODY)  # nobody's own, or it is refused as another user's index
     proc = run("index", str(root), "--db", str(db), prefix=_as_unprivileged(), cwd=shared_tmp)
     line = assert_one_line_error(proc)
     assert str(db) in line
     assert "Permission denied" in line
+
+
+@pytest.mark.parametrize("value", ["root", "0,", "-1", "1 2"])
+def test_serve_allow_uid_takes_numeric_uids_only(tmp_path: Path, value: str) -> None:
+    proc = run("serve", str(tmp_path), "--db", str(tmp_path / "db"), "--allow-uid", value)
+    line = assert_one_line_error(proc)
+    assert line == (
+        f"Error: Config '--allow-uid' has value {value!r}. "
+        "Expected numeric user ids, comma-separated: 0,1001."
+    ), line
 
 
 def test_every_verb_is_known_to_the_fast_path() -> None:
@@ -405,6 +417,7 @@ def test_every_verb_is_known_to_the_fast_path() -> None:
         ["serve", "--scrub-seconds", "0", "--rescan-seconds", "1"],
         ["serve", "--scrub-seconds", "soon"],
         ["serve", "--tcp", "127.0.0.1:7000", "--tcp", "[::1]:7000"],
+        ["serve", ".", "--allow-uid", "0,1001"],
         ["serve", "--work", "2"],
         ["serve", "--db"],
         ["serve", "-", "--db", "d"],

@@ -227,6 +227,7 @@ def test_tcp_sends_the_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         with HttpTransport(tcp=fake.address, token=key) as http:
             assert http.health() == HEALTH
         (tmp_path / "token").write_text(key + "\n")
+        (tmp_path / "token").chmod(0o600)
         monkeypatch.setenv("FRESHD_INDEX", str(tmp_path))
         with HttpTransport(tcp=fake.address) as http:  # the token file of the index
             assert http.health() == HEALTH

@@ -38,6 +38,7 @@ from daemon_harness import (  # noqa: E402
     atomic_write,
     make_package,
     oracle,
+    start_prefixed,
     wait_until,
     write,
 )
@@ -346,34 +347,6 @@ def test_a_package_directory_replaced_by_a_symlink(shared: Shared) -> None:
 # -- daemons of their own -------------------------------------------------------------------
 
 
-class PrefixedDaemon(Daemon):
-    """A daemon started through a wrapper command (``setpriv``, ``unshare``)."""
-
-    prefix: list[str]
-
-    def command(self) -> list[str]:
-        return [*self.prefix, *super().command()]
-
-
-def start_prefixed(
-    factory: Factory, prefix: list[str], base: Path, roots: list[Path], args: list[str]
-) -> PrefixedDaemon:
-    n = len(factory.started)
-    daemon = PrefixedDaemon(
-        roots=roots,
-        db=base / f"db{n}",
-        socket=str(base / f"run{n}" / "freshd.sock"),
-        home=base / "home",
-        log_path=base / f"freshd{n}.log",
-        args=args,
-    )
-    daemon.prefix = prefix
-    factory.started.append(daemon)
-    daemon.start()
-    daemon.wait_status("ready", "degraded")
-    return daemon
-
-
 NOBODY = 65534
 
 
@@ -417,9 +390,14 @@ def test_unreadable_files_and_directories(freshd_factory: Factory, nobody_base: 
     os.chmod(pkg / "src/locked/m0.py", 0o000)
     prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     # One worker: no hashing processes, since nobody cannot execute this interpreter (it
-    # lives under /root); the scan is the same code either way.
+    # lives under /root); the scan is the same code either way. The test asks as root,
+    # whom a daemon of nobody's serves only when named (--allow-uid).
     daemon = start_prefixed(
-        freshd_factory, prefix if ROOT_USER else [], nobody_base, [root], ["--workers", "1"]
+        freshd_factory,
+        prefix if ROOT_USER else [],
+        nobody_base,
+        [root],
+        ["--workers", "1", "--allow-uid", "0"],
     )
     want = oracle(pkg)  # root reads everything: the digests of the real content
     info = daemon.packages()[str(pkg)]

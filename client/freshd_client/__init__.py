@@ -23,6 +23,9 @@ from freshd_client.errors import (
     ProjectFileError,
     SchemaMismatchError,
     UnreadableError,
+    UnsafePathError,
+    UntrustedDaemonError,
+    UntrustedIndexError,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms at start-up)
@@ -51,6 +54,9 @@ __all__ = [
     "SchemaMismatchError",
     "Scope",
     "UnreadableError",
+    "UnsafePathError",
+    "UntrustedDaemonError",
+    "UntrustedIndexError",
     "__version__",
     "digest_path",
 ]

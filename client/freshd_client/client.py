@@ -2,7 +2,8 @@
 
 - **direct** reads the daemon's LMDB index in this process (microseconds);
 - **http** asks the daemon over its Unix socket (for processes that cannot map the
-  index: another user, a container with only the socket mounted).
+  index: a container with only the socket mounted). Either way only the user's own
+  daemon and index are believed (docs/security.md).
 
 The transport is chosen as: the ``transport`` argument, else ``$FRESHD_CLIENT_TRANSPORT``,
 else direct when the index can be opened read-only, else http.
@@ -56,7 +57,10 @@ class Client:
             c.is_fresh(path, digest, consistency="sync")            # sees writes made before it
 
     ``None`` means unknown: not indexed, not clean, or no ready daemon keeps the index
-    current. It is never a guess. Use one Client per thread.
+    current. It is never a guess. Use one Client per thread. A daemon of another user
+    is never asked (UntrustedDaemonError), nor is an index another user owns or can
+    write read directly (UntrustedIndexError; the automatic transport then asks over
+    the socket).
     """
 
     def __init__(

@@ -6,12 +6,15 @@
     ├── ProjectFileError        pyproject.toml / setup.cfg could not be parsed
     ├── IndexStoreError             the LMDB index cannot be used
     │   ├── SchemaMismatchError     written by another schema version
-    │   └── IndexMissingError       no index at that location
+    │   ├── IndexMissingError       no index at that location
+    │   └── UntrustedIndexError     the index directory is another user's, or others can write to it
     ├── AmbiguousNameError      a project name matches several packages
+    ├── UnsafePathError         a directory or file freshd relies on is not private to this user
     └── DaemonError                 talking to the daemon failed
         ├── DaemonNotRunningError   nothing answers on the socket (or TCP address)
         ├── ApiMismatchError        the daemon speaks another API version
-        └── DaemonRequestError      the daemon refused a request (its error code and message)
+        ├── DaemonRequestError      the daemon refused a request (its error code and message)
+        └── UntrustedDaemonError    the process answering runs as another user, or cannot be checked
 
 Only the CLI prints these and chooses exit codes; library code raises them.
 """
@@ -55,8 +58,18 @@ class IndexMissingError(IndexStoreError):
     """There is no index at the given location."""
 
 
+class UntrustedIndexError(IndexStoreError):
+    """The index directory belongs to another user or other users can write to it: its
+    records could claim anything is fresh (docs/security.md)."""
+
+
 class AmbiguousNameError(FreshdError):
     """A project name given to a lookup belongs to more than one package."""
+
+
+class UnsafePathError(FreshdError):
+    """A directory or file freshd relies on (the socket's directory, the token) is a
+    symlink, another user's, or open to other users (docs/security.md)."""
 
 
 class DaemonError(FreshdError):
@@ -88,3 +101,8 @@ class DaemonRequestError(DaemonError):
 
     def __reduce__(self) -> tuple[type[DaemonRequestError], tuple[int, str, str]]:
         return (type(self), (self.status, self.code, str(self)))
+
+
+class UntrustedDaemonError(DaemonError):
+    """The process serving the socket runs as another user, or its user cannot be
+    verified: none of its answers is believed (docs/security.md)."""

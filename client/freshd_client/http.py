@@ -9,11 +9,9 @@ bodies, keep-alive, and one reconnect when the server has closed an idle connect
 
 from __future__ import annotations
 
-# _socket, not socket: socket's enum conversions cost ~4 ms at import, a large share of
-# the CLI's start-up budget; the C module has every call used here.
-import _socket
+import socket
 
-from freshd_client import locations, wire
+from freshd_client import locations, trust, wire
 from freshd_client.errors import (
     ApiMismatchError,
     DaemonError,
@@ -42,10 +40,12 @@ class _Connection:
     """One connected socket and its receive buffer."""
 
     def __init__(self, family: int, address: str | tuple[str, int], timeout: float) -> None:
-        self.sock = _socket.socket(family, _socket.SOCK_STREAM)
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             self.sock.settimeout(timeout)
             self.sock.connect(address)
+            if family == socket.AF_UNIX:  # before a byte is sent or believed
+                trust.check_daemon(self.sock, str(address))
         except BaseException:
             self.sock.close()
             raise
@@ -126,6 +126,9 @@ class HttpTransport:
     One keep-alive connection, opened on the first request and reopened once when the
     daemon has closed it meanwhile. Not thread-safe: use one transport per thread.
 
+    Over the Unix socket, only a daemon running as this process's own user is believed:
+    a daemon of another user raises UntrustedDaemonError when connecting.
+
     Example::
 
         http = HttpTransport()                      # $FRESHD_SOCKET, else the default socket
@@ -148,14 +151,14 @@ class HttpTransport:
         if tcp is None:
             self.socket_path = socket_path or locations.socket_path()
             self.address = self.socket_path
-            self._family: int = _socket.AF_UNIX
+            self._family: int = socket.AF_UNIX
             self._target: str | tuple[str, int] = self.socket_path
             self._host = "localhost"
         else:
             host, port = _split_host_port(tcp)
             self.socket_path = None
             self.address = tcp
-            self._family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
+            self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
             self._target = (host, port)
             self._host = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             secret = token if token is not None else _read_token()
@@ -281,8 +284,7 @@ def _split_host_port(raw: str) -> tuple[str, int]:
 def _read_token() -> str:
     path = locations.token_path(locations.index_dir())
     try:
-        with open(path, encoding="ascii") as fh:
-            return fh.read().strip()
+        return trust.read_private(path, "the daemon's token file").strip()
     except OSError as exc:
         raise DaemonError(f"cannot read the daemon's token at {path}: {_reason(exc)}") from None
 

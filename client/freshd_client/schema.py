@@ -19,6 +19,7 @@ import lmdb
 from blake3 import blake3
 
 from freshd_client import digest as dg
+from freshd_client import trust
 from freshd_client.errors import IndexMissingError, IndexStoreError, SchemaMismatchError
 from freshd_client.records import COOKIE_PREFIX as COOKIE_PREFIX
 from freshd_client.records import RACY_WINDOW_NS as RACY_WINDOW_NS
@@ -315,7 +316,10 @@ def open_env(
     A writer creates a missing index; a reader gets IndexMissingError, or
     IndexStoreError for an index torn by a machine crash (``torn``). ``sync=False``
     (a writer that keeps the ``UNSYNCED_NAME`` file) leaves flushing to the kernel.
+    An index directory of another user, or one others can write to, is refused
+    (UntrustedIndexError, ``trust.index_dir``). A writer creates its files 0600.
     """
+    trust.index_dir(path)
     if readonly and not os.path.exists(os.path.join(path, "data.mdb")):
         raise IndexMissingError(f"no freshd index at {path}")
     if readonly and torn(path):
@@ -331,6 +335,7 @@ def open_env(
             map_size=map_size,
             readonly=readonly,
             create=not readonly,
+            mode=0o700,  # data.mdb and lock.mdb 0600 (LMDB drops the x bits); the default is 0755
             metasync=False,  # with sync: integrity kept, an OS crash may undo a commit
             sync=sync,  # without: see UNSYNCED_NAME
         )

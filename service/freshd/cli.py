@@ -109,7 +109,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     It takes the index's writer lock, reconciles the stored index with the disk
     (rehashing only what differs), then watches every ROOT and answers on a Unix
-    socket (mode 0600 in a private directory). SIGINT or SIGTERM stops it cleanly.
+    socket (mode 0600, in a directory that must be yours with mode 0700), to your own
+    user only. SIGINT or SIGTERM stops it cleanly.
 
     Example:
 
@@ -130,6 +131,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         rescan_seconds=args.rescan_seconds,
         canary_seconds=args.canary_seconds,
         scrub_seconds=args.scrub_seconds,
+        allow_uids=args.allow_uid,
     )
     roots = list(dict.fromkeys(canonical_root(r) for r in (args.roots or ["."])))
     return serve(cfg, roots)
@@ -492,6 +494,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             help="compare every indexed file with lstat at least once in S seconds, to see "
             "changes inotify does not report (mmap writes); 0 disables it (default: 120)",
         )
+        p.add_argument(
+            "--allow-uid",
+            metavar="UID,...",
+            help="also serve these users on the Unix socket (default: only the daemon's own; "
+            "see docs/security.md)",
+        )
         p.set_defaults(func=_cmd_serve)
 
     socket_help = "the daemon's Unix socket (default: $FRESHD_SOCKET, else the per-user default)"
@@ -565,6 +573,7 @@ _PLAIN: dict[str, tuple[dict[str, str], dict[str, str]]] = {
             "--rescan-seconds": "rescan_seconds",
             "--canary-seconds": "canary_seconds",
             "--scrub-seconds": "scrub_seconds",
+            "--allow-uid": "allow_uid",
         },
         {},
     ),

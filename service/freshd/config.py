@@ -29,6 +29,8 @@ class Config:
     rescan_seconds: float = 5.0
     canary_seconds: float = 1.0  # see Engine._canaries: a fast answer is at most 3x this late
     scrub_seconds: float = SCRUB_SECONDS
+    allow_uids: frozenset[int] = frozenset()
+    """Users besides the daemon's own whose connections on the Unix socket are served."""
 
 
 def _default_workers(env: Mapping[str, str]) -> int:
@@ -85,6 +87,16 @@ def parse_tcp(raw: str) -> tuple[str, int]:
     return str(address), port
 
 
+def parse_uids(key: str, raw: str) -> frozenset[int]:
+    """A comma-separated list of numeric user ids (``--allow-uid 0,1001``)."""
+    uids = set()
+    for part in raw.split(","):
+        if not part.strip().isdigit():
+            raise ConfigError(key, raw, "Expected numeric user ids, comma-separated: 0,1001.")
+        uids.add(int(part))
+    return frozenset(uids)
+
+
 def load(
     *,
     index_dir: str | None = None,
@@ -95,6 +107,7 @@ def load(
     rescan_seconds: float | None = None,
     canary_seconds: float | None = None,
     scrub_seconds: float | None = None,
+    allow_uids: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Config:
     """Build the Config from explicit arguments, then the environment, then defaults."""
@@ -109,6 +122,7 @@ def load(
         if scrub_seconds is not None
         else env.get("FRESHD_SCRUB_SECONDS", SCRUB_SECONDS)
     )
+    allowed = allow_uids if allow_uids is not None else env.get("FRESHD_ALLOW_UIDS", "")
     return Config(
         index_dir=os.path.abspath(os.path.expanduser(resolved_dir)),
         workers=_positive_int("--workers", workers)
@@ -120,4 +134,5 @@ def load(
         rescan_seconds=max(0.1, _non_negative_float("--rescan-seconds", rescan)),
         canary_seconds=max(0.01, _non_negative_float("--canary-seconds", canary)),
         scrub_seconds=_non_negative_float("--scrub-seconds", scrub),
+        allow_uids=parse_uids("--allow-uid", allowed) if allowed else frozenset(),
     )

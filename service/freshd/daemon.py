@@ -30,7 +30,7 @@ from freshd.engine import Engine
 from freshd.index import Index
 from freshd.indexer import make_pool
 from freshd.metrics import Metrics
-from freshd_client import locations
+from freshd_client import locations, trust
 from freshd_client.errors import FreshdError
 
 log = logging.getLogger("freshd")
@@ -67,7 +67,10 @@ def serve(cfg: Config, roots: list[str]) -> int:
         with Index(cfg.index_dir, owner=owner) as index, _listening(cfg) as sockets:
             return _run(cfg, roots, index, sockets, late, pool)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)  # the engine's, unless never started
+        # The engine's, unless it never started (a refused socket, index or token): then
+        # its idle workers are waited for, since a pool left running without waiting can
+        # race the interpreter's exit (an EBADF traceback from its wake-up pipe).
+        pool.shutdown(wait="engine" not in late, cancel_futures=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
@@ -93,6 +96,7 @@ def _run(
 
     engine = Engine(index, cfg, roots, metrics=metrics, publish=publish, on_fatal=fatal, pool=pool)
     engine.start()  # it watches and crawls while uvicorn loads
+    late["engine"] = engine
     # Until every worker has its first job, the engine is on the start-up's critical path
     # (discovery, then the watches of the first packages); loading uvicorn beside it,
     # under one interpreter lock, would slow it ~3x. Clients connecting meanwhile wait in
@@ -102,6 +106,7 @@ def _run(
     import uvicorn
 
     from freshd.guard import staged_app
+    from freshd.peers import own_user_only
     from freshd.queries import Context
 
     ctx = Context(engine=engine, index=index, metrics=metrics, socket=cfg.socket, token=token)
@@ -112,17 +117,18 @@ def _run(
     threading.Thread(
         target=lambda: engine.ready.wait() and app.prepare(), name="freshd-after-ready", daemon=True
     ).start()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            lifespan="off",
-            ws="none",  # no route is a WebSocket: do not load the websockets package
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=_GRACEFUL_SECONDS,
-        )
+    served = uvicorn.Config(
+        app,
+        lifespan="off",
+        ws="none",  # no route is a WebSocket: do not load the websockets package
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=_GRACEFUL_SECONDS,
     )
+    served.load()  # resolves the HTTP protocol class, which then checks each peer's user
+    served.http_protocol_class = own_user_only(served.http_protocol_class, cfg.allow_uids)
+    server = uvicorn.Server(served)
     late["server"] = server
     server.should_exit = bool(late["signals"]) or engine.fatal is not None
     where = cfg.socket + (f" and tcp {_tcp_name(sockets[1])}" if cfg.tcp else "")
@@ -182,7 +188,7 @@ def _listening(cfg: Config) -> Iterator[list[socket.socket]]:
 
 def _unix_socket(path: str) -> socket.socket:
     directory = os.path.dirname(path)
-    _private_dir(directory)
+    identity = trust.private_dir(directory, create=True)
     _clear_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # created 0600: never a moment with a wider mode
@@ -193,27 +199,17 @@ def _unix_socket(path: str) -> socket.socket:
         raise DaemonError(f"cannot bind {path}: {exc.strerror or exc}") from exc
     finally:
         os.umask(old)
-    os.chmod(path, 0o600)
+    try:
+        os.chmod(path, 0o600)
+        st = os.lstat(directory)
+    except OSError as exc:
+        sock.close()
+        raise DaemonError(f"cannot use {path}: {exc.strerror or exc}") from exc
+    if (st.st_dev, st.st_ino) != identity:  # bound by path: the checked directory must hold it
+        sock.close()
+        raise DaemonError(f"socket directory {directory} was replaced while the socket was bound")
     sock.listen(128)
     return sock
-
-
-def _private_dir(directory: str) -> None:
-    """Create the socket's directory (0700) or check that nobody else can write to it."""
-    if not os.path.isdir(directory):
-        try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise DaemonError(f"cannot create {directory}: {exc.strerror or exc}") from exc
-        return
-    st = os.stat(directory)
-    if st.st_uid != os.getuid() and not st.st_mode & stat.S_ISVTX:
-        raise DaemonError(f"socket directory {directory} belongs to another user")
-    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-        raise DaemonError(
-            f"socket directory {directory} is writable by other users "
-            f"(mode {stat.S_IMODE(st.st_mode):o}); use a private directory"
-        )
 
 
 def _clear_stale(path: str) -> None:
@@ -259,13 +255,30 @@ def _tcp_name(sock: socket.socket) -> str:
 
 
 def _token(index_dir: str) -> str:
-    """The bearer token of TCP clients: created once (0600), then reused."""
+    """The bearer token of TCP clients: created once (0600), then reused.
+
+    An existing token that other users can read is replaced, not narrowed: it may have
+    been read already. One that is a symlink, another user's or not a regular file is
+    refused (docs/security.md).
+    """
     path = locations.token_path(index_dir)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
-        with open(path, encoding="ascii") as f:
-            token = f.read().strip()
+        try:
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o077:
+                log.warning(
+                    "token file %s had mode %04o (open to other users): replaced with a new "
+                    "token; TCP clients read it from the file",
+                    path,
+                    stat.S_IMODE(st.st_mode),
+                )
+                os.unlink(path)
+                return _token(index_dir)
+            token = trust.read_private(path, "token file").strip()
+        except OSError as exc:
+            raise DaemonError(f"cannot read token file {path}: {exc.strerror or exc}") from exc
         if len(token) < 32:
             raise DaemonError(
                 f"token file {path} is malformed; delete it to make a new one"

@@ -12,6 +12,7 @@ import fcntl
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,8 +20,9 @@ from typing import Any, TypeVar
 import lmdb
 
 from freshd.errors import IndexLockedError
+from freshd_client import locations, trust
 from freshd_client import schema as sc
-from freshd_client.errors import IndexStoreError
+from freshd_client.errors import IndexStoreError, UntrustedIndexError
 
 T = TypeVar("T")
 log = logging.getLogger("freshd")
@@ -38,6 +40,7 @@ class Index:
             os.makedirs(path, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise IndexStoreError(f"cannot create index directory {path}: {exc.strerror}") from exc
+        _keep_private(path)
         self._lock_fd = _take_lock(os.path.join(path, LOCK_NAME), owner or {})
         try:
             self._unsynced = _begin_unsynced(path)
@@ -210,6 +213,33 @@ class Index:
     def _named(self, txn: lmdb.Transaction, name: str) -> list[str]:
         raw = txn.get(sc.name_key(name), db=self.dbs[sc.DB_NAMES])
         return list(json.loads(bytes(raw))) if raw else []
+
+
+def _keep_private(path: str) -> None:
+    """Before the writer writes: refuse an index directory another user owns or can write
+    to, or holding another user's file; take the group's and others' bits off the
+    directory and its files (a copy of the index keeps their modes). The token is left
+    to ``freshd serve``, which replaces one others could read (docs/security.md)."""
+    trust.index_dir(path)
+    euid = os.geteuid()
+    token = locations.token_path(path)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode & 0o077:
+            os.chmod(path, mode & 0o700)
+        with os.scandir(path) as entries:
+            for entry in entries:
+                st = entry.stat(follow_symlinks=False)
+                if st.st_uid != euid:
+                    raise UntrustedIndexError(
+                        f"{entry.path} in the index directory is owned by "
+                        f"{trust.who(st.st_uid)}, not by you ({trust.who(euid)}): someone "
+                        "else wrote into your index; remove it"
+                    )
+                if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and entry.path != token:
+                    os.chmod(entry.path, stat.S_IMODE(st.st_mode) & 0o700)
+    except OSError as exc:
+        raise IndexStoreError(f"cannot use index directory {path}: {exc.strerror or exc}") from exc
 
 
 def _begin_unsynced(path: str) -> bool:
