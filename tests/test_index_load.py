@@ -21,15 +21,18 @@ from typing import Any
 
 import pytest
 
-from freshd.app import Context, create_app
-from freshd.index import Index
-from freshd.metrics import Metrics
-from freshd_client import schema as sc
-from freshd_client.errors import IndexStoreError
-from freshd_client.mapgate import MapGate
-from freshd_client.schema import FileRecord
-from test_app import TREE, FakeEngine, RootMode, ask, record
+pytest.register_assert_rewrite("daemon_harness")
+from daemon_harness import Factory, make_package, oracle, wait_until, write  # noqa: E402
+from freshd.app import Context, create_app  # noqa: E402
+from freshd.index import Index  # noqa: E402
+from freshd.metrics import Metrics  # noqa: E402
+from freshd_client import schema as sc  # noqa: E402
+from freshd_client.errors import IndexStoreError  # noqa: E402
+from freshd_client.mapgate import MapGate  # noqa: E402
+from freshd_client.schema import FileRecord  # noqa: E402
+from test_app import TREE, FakeEngine, RootMode, ask, record  # noqa: E402
 
+pytest_plugins = ["daemon_harness"]
 DEADLINE = 30.0
 
 # A direct reader: opens the index read-only, enters a read transaction, says so, and
@@ -121,6 +124,34 @@ def test_a_reader_killed_inside_a_read_stops_pinning_pages(index_dir: Path) -> N
         for _ in range(40):
             _put(index, "/p", _files(2000, salt := salt + 1))
         assert _size(index_dir) == settled, (settled, _size(index_dir))
+
+
+def test_the_daemon_clears_the_slot_of_a_client_killed_inside_a_read(
+    freshd_factory: Factory, tmp_path: Path
+) -> None:
+    pkg = make_package(tmp_path / "root", "pkg")
+    daemon = freshd_factory(tmp_path / "root")
+    pid = _killed_inside_a_read(daemon.db)
+
+    def cleared() -> bool:
+        metrics = daemon.request("GET", "/metrics").raw.decode()
+        return "freshd_stale_readers_cleared 1.0" in metrics.splitlines()
+
+    wait_until(cleared, "the daemon to clear the killed reader's slot")  # by its heartbeat
+    env = sc.open_env(str(daemon.db), readonly=True)
+    try:
+        assert pid not in {int(f[0]) for f in map(str.split, env.readers().splitlines()[1:]) if f}
+    finally:
+        env.close()
+    settled = (daemon.db / "data.mdb").stat().st_size
+    for i in range(50):  # each edit: a dirty mark, a clean record, cookies
+        write(pkg / "src/pkg/m0.py", f"x = {i}\n")
+        result = daemon.fresh([(pkg, oracle(pkg).tree)], sync=True)
+        assert result["results"][0]["fresh"] is True, result
+    # While the slot pinned pages, every commit took new ones (+12 MB in 10 s of churn).
+    grown = (daemon.db / "data.mdb").stat().st_size - settled
+    assert grown <= 64 * 1024, grown
+    assert "left in the index" in daemon.log()
 
 
 def test_a_writer_starting_clears_the_slots_of_dead_readers(index_dir: Path) -> None:
