@@ -76,22 +76,36 @@ def _readers(index: Index) -> set[int]:
     return pids
 
 
+def _started(code: str, index_dir: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(index_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+
+
+def _said(proc: subprocess.Popen[bytes]) -> bytes:
+    """The next line ``proc`` prints (within the deadline)."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], DEADLINE)
+    assert ready, "the helper process said nothing"
+    return proc.stdout.readline()
+
+
+def _stopped(proc: subprocess.Popen[bytes]) -> None:
+    proc.kill()
+    proc.wait(DEADLINE)
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
 def _killed_inside_a_read(index_dir: Path) -> int:
     """Start a reader process, wait until it is inside a read transaction, SIGKILL it;
     its pid."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _READER, str(index_dir)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], DEADLINE)
-    assert ready and proc.stdout.readline() == b"inside\n", "the reader never began its read"
-    proc.kill()
-    proc.wait(DEADLINE)
-    assert proc.stdin is not None
-    proc.stdin.close()
-    proc.stdout.close()
+    proc = _started(_READER, index_dir)
+    try:
+        assert _said(proc) == b"inside\n", "the reader never began its read"
+    finally:
+        _stopped(proc)
     return proc.pid
 
 
@@ -159,25 +173,15 @@ def test_a_writer_starting_clears_the_slots_of_dead_readers(index_dir: Path) -> 
         _put(index, "/p", _files(10, 0))
     # A live reader keeps the lock file open, so LMDB does not reset its reader table
     # when the next writer opens the environment.
-    live = subprocess.Popen(
-        [sys.executable, "-c", _READER, str(index_dir)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
+    live = _started(_READER, index_dir)
     try:
-        assert live.stdout is not None
-        ready, _, _ = select.select([live.stdout], [], [], DEADLINE)
-        assert ready and live.stdout.readline() == b"inside\n"
+        assert _said(live) == b"inside\n"
         dead = _killed_inside_a_read(index_dir)
         with Index(str(index_dir)) as index:
             assert index.stale_readers_cleared == 1
             assert _readers(index) & {dead, live.pid} == {live.pid}
     finally:
-        live.kill()
-        live.wait(DEADLINE)
-        for pipe in (live.stdin, live.stdout):
-            if pipe is not None:
-                pipe.close()
+        _stopped(live)
 
 
 # -- the map grows while other threads read and write ------------------------------------
