@@ -26,6 +26,7 @@ from daemon_harness import Factory, make_package, oracle, wait_until, write  # n
 from freshd.app import Context, create_app  # noqa: E402
 from freshd.index import Index  # noqa: E402
 from freshd.metrics import Metrics  # noqa: E402
+from freshd_client import mapgate  # noqa: E402
 from freshd_client import schema as sc  # noqa: E402
 from freshd_client.errors import IndexStoreError  # noqa: E402
 from freshd_client.mapgate import MapGate  # noqa: E402
@@ -366,3 +367,54 @@ def test_an_lmdb_error_in_a_read_is_the_projects_own(tmp_path: Path) -> None:
         with pytest.raises(IndexStoreError, match="cannot write index"):
             index.write(lambda txn: txn.put(b"", b"x", db=index.dbs[sc.DB_META]))
         assert index.package("/nothing") is None  # still usable
+
+
+# -- the gate itself ---------------------------------------------------------------------
+
+
+def test_a_resize_waits_for_the_transactions_under_way(
+    tmp_path: Path,
+) -> None:
+    with Index(str(tmp_path / "index"), map_size=256 * 1024) as index:
+        gate = index.gate
+        start = index.env.info()["map_size"]
+        held = gate.begin()  # another thread's transaction, under way
+        resized = threading.Event()
+        later: list[object] = []
+
+        def resize() -> None:
+            gate.resize(2 * start, gate.resizes)
+            resized.set()
+
+        def read() -> None:
+            later.append(index.read(lambda txn: txn.get(b"x", db=index.dbs[sc.DB_META])))
+            later.append(resized.is_set())  # it began only once the resize was done
+
+        resizer = threading.Thread(target=resize)
+        resizer.start()
+        wait_until(lambda: gate._resizing, "the resize to wait at the gate")
+        reader = threading.Thread(target=read)
+        reader.start()
+        wait_until(lambda: reader.ident is not None, "the reader to start")
+        assert held.get(b"x", db=index.dbs[sc.DB_META]) is None  # still valid
+        assert not resized.is_set()
+        gate.end(held)
+        assert resized.wait(DEADLINE)
+        resizer.join(DEADLINE)
+        reader.join(DEADLINE)
+        assert later == [None, True]  # a read that came meanwhile was answered, after it
+        assert index.env.info()["map_size"] == 2 * start
+
+
+def test_a_resize_by_a_thread_inside_a_transaction_fails_instead_of_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mapgate, "RESIZE_WAIT_S", 0.2)
+    with Index(str(tmp_path / "index")) as index:
+        txn = index.gate.begin()
+        try:
+            with pytest.raises(IndexStoreError, match="transactions still active"):
+                index.gate.resize(2 * index.env.info()["map_size"], index.gate.resizes)
+        finally:
+            index.gate.end(txn)
+        assert index.package("/nothing") is None  # the gate is open again
