@@ -25,6 +25,7 @@ from churn_model import Churn, check_sync, soak_seeds  # noqa: E402
 from daemon_harness import Daemon, Factory, make_package, oracle, wait_until, write  # noqa: E402
 from freshd_client import digest as dg  # noqa: E402
 from freshd_client import schema as sc  # noqa: E402
+from freshd_client.mapgate import MapGate  # noqa: E402
 
 pytest_plugins = ["daemon_harness"]
 
@@ -37,7 +38,7 @@ def check_index(db: Path) -> int:
     own stored file records (no half-written package). Returns the packages checked."""
     env = sc.open_env(str(db), readonly=True)
     try:
-        with sc.begin_read(env) as txn:
+        with MapGate(env, str(db)).reading() as txn:
             packages_db = env.open_db(sc.DB_PACKAGES, txn=txn, create=False)
             files_db = env.open_db(sc.DB_FILES, txn=txn, create=False)
             records = [sc.decode_package(v) for _k, v in txn.cursor(db=packages_db)]

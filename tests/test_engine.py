@@ -17,6 +17,7 @@ import pytest
 
 from freshd_client import Client
 from freshd_client import schema as sc
+from freshd_client.mapgate import MapGate
 from freshd_client.schema import COOKIE_PREFIX
 
 pytest.register_assert_rewrite("daemon_harness")
@@ -107,7 +108,7 @@ def test_sync_cookies_are_cleaned_up_and_only_direct_ones_recorded(
 
     env = sc.open_env(str(daemon.db), readonly=True)
     try:
-        with sc.begin_read(env) as txn:
+        with MapGate(env, str(daemon.db)).reading() as txn:
             cookies = env.open_db(sc.DB_COOKIES, txn=txn, create=False)
             names = [bytes(k).decode() for k, _v in txn.cursor(db=cookies)]
     finally:

@@ -247,8 +247,8 @@ def test_metrics_are_made_once_whichever_thread_uses_them_first() -> None:
         import threading
         from freshd.metrics import Metrics
         names = ["events", "overflows", "rescans", "rehashed_files", "rehashed_bytes",
-                 "queue_depth", "dirty", "packages", "index_bytes", "queries", "latency",
-                 "sync_seconds", "registry"]
+                 "queue_depth", "dirty", "packages", "index_bytes", "stale_readers", "queries",
+                 "latency", "sync_seconds", "registry"]
         for _round in range(20):
             metrics, seen, start = Metrics(), {}, threading.Barrier(len(names))
             def use(name):

@@ -22,7 +22,8 @@ import lmdb
 from freshd_client import schema as sc
 from freshd_client.digest import Scope
 from freshd_client.errors import ApiMismatchError, IndexStoreError, SchemaMismatchError
-from freshd_client.schema import META_DAEMON, begin_read, name_key, path_key
+from freshd_client.mapgate import MapGate
+from freshd_client.schema import META_DAEMON, name_key, path_key
 
 _READY = sc.DAEMON_STATUSES.index("ready")
 _CLEAN = sc.STATE_CODES["clean"]
@@ -61,6 +62,7 @@ class _Env:
         except lmdb.Error as exc:
             self.env.close()
             raise IndexStoreError(f"cannot read index at {path}: {exc}") from exc
+        self.gate = MapGate(self.env, path)
         self.pid = os.getpid()
         self.users = 0
         self._cookies: Any = None
@@ -124,8 +126,9 @@ class DirectTransport:
     def is_fresh(self, path: str, scope: Scope, raw: bytes) -> bool | None:
         """Whether the package at ``path`` is clean with ``raw`` as its ``scope`` digest."""
         h = self._h
-        txn = begin_read(h.env)
-        try:  # abort rather than ``with`` (a commit): ~0.15 µs of a ~2 µs query
+        gate = h.gate
+        txn = gate.begin()
+        try:  # no ``with``: a generator costs ~1 µs of a ~2 µs query
             if self._live(txn):
                 head = txn.get(path_key(path), db=h.packages)
                 if head is None:
@@ -135,7 +138,7 @@ class DirectTransport:
                 offset, flag = _TARGETS[scope]
                 return _answer(head, offset, flag, raw)
         finally:
-            txn.abort()
+            gate.end(txn)
         self._adopt_rebuilt()
         return None
 
@@ -144,7 +147,7 @@ class DirectTransport:
         h = self._h
         packages = h.packages
         out: list[bool | None] = []
-        txn = begin_read(h.env)
+        txn = h.gate.begin()
         try:
             live = self._live(txn)
             get = txn.get
@@ -158,7 +161,7 @@ class DirectTransport:
                 offset, flag = _TARGETS[scope]
                 out.append(_answer(head, offset, flag, raw))
         finally:
-            txn.abort()
+            h.gate.end(txn)
         if not live:
             self._adopt_rebuilt()
             return [None] * len(targets)
@@ -191,7 +194,7 @@ class DirectTransport:
 
     def live(self) -> bool:
         """Whether a ready daemon with a recent heartbeat keeps this index current."""
-        with begin_read(self._h.env) as txn:
+        with self._h.gate.reading() as txn:
             if self._live(txn):
                 return True
         self._adopt_rebuilt()
@@ -205,7 +208,7 @@ class DirectTransport:
         When no live daemon keeps the index current, a ``clean`` state reads ``unknown``.
         """
         h = self._h
-        with begin_read(h.env) as txn:
+        with h.gate.reading() as txn:
             live = self._live(txn)
             if path is not None:
                 raw = txn.get(path_key(path), db=h.packages)
@@ -221,7 +224,7 @@ class DirectTransport:
     def packages(self) -> list[dict[str, Any]]:
         """PackageInfo of every indexed package, by path."""
         h = self._h
-        with begin_read(h.env) as txn:
+        with h.gate.reading() as txn:
             live = self._live(txn)
             infos = [_info(value, live) for _key, value in txn.cursor(db=h.packages)]
         return sorted(infos, key=lambda info: str(info["path"]))
@@ -240,7 +243,7 @@ class DirectTransport:
         cookies = h.cookies()
         if cookies is None:
             return None
-        with begin_read(h.env) as txn:
+        with h.gate.reading() as txn:
             if not self._live(txn):
                 return False
             roots = {root for path in paths if (root := _root_of(txn, h, path))}
@@ -269,7 +272,7 @@ class DirectTransport:
         delay = _FIRST_POLL_S
         patient = time.monotonic() + _SHORT_POLLING_S  # then back off to _MAX_POLL_S
         while True:
-            with begin_read(self._h.env) as txn:
+            with self._h.gate.reading() as txn:
                 if all(txn.get(name, db=cookies) is not None for name in names):
                     return True
                 if not self._live(txn):

@@ -149,15 +149,6 @@ def get_files(txn: lmdb.Transaction, db: lmdb._Database, path: str) -> dict[str,
     return out
 
 
-def begin_read(env: lmdb.Environment) -> lmdb.Transaction:
-    """A read transaction that adopts a map grown by the writer (MDB_MAP_RESIZED)."""
-    try:
-        return env.begin()
-    except lmdb.MapResizedError:
-        env.set_mapsize(0)
-        return env.begin()
-
-
 DaemonStatus = Literal["starting", "indexing", "ready", "stopped"]
 DAEMON_STATUSES: tuple[DaemonStatus, ...] = ("starting", "indexing", "ready", "stopped")
 

@@ -252,6 +252,7 @@ def build_fastapi(ctx: Context) -> FastAPI:
         except OSError:
             size = 0
         ctx.metrics.index_bytes.set(size)
+        ctx.metrics.stale_readers.set(ctx.index.stale_readers_cleared)
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app

@@ -1,13 +1,18 @@
 """The LMDB index, writer side: one writer per index (a lock file), map growth on demand.
 
 Readers in other processes open the same environment read-only
-(``freshd_client.schema.open_env``); LMDB gives them consistent snapshots.
+(``freshd_client.schema.open_env``); LMDB gives them consistent snapshots. Every
+transaction of this process passes the environment's ``MapGate``, so that the map
+grows only while none is active (LMDB's rule). The writer clears the reader slots of
+dead processes (``reclaim_readers``) when it opens the index and then about once a
+second, before a write: a reader killed inside a read transaction leaves its slot
+behind, and until it is cleared LMDB cannot reuse any page freed after that
+transaction began, so the file grows with every write.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import logging
@@ -23,12 +28,16 @@ from freshd.errors import IndexLockedError
 from freshd_client import locations, trust
 from freshd_client import schema as sc
 from freshd_client.errors import IndexStoreError, UntrustedIndexError
+from freshd_client.mapgate import MapGate, store_error
 
 T = TypeVar("T")
 log = logging.getLogger("freshd")
 LOCK_NAME = "freshd.lock"
 PREFIX = sc.PREFIX_SIZE
 _MAX_GROWTHS = 16
+READER_CHECK_S = 1.0
+"""How often the writer looks for reader slots of dead processes (``reclaim_readers``:
+well under a microsecond when there is none; a file-lock test per reading process)."""
 
 
 class Index:
@@ -49,6 +58,11 @@ class Index:
             os.close(self._lock_fd)
             raise
         self.dbs = {name: self.env.open_db(name) for name in sc.DB_NAMES_ALL}
+        self.gate = MapGate(self.env, path)
+        self.stale_readers_cleared = 0
+        """Reader slots of dead processes cleared since the index was opened."""
+        self._next_reader_check = 0.0
+        self.reclaim_readers()
 
     def __enter__(self) -> Index:
         return self
@@ -77,20 +91,46 @@ class Index:
 
     def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         """Run ``fn`` in a write transaction, growing the map and retrying when it is full."""
+        if time.monotonic() >= self._next_reader_check:
+            self.reclaim_readers()
         for _ in range(_MAX_GROWTHS):
+            resizes = self.gate.resizes
             try:
-                with self.env.begin(write=True) as txn:
-                    return fn(txn)
+                txn = self.gate.begin(write=True)
+                try:
+                    result = fn(txn)
+                except BaseException:
+                    self.gate.end(txn)
+                    raise
+                self.gate.end(txn, commit=True)
+                return result
             except lmdb.MapFullError:
-                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+                self.gate.resize(self.env.info()["map_size"] * 2, resizes)
             except lmdb.Error as exc:
-                raise _translate(exc, self.path) from exc
+                raise store_error(exc, f"cannot write index at {self.path}") from exc
         raise IndexStoreError(f"index at {self.path} cannot grow any further")
 
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         """Run ``fn`` in a read transaction."""
-        with sc.begin_read(self.env) as txn:
-            return fn(txn)
+        return self.gate.read(fn)
+
+    def reclaim_readers(self) -> int:
+        """Clear the reader slots of dead processes (LMDB's ``mdb_reader_check``); how
+        many there were. Best effort: a failure is logged, and the next write tries again."""
+        self._next_reader_check = time.monotonic() + READER_CHECK_S
+        try:
+            cleared: int = self.env.reader_check()
+        except lmdb.Error as exc:
+            log.warning("cannot check the reader slots of the index at %s: %s", self.path, exc)
+            return 0
+        if cleared:
+            self.stale_readers_cleared += cleared
+            log.warning(
+                "cleared %d reader slot(s) left in the index at %s by dead processes",
+                cleared,
+                self.path,
+            )
+        return cleared
 
     # -- queries ---------------------------------------------------------------
 
@@ -299,9 +339,3 @@ def _take_lock(lock_path: str, owner: dict[str, Any]) -> int:
     os.ftruncate(fd, 0)
     os.write(fd, json.dumps({"pid": os.getpid(), **owner}).encode())
     return fd
-
-
-def _translate(exc: lmdb.Error, path: str) -> IndexStoreError:
-    if isinstance(exc, lmdb.DiskError) or getattr(exc, "errno", None) == errno.ENOSPC:
-        return IndexStoreError(f"cannot write index at {path}: no space left on device")
-    return IndexStoreError(f"cannot write index at {path}: {exc}")

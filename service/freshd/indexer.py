@@ -40,6 +40,7 @@ from freshd.discovery import (
 from freshd.index import Index
 from freshd_client import schema as sc
 from freshd_client.errors import FreshdError, PackagePathError
+from freshd_client.mapgate import MapGate
 from freshd_client.project import Project, read_project
 from freshd_client.scan import ScanResult, real_path, rescan_files, scan
 
@@ -227,7 +228,7 @@ def rescan_job(
     return outcome
 
 
-_READERS: dict[str, tuple[lmdb.Environment, Any, Any, Any]] = {}
+_READERS: dict[str, tuple[MapGate, Any, Any, Any]] = {}
 
 
 def _worker_job(paths: list[str], index_dir: str, sealed: bool = False) -> list[Outcome]:
@@ -241,19 +242,14 @@ def _worker_job(paths: list[str], index_dir: str, sealed: bool = False) -> list[
         except lmdb.NotFoundError:
             seals_db = None  # an index no daemon of this version has opened yet
         _READERS[index_dir] = (
-            env,
+            MapGate(env, index_dir),
             env.open_db(sc.DB_PACKAGES, create=False),
             env.open_db(sc.DB_FILES, create=False),
             seals_db,
         )
-    env, packages_db, files_db, seals_db = _READERS[index_dir]
-
-    def read(fn: Callable[[lmdb.Transaction], T]) -> T:
-        with sc.begin_read(env) as txn:
-            return fn(txn)
-
+    gate, packages_db, files_db, seals_db = _READERS[index_dir]
     # Scans run outside the read transactions: readers stay short.
-    return [_job(read, packages_db, files_db, seals_db if sealed else None, p) for p in paths]
+    return [_job(gate.read, packages_db, files_db, seals_db if sealed else None, p) for p in paths]
 
 
 def _local_job(index: Index, path: str, sealed: bool = False) -> Outcome:

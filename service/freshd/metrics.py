@@ -26,6 +26,7 @@ class Metrics:
     dirty: Gauge
     packages: Gauge
     index_bytes: Gauge
+    stale_readers: Gauge
     queries: Counter
     latency: Histogram
     sync_seconds: Histogram
@@ -69,6 +70,11 @@ class Metrics:
         self.dirty = Gauge("freshd_dirty_packages", "Packages waiting to be rehashed", registry=r)
         self.packages = Gauge("freshd_packages", "Packages in the index", registry=r)
         self.index_bytes = Gauge("freshd_index_bytes", "Size of the LMDB data file", registry=r)
+        self.stale_readers = Gauge(
+            "freshd_stale_readers_cleared",
+            "LMDB reader slots of dead processes cleared since the daemon started",
+            registry=r,
+        )
         # route: a declared route's path, or "other"; never the path a client sent, which
         # would let it add series without bound.
         self.queries = Counter(

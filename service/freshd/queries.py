@@ -156,11 +156,12 @@ async def fresh(ctx: Context, items: list[Item], sync: bool, timeout_ms: int) ->
         synced = await _sync(ctx, roots, timeout_ms / 1000)
     # A sync that did not complete answers nothing: "fast" is not what was asked.
     trusted = ready and (synced or not sync)
-    with sc.begin_read(ctx.index.env) as txn:
-        results = [
+    results = ctx.index.read(
+        lambda txn: [
             _freshness(path, _by_path(ctx, path, txn=txn), scope, raw, trusted)
             for path, (scope, raw) in wanted
         ]
+    )
     return {"results": results, "synced": synced}
 
 
@@ -208,9 +209,8 @@ def _normalized(path: str) -> str:
 def _by_path(ctx: Context, path: str, *, txn: Any = None) -> sc.PackageRecord | None:
     """The record of ``path``; resolved on disk only when it lies inside a root."""
     normal = _normalized(path)
-    own = txn is None
-    txn = txn or sc.begin_read(ctx.index.env)
-    try:
+
+    def find(txn: Any) -> sc.PackageRecord | None:
         db = ctx.index.dbs[sc.DB_PACKAGES]
         record = sc.get_package(txn, db, normal)
         if record is None and ctx.engine.root_of(normal) is not None:
@@ -218,9 +218,8 @@ def _by_path(ctx: Context, path: str, *, txn: Any = None) -> sc.PackageRecord | 
             if real != normal:
                 record = sc.get_package(txn, db, real)
         return record
-    finally:
-        if own:
-            txn.abort()
+
+    return find(txn) if txn is not None else ctx.index.read(find)
 
 
 def _by_name(ctx: Context, name: str) -> sc.PackageRecord | None:
