@@ -305,28 +305,40 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    """Run CMD so that the installer reinstalls only what changed by content.
+    """Run CMD so that uv rebuilds the local packages that changed by content, and only those.
 
-    When every local package of VENV is fresh by content, CMD runs with UV_NO_SYNC=1:
-    uv starts without its timestamp check, so a copied or untarred tree rebuilds
-    nothing. When some are stale, they are reinstalled first (with uv pip, or pip, or
-    --sync-cmd) and stamped again, so CMD runs the new code. When freshd cannot tell,
-    CMD runs unchanged. A running daemon is asked with sync consistency: its answer
-    reflects every change made before the call. CMD replaces freshd (exec): its exit
-    code and signals are its own.
+    Local packages whose [tool.uv] cache-keys hold { env = "FRESHD_DIGEST_<NAME>" } get
+    that variable set to their content digest (meta when installed editable, else
+    tree): uv's own check then compares content, not timestamps, and everything else
+    (lock, groups, extras, editable flags, errors) is uv's as without freshd. CMD may
+    be uv itself or anything that runs uv. For a venv stamped with freshd stamp and a
+    command other than uv, stale pip installs are reinstalled first. CMD replaces
+    freshd (exec): its exit code and signals are its own.
 
     Example:
 
-        $ freshd run --venv /app/.venv -- uv run python -m app
+        $ freshd run -- uv run --locked python -m app
     """
-    from freshd_client.installer import prepare
+    from freshd_client.uvkeys import digest_env, is_uv, made_by_uv
 
     command = list(args.cmd)
     if command[:1] == ["--"]:
         command = command[1:]
     if not command:
         raise FreshdError("freshd run needs a command: freshd run --venv VENV -- CMD ...")
-    env = prepare(args.venv, command, sync_cmd=args.sync_cmd)
+    env = dict(os.environ)
+    if is_uv(command):
+        values, notes = digest_env(command, args.venv, env)
+        env.update(values)
+        for note in notes:
+            print(f"freshd: {note}", file=sys.stderr)
+    else:
+        from freshd_client.installer import prepare
+
+        env = prepare(args.venv, command, sync_cmd=args.sync_cmd)
+        if made_by_uv(args.venv, env):
+            # a uv venv: whatever runs uv below this command gets the digests too
+            env.update(digest_env(command, args.venv, env)[0])
     sys.stdout.flush()
     sys.stderr.flush()
     try:
