@@ -374,3 +374,44 @@ def test_without_freshd_keys_freshd_run_steps_aside_in_one_line(
     notes = [line for line in ran.stderr.splitlines() if line.startswith("freshd:")]
     assert len(notes) == 1 and "uv decides" in notes[0], ran.stderr
     assert ran.stdout == "one\n"
+
+
+# -- what a regular (non-editable) install depends on, per build backend ------------------
+
+BACKENDS = {
+    "hatchling": ('["hatchling"]', "hatchling.build"),
+    "setuptools": ('["setuptools>=61"]', "setuptools.build_meta"),
+    "uv_build": ('["uv_build>=0.8,<0.14"]', "uv_build"),
+}
+NOT_IN_THE_WHEEL = '\n[tool.freshd]\nexclude = ["Dockerfile", "entrypoint.sh", "var/"]\n'
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_files_no_build_reads_are_excluded_and_source_edits_rebuild(
+    tmp_path: Path, uv_cache: Path, offline: dict[str, str], backend: str
+) -> None:
+    """A regular install depends on what its build reads. What it never puts in the
+    wheel (a Dockerfile, an entrypoint copied later, files the app writes at run time)
+    is left out with [tool.freshd] exclude and rebuilds nothing, with each backend; a
+    source edit still rebuilds."""
+    project = make_project(tmp_path, uv_cache, editable=False)
+    requires, build_backend = BACKENDS[backend]
+    pyproject = project.lib / "pyproject.toml"
+    text = pyproject.read_text().replace('["hatchling"]', requires)
+    text = text.replace('"hatchling.build"', f'"{build_backend}"')
+    pyproject.write_text(text + NOT_IN_THE_WHEEL)
+    project.sync()
+    project.tar_round_trip()
+    (project.lib / "Dockerfile").write_text("FROM scratch\n")
+    (project.lib / "entrypoint.sh").write_text("#!/bin/sh\nexec \"$@\"\n")
+    (project.lib / "var").mkdir()
+    (project.lib / "var" / "runtime.db").write_bytes(b"written by the app")
+
+    untouched = project.freshd_run(project.uv_run_argv(PRINT_VALUE), **offline)
+    assert untouched.stdout == "one\n", untouched.stderr
+    assert installer_activity(untouched.stderr) == []
+
+    project.set_value("two")
+    edited = project.freshd_run(project.uv_run_argv(PRINT_VALUE))
+    assert edited.stdout == "two\n", edited.stderr
+    assert "Built lib" in edited.stderr

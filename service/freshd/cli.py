@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
     from freshd_client.http import HttpTransport
 
+DAEMON_MODULES = frozenset(
+    ("fastapi", "starlette", "pydantic", "uvicorn", "watchdog", "prometheus_client", "rich")
+)
+"""What only the daemon's verbs import: the ``daemon`` extra (pyproject.toml)."""
 VERBS = ("digest", "index", "serve", "status", "ls", "add", "remove", "stamp", "check", "run")
 
 EXIT_OK = 0
@@ -244,11 +248,17 @@ def _cmd_stamp(args: argparse.Namespace) -> int:
         stamped app  meta  b3m1:5e1d0f0c6b2a  /app
         stamped lib  tree  b3t1:c3c34944d97b  /app/libs/lib
     """
-    from freshd_client.stamps import stamp
+    from freshd_client.stamps import lock_path, stamp
     from freshd_client.venv import venv_dir
 
     venv = venv_dir(args.venv)
     written, problems = stamp(venv, force=args.force)
+    if not os.path.exists(lock_path(venv)):
+        print(
+            f"warning: no {lock_path(venv)}: the stamps cover the local packages only, "
+            "not the third-party ones (uv: run uv lock, and keep the venv beside the lock)",
+            file=sys.stderr,
+        )
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if args.json:
@@ -643,6 +653,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_NO_DAEMON
     except FreshdError as exc:
         print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in DAEMON_MODULES:
+            raise
+        print(
+            f"Error: freshd {args.command} needs the daemon, whose dependencies are not "
+            f"installed ({exc.name}): install 'freshd[daemon]' (Python 3.11 or newer)",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
