@@ -1,8 +1,10 @@
-"""Benchmark ``freshd run -- uv run`` against plain ``uv run`` (issue 6).
+"""Benchmark ``freshd run -- uv run`` against plain ``uv run`` (issues 6 and 20).
 
 Generates the project of the installer tests (``tests/uv_project.py``: an app plus a
-local library as a path dependency, hatchling, the real uv next to this interpreter),
-runs ``uv sync`` and ``freshd stamp``, then times whole processes, median of ``--runs``:
+local library as a path dependency, hatchling, the real uv next to this interpreter)
+twice: plainly, for the ``uv run`` rows, and with freshd's ``FRESHD_DIGEST_*`` cache
+keys, synced through ``freshd run -- uv sync`` and stamped, for the freshd rows. Then
+it times whole processes, median of ``--runs``:
 
 - plain ``uv run`` when nothing was touched (uv's own freshness check passes);
 - ``freshd run -- uv run`` when nothing was touched;
@@ -119,28 +121,28 @@ def settled(project: Project, deadline_s: float = 30.0) -> None:
 def run(runs: int) -> tuple[list[Row], dict[str, object]]:
     work = Path(tempfile.mkdtemp(prefix="fdbench-uv"))
     try:
-        project = make_project(work / "project", work / "uv-cache", editable=False)
-        project.sync()
-        project.stamp()
+        cache = work / "uv-cache"
+        bare = make_project(work / "plain", cache, editable=False, keys=False)
+        keyed = make_project(work / "keyed", cache, editable=False)
+        for project in (bare, keyed):
+            project.sync()
+            # Bytecode as users have it: this sandbox sets PYTHONDONTWRITEBYTECODE, which
+            # would recompile every module of every freshd process.
+            project.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        keyed.stamp()
         plain: list[str | Path] = [UV, "run", "python", "-c", CODE]
-        freshd_run: list[str | Path] = [FRESHD, "run", "--venv", project.venv, "--", *plain]
-        check: list[str | Path] = [FRESHD, "check", "--venv", project.venv]
-        # Bytecode as users have it: this sandbox sets PYTHONDONTWRITEBYTECODE, which
-        # would recompile every module of every freshd process.
-        project.env.pop("PYTHONDONTWRITEBYTECODE", None)
-        for argv in (plain, freshd_run, check):
+        freshd_run: list[str | Path] = [FRESHD, "run", "--", *plain]
+        check: list[str | Path] = [FRESHD, "check", "--venv", keyed.venv]
+        for project, argv in ((bare, plain), (keyed, freshd_run), (keyed, check)):
             timed(project, argv)  # warm-up: page cache, bytecode
-        settled(project)
+        settled(keyed)
         rows = [
-            series(project, "uv run", "untouched", plain, runs, round_trip=False),
-            series(project, "freshd run -- uv run", "untouched", freshd_run, runs, False),
-            series(project, "freshd check", "after tar round trip", check, runs, True),
-            series(project, "uv run", "after tar round trip", plain, runs, True),
+            series(bare, "uv run", "untouched", plain, runs, round_trip=False),
+            series(keyed, "freshd run -- uv run", "untouched", freshd_run, runs, False),
+            series(keyed, "freshd check", "after tar round trip", check, runs, True),
+            series(bare, "uv run", "after tar round trip", plain, runs, True),
+            series(keyed, "freshd run -- uv run", "after tar round trip", freshd_run, runs, True),
         ]
-        project.stamp()  # uv reinstalled both packages: record the installs now in the venv
-        rows.append(
-            series(project, "freshd run -- uv run", "after tar round trip", freshd_run, runs, True)
-        )
         version = subprocess.run([UV, "--version"], capture_output=True, text=True, check=True)
         info = {
             "python": platform.python_version(),

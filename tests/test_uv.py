@@ -403,7 +403,7 @@ def test_files_no_build_reads_are_excluded_and_source_edits_rebuild(
     project.sync()
     project.tar_round_trip()
     (project.lib / "Dockerfile").write_text("FROM scratch\n")
-    (project.lib / "entrypoint.sh").write_text("#!/bin/sh\nexec \"$@\"\n")
+    (project.lib / "entrypoint.sh").write_text('#!/bin/sh\nexec "$@"\n')
     (project.lib / "var").mkdir()
     (project.lib / "var" / "runtime.db").write_bytes(b"written by the app")
 

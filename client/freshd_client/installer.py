@@ -27,9 +27,9 @@ from freshd_client.venv import venv_dir
 STALE_ENV = "FRESHD_STALE"
 
 
-def prepare(venv: str | None, command: list[str], *, sync_cmd: str | None) -> dict[str, str]:
-    """Bring VENV's local installs up to date by content; the environment to run
-    ``command`` with. Notes go to stderr, one line each. A daemon is asked with sync
+def prepare(venv: str | None, *, sync_cmd: str | None) -> dict[str, str]:
+    """Bring VENV's local installs up to date by content; the environment to run the
+    command with. Notes go to stderr, one line each. A daemon is asked with sync
     consistency: a change made just before the start is never missed for its settle
     window."""
     env = dict(os.environ)
@@ -41,7 +41,7 @@ def prepare(venv: str | None, command: list[str], *, sync_cmd: str | None) -> di
         return env
     stale = [v for v in verdicts if v.state == "stale"]
     if stale:
-        _reinstall(path, stale, command, sync_cmd)
+        _reinstall(path, stale, sync_cmd)
         verdicts, moved = verify(path, sync=True)
     unsure = [v for v in verdicts if v.state != "fresh"]
     if not unsure and moved is None:
@@ -54,7 +54,7 @@ def prepare(venv: str | None, command: list[str], *, sync_cmd: str | None) -> di
     return env
 
 
-def _reinstall(venv: str, stale: list[Verdict], command: list[str], sync_cmd: str | None) -> None:
+def _reinstall(venv: str, stale: list[Verdict], sync_cmd: str | None) -> None:
     """Reinstall the stale packages, then stamp the ones whose content held still."""
     import subprocess
 
@@ -70,7 +70,7 @@ def _reinstall(venv: str, stale: list[Verdict], command: list[str], sync_cmd: st
             before[v.name] = result.tree if v.scope == "tree" else result.meta
         except FreshdError:
             before[v.name] = None
-    argv = _installer(venv, stale, command, sync_cmd)
+    argv = _installer(venv, stale, sync_cmd)
     env = dict(os.environ, **{STALE_ENV: " ".join(names)})
     try:
         # the installer's output goes to stderr: stdout is the command's
@@ -89,9 +89,7 @@ def _reinstall(venv: str, stale: list[Verdict], command: list[str], sync_cmd: st
         _note(f"not stamped: {problem}")
 
 
-def _installer(
-    venv: str, stale: list[Verdict], command: list[str], sync_cmd: str | None
-) -> list[str]:
+def _installer(venv: str, stale: list[Verdict], sync_cmd: str | None) -> list[str]:
     """The command that reinstalls ``stale`` into ``venv``."""
     import shlex
 

@@ -315,7 +315,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    """Run CMD so that uv rebuilds the local packages that changed by content, and only those.
+    """Run CMD so that uv rebuilds exactly the local packages changed by content.
 
     Local packages whose [tool.uv] cache-keys hold { env = "FRESHD_DIGEST_<NAME>" } get
     that variable set to their content digest (meta when installed editable, else
@@ -345,7 +345,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         from freshd_client.installer import prepare
 
-        env = prepare(args.venv, command, sync_cmd=args.sync_cmd)
+        env = prepare(args.venv, sync_cmd=args.sync_cmd)
         if made_by_uv(args.venv, env):
             # a uv venv: whatever runs uv below this command gets the digests too
             env.update(digest_env(command, args.venv, env)[0])
