@@ -21,9 +21,13 @@ import os
 import sys
 
 from freshd_client.errors import FreshdError
+from freshd_client.quick import RACY_WINDOW_NS, lstat_identity
+from freshd_client.uvcache import INSTALL, DigestCache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from freshd_client.digest import Scope
 
 UV_NAMES = ("uv", "uv.exe")
@@ -90,7 +94,7 @@ def project_venv(root: str, venv: str | None, env: dict[str, str]) -> str:
     return os.path.join(root, env.get("UV_PROJECT_ENVIRONMENT") or ".venv")
 
 
-def local_packages(root: str, venv: str) -> dict[str, bool]:
+def local_packages(root: str, venv: str, cache: DigestCache) -> dict[str, bool]:
     """The local packages of the project (source directory → installed editable): those
     installed in ``venv`` as they are installed, and those the lock names as editable or
     directory sources (which uv is about to install) as the lock says."""
@@ -100,7 +104,13 @@ def local_packages(root: str, venv: str) -> dict[str, bool]:
     if os.path.isfile(os.path.join(venv, "pyvenv.cfg")):
         for install in local_installs(venv):
             found[os.path.normpath(install.source)] = install.editable
-    locked = _locked_sources(root)
+    lock = os.path.join(root, LOCK)
+    locked = cache.lock_sources(lock)
+    if locked is None:
+        ident = lstat_identity(lock)  # before it is read
+        locked = _locked_sources(root)
+        if locked is not None:
+            cache.keep_lock(lock, ident, locked)
     if locked is None:  # no lock yet: what uv is about to lock, from the project files
         locked = [(root, True), *_declared_sources(root)]
     for source, editable in locked:
@@ -176,37 +186,30 @@ def digest_env(
 ) -> tuple[dict[str, str], list[str]]:
     """The ``FRESHD_DIGEST…`` variables for ``command`` (a uv command or any command
     whose children run uv) and the notes to print, one line each."""
-    from freshd_client.project import read_project
-    from freshd_client.scan import package_dir, scan
-
     args = command[1:] if is_uv(command) else []
     root = project_root(args, env)
+    path = project_venv(root, venv, env)
+    cache = DigestCache(path if os.path.isfile(os.path.join(path, "pyvenv.cfg")) else None)
     try:
-        packages = local_packages(root, project_venv(root, venv, env))
+        packages = local_packages(root, path, cache)
     except FreshdError as exc:
         return {}, [f"{exc}; uv decides by its own timestamps"]
     no_editable = "--no-editable" in args or _truthy(env.get("UV_NO_EDITABLE"))
     values: dict[str, list[tuple[str, str]]] = {}
     notes: list[str] = []
     for source, editable in sorted(packages.items()):
-        try:
-            project = read_project(source)
-        except (FreshdError, OSError):
-            continue  # no readable pyproject.toml: uv reports it, freshd has nothing to fill
-        if not project.digest_env:
-            continue
         scope: Scope = "meta" if editable and not no_editable else "tree"
         try:
-            result = scan(package_dir(source), scopes=(scope,), project=project)
-            if result.error is not None:
-                raise FreshdError(result.error)
-            digest = result.meta if scope == "meta" else result.tree
-            assert digest is not None
+            digest, names = _package_digest(cache, source, scope)
         except FreshdError as exc:
+            names = _declared_names(source)
             digest = f"unverified:{os.getpid()}:{os.urandom(8).hex()}"
-            notes.append(f"{source}: {exc}; uv rebuilds it")
-        for name in project.digest_env:
+            if names:
+                notes.append(f"{source}: {exc}; uv rebuilds it")
+        for name in names:
+            assert digest is not None
             values.setdefault(name, []).append((source, digest))
+    cache.save()
     if not values:
         notes.append(
             f'no local package of {root} has a {{ env = "FRESHD_DIGEST_…" }} cache key: '
@@ -215,3 +218,69 @@ def digest_env(
     # a variable shared by several packages holds all their digests: each rebuilds when
     # any of them changes, never misses a change of its own
     return {name: " ".join(d for _s, d in sorted(v)) for name, v in values.items()}, notes
+
+
+def _package_digest(cache: DigestCache, source: str, scope: Scope) -> tuple[str | None, list[str]]:
+    """(digest, the variables to fill with it) of the package at ``source``; (None, [])
+    when it declares none. FreshdError when it cannot be read."""
+    held = cache.held(source, scope)
+    if held is not None:
+        return held
+    from freshd_client import verified
+    from freshd_client.project import load_project
+    from freshd_client.scan import package_dir, scan
+
+    path = package_dir(source)
+    entry = cache.entry(source, scope)
+    pyproject = lstat_identity(os.path.join(path, "pyproject.toml"))  # before it is read
+    project, memo = load_project(path, entry.get("project"))
+    if not project.digest_env:
+        plain = [["pyproject.toml", pyproject]]
+        trusted = pyproject is not None and max(pyproject[1:3]) < cache.started - RACY_WINDOW_NS
+        cache.keep(source, scope, {"env": [], "paths": plain if trusted else None})
+        return None, []
+    dirs: list[tuple[str, os.stat_result]] | None = None
+    snapshot = None
+    members = None
+    if scope == "tree":
+        dirs = []
+        members = _members(entry.get("members"))
+    else:
+        snapshot, project = verified.meta_snapshot(path, memo)
+    result = scan(path, scopes=(scope,), dirs=dirs, project=project, members=members)
+    digest = result.tree if scope == "tree" else result.meta
+    if result.error is not None or digest is None:
+        raise FreshdError(result.error or f"{path}: no {scope} digest")
+    made = verified.entry_for(result, digest, INSTALL, dirs=dirs, snapshot=snapshot)
+    paths = None if made is None else made["paths"]
+    if paths is not None and not any(rel == "pyproject.toml" for rel, _i in paths):
+        paths.append(["pyproject.toml", pyproject])  # it names the variables
+    kept: dict[str, Any] = {"digest": digest, "env": list(project.digest_env), "paths": paths}
+    kept["project"] = memo
+    if scope == "tree":
+        kept["members"] = {
+            r.rel: r.digest.hex() if r.kind in (b"f", b"x") else "" for r in result.records
+        }
+    cache.keep(source, scope, kept)
+    return digest, list(project.digest_env)
+
+
+def _members(value: object) -> dict[str, bytes] | None:
+    """A cached tree's file set as ``scan``'s ``members`` (None when malformed)."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        return {str(rel): bytes.fromhex(digest) for rel, digest in value.items()}
+    except (TypeError, ValueError):
+        return None
+
+
+def _declared_names(source: str) -> list[str]:
+    """The variables a package declares, read plainly (for a package that cannot be
+    hashed: it still gets a value, one that makes uv rebuild it)."""
+    from freshd_client.project import read_project
+
+    try:
+        return list(read_project(source).digest_env)
+    except (FreshdError, OSError):
+        return []
