@@ -150,3 +150,19 @@ def test_a_cache_file_that_is_garbage_is_an_empty_cache(workspace: Path) -> None
     cache = workspace / ".venv" / ".freshd" / uvcache.CACHE_FILE
     cache.write_bytes(b"\x00not json")
     assert values("run")[0] == first
+
+
+def test_a_copied_lock_with_the_same_bytes_is_not_parsed_again(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _ = values("run")
+    lock = workspace / "uv.lock"
+    raw = lock.read_bytes()
+    lock.unlink()
+    lock.write_bytes(raw)  # a new inode and ctime, as after a COPY
+
+    def no_parse(*_args: object) -> None:
+        raise AssertionError("parsed a lock whose bytes the cache knows")
+
+    monkeypatch.setattr(uvkeys, "_toml", no_parse)
+    assert values("run")[0] == first

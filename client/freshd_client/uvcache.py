@@ -61,28 +61,31 @@ class DigestCache:
     # -- uv.lock ------------------------------------------------------------------------
 
     def lock_sources(self, lock: str) -> list[tuple[str, bool]] | None:
-        """The local sources of ``lock`` as cached, while it is unchanged."""
+        """The local sources of ``lock`` as cached, while it is unchanged: by stat, else
+        by content (a copied lock: no TOML parser for the same bytes)."""
         entry = self.entries.get("lock")
         if not (isinstance(entry, dict) and entry.get("path") == lock):
             return None
-        if not self._holds([[lock, entry.get("ident")]], ""):
-            return None
         sources = entry.get("sources")
-        if not isinstance(sources, list):
+        ident = lstat_identity(lock)
+        if ident is None or not isinstance(sources, list):
             return None
+        if entry.get("ident") != ident:
+            if _content(lock) != entry.get("digest"):
+                return None
+            self.keep_lock(lock, ident, sources, entry["digest"])
         try:
             return [(str(s), e is True) for s, e in sources]
         except (TypeError, ValueError):
             return None
 
-    def keep_lock(
-        self, lock: str, ident: list[int] | None, sources: list[tuple[str, bool]]
-    ) -> None:
-        """Cache ``sources`` of ``lock`` read after its lstat was ``ident``."""
-        if ident is None or max(ident[1], ident[2]) >= self.started - RACY_WINDOW_NS:
-            self.entries.pop("lock", None)
-        else:
-            self.entries["lock"] = {"path": lock, "ident": ident, "sources": sources}
+    def keep_lock(self, lock: str, ident: list[int] | None, sources: object, digest: str) -> None:
+        """Cache ``sources`` of ``lock``, whose bytes have ``digest`` (``lock_digest``),
+        read after its lstat was ``ident``; a lock changed within the racy window is
+        kept by content only."""
+        if ident is not None and max(ident[1], ident[2]) >= self.started - RACY_WINDOW_NS:
+            ident = None
+        self.entries["lock"] = {"path": lock, "ident": ident, "sources": sources, "digest": digest}
         self.changed = True
 
     # -- packages -----------------------------------------------------------------------
@@ -138,3 +141,18 @@ class DigestCache:
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def lock_digest(raw: bytes) -> str:
+    """The content digest a lock's entry is kept under."""
+    from blake3 import blake3
+
+    return "b3:" + blake3(raw).hexdigest()
+
+
+def _content(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return lock_digest(f.read())
+    except OSError:
+        return None

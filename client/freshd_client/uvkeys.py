@@ -22,7 +22,7 @@ import sys
 
 from freshd_client.errors import FreshdError
 from freshd_client.quick import RACY_WINDOW_NS, lstat_identity
-from freshd_client.uvcache import INSTALL, DigestCache
+from freshd_client.uvcache import INSTALL, DigestCache, lock_digest
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -108,9 +108,10 @@ def local_packages(root: str, venv: str, cache: DigestCache) -> dict[str, bool]:
     locked = cache.lock_sources(lock)
     if locked is None:
         ident = lstat_identity(lock)  # before it is read
-        locked = _locked_sources(root)
-        if locked is not None:
-            cache.keep_lock(lock, ident, locked)
+        raw = _read(lock)
+        if raw is not None:
+            locked = _locked_sources(root, _toml(lock, raw))
+            cache.keep_lock(lock, ident, locked, lock_digest(raw))
     if locked is None:  # no lock yet: what uv is about to lock, from the project files
         locked = [(root, True), *_declared_sources(root)]
     for source, editable in locked:
@@ -123,8 +124,9 @@ def _declared_sources(root: str) -> list[tuple[str, bool]]:
     at ``root`` declares (``[tool.uv.workspace]``, ``[tool.uv.sources]``)."""
     import glob
 
-    data = _toml(os.path.join(root, "pyproject.toml"))
-    tool = data.get("tool", {}) if data else {}
+    path = os.path.join(root, "pyproject.toml")
+    raw = _read(path)
+    tool = _toml(path, raw).get("tool", {}) if raw is not None else {}
     uv = tool.get("uv", {}) if isinstance(tool, dict) else {}
     uv = uv if isinstance(uv, dict) else {}
     found: list[tuple[str, bool]] = []
@@ -144,15 +146,19 @@ def _declared_sources(root: str) -> list[tuple[str, bool]]:
     return found
 
 
-def _toml(path: str) -> dict[str, object] | None:
-    """The TOML document at ``path``; None when there is no such file."""
+def _read(path: str) -> bytes | None:
+    """The bytes of ``path``; None when there is no such file."""
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            return f.read()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise FreshdError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _toml(path: str, raw: bytes) -> dict[str, Any]:
+    """The TOML document ``raw`` read from ``path``."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on 3.10 only
@@ -163,11 +169,8 @@ def _toml(path: str) -> dict[str, object] | None:
         raise FreshdError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _locked_sources(root: str) -> list[tuple[str, bool]] | None:
-    """(directory, editable) of every local package in ``ROOT/uv.lock``; None without one."""
-    data = _toml(os.path.join(root, LOCK))
-    if data is None:
-        return None
+def _locked_sources(root: str, data: dict[str, Any]) -> list[tuple[str, bool]]:
+    """(directory, editable) of every local package of the lock ``data`` in ``root``."""
     found: list[tuple[str, bool]] = []
     packages = data.get("package", [])
     for package in packages if isinstance(packages, list) else []:
