@@ -415,3 +415,19 @@ def test_files_no_build_reads_are_excluded_and_source_edits_rebuild(
     edited = project.freshd_run(project.uv_run_argv(PRINT_VALUE))
     assert edited.stdout == "two\n", edited.stderr
     assert "Built lib" in edited.stderr
+
+
+def test_a_command_other_than_uv_in_a_uv_venv_is_not_reinstalled_behind_the_lock(
+    stamped: Project,
+) -> None:
+    """A final image without uv, or an entrypoint that runs python directly: a stale
+    package is not reinstalled with pip behind uv's lock; freshd says what to do."""
+    stamped.set_value("changed")
+    try:
+        python = stamped.venv / "bin" / "python"
+        ran = stamped.freshd_run([python, "-c", PRINT_VALUE], check=False)
+    finally:
+        stamped.set_value("one")
+    assert ran.returncode == 1 and ran.stdout == ""
+    [line] = ran.stderr.strip().splitlines()[-1:]
+    assert line.startswith("Error: lib changed since") and "freshd run -- uv run" in line
