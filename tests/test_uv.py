@@ -332,6 +332,9 @@ def test_a_project_environment_elsewhere_syncs_a_changed_lock(
     ran = project.freshd("run", "--", UV, "run", "python", "-c", PRINT_INICONFIG, **elsewhere)
     assert ran.stdout.strip() != "1.1.1", "uv.lock moved: uv must have synced the upgrade"
     assert not project.venv.exists()
+    stamped = project.freshd("stamp", "--venv", elsewhere["UV_PROJECT_ENVIRONMENT"])
+    [warning] = stamped.stderr.splitlines()
+    assert warning.startswith("warning: no ") and "uv.lock beside this uv venv" in warning
 
 
 def test_a_dependency_group_is_installed_as_plain_uv_does(tmp_path: Path, uv_cache: Path) -> None:

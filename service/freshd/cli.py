@@ -249,14 +249,16 @@ def _cmd_stamp(args: argparse.Namespace) -> int:
         stamped lib  tree  b3t1:c3c34944d97b  /app/libs/lib
     """
     from freshd_client.stamps import lock_path, stamp
+    from freshd_client.uvkeys import made_by_uv
     from freshd_client.venv import venv_dir
 
     venv = venv_dir(args.venv)
     written, problems = stamp(venv, force=args.force)
-    if not os.path.exists(lock_path(venv)):
+    if made_by_uv(venv, {}) and not os.path.exists(lock_path(venv)):
         print(
-            f"warning: no {lock_path(venv)}: the stamps cover the local packages only, "
-            "not the third-party ones (uv: run uv lock, and keep the venv beside the lock)",
+            f"warning: no {lock_path(venv)} beside this uv venv: the stamps cover its local "
+            "packages, not uv.lock (keep the venv in the project, or let uv decide: "
+            "freshd run -- uv run)",
             file=sys.stderr,
         )
     for problem in problems:
