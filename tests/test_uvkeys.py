@@ -166,3 +166,21 @@ def test_a_copied_lock_with_the_same_bytes_is_not_parsed_again(
 
     monkeypatch.setattr(uvkeys, "_toml", no_parse)
     assert values("run")[0] == first
+
+
+@pytest.mark.usefixtures("no_racy_window")
+def test_an_untouched_start_answers_from_the_plain_text_verdict(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _ = values("run")
+    assert (workspace / ".venv" / ".freshd" / uvcache.VERDICT_FILE).is_file()
+
+    def no_json(*_args: object) -> None:
+        raise AssertionError("read the JSON cache although nothing changed")
+
+    with monkeypatch.context() as m:
+        m.setattr(uvcache.DigestCache, "_load", no_json)
+        assert values("run")[0] == first
+    assert values("run", "--no-editable")[0] != first  # another context: computed
+    (workspace / "libs" / "lib" / "src" / "lib" / "__init__.py").write_text("VALUE = 3\n")
+    assert values("run")[0] != first

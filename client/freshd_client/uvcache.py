@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from freshd_client.digest import Scope
 
 CACHE_FILE = "uvkeys.json"
+VERDICT_FILE = "uvkeys.txt"
+_HEADER = "freshd-uvkeys 1"
 FORMAT = 1
 INSTALL = "uvkeys"  # what verified.entry_for records as the install: not a stamp's
 
@@ -41,8 +43,72 @@ class DigestCache:
     def __init__(self, venv: str | None) -> None:
         self.path = None if venv is None else os.path.join(venv, ".freshd", CACHE_FILE)
         self.started = time.time_ns()
-        self.entries: dict[str, Any] = self._load()
+        self._entries: dict[str, Any] | None = None  # read when first needed
         self.changed = False
+
+    @property
+    def entries(self) -> dict[str, Any]:
+        if self._entries is None:
+            self._entries = self._load()
+        return self._entries
+
+    # -- the whole answer, without JSON -------------------------------------------------
+
+    def answer(self, context: str) -> dict[str, str] | None:
+        """The variables last computed in ``context`` (project root, venv, editable
+        override) while every path they rest on has the identity it had: a plain-text
+        file (``VERDICT_FILE``) that needs no JSON (whose ``re`` costs ~8 ms a start)."""
+        if self.path is None:
+            return None
+        found: dict[str, str] = {}
+        try:
+            with open(os.path.join(os.path.dirname(self.path), VERDICT_FILE), "rb") as f:
+                lines = f.read().decode("ascii").splitlines()
+            if lines[:2] != [_HEADER, f"C {context.encode().hex()}"]:
+                return None
+            for line in lines[2:]:
+                tag, *fields = line.split(" ")
+                if tag == "P" and len(fields) in (2, 7):
+                    expected = None if fields[1:] == ["-"] else [int(v) for v in fields[1:]]
+                    if lstat_identity(bytes.fromhex(fields[0])) != expected:
+                        return None
+                elif tag == "V" and len(fields) == 2:
+                    found[bytes.fromhex(fields[0]).decode()] = bytes.fromhex(fields[1]).decode()
+                else:
+                    return None
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None  # none, malformed, or a path that cannot be examined
+        return found or None
+
+    def keep_answer(
+        self, context: str, paths: list[tuple[str, list[int] | None]], values: dict[str, str]
+    ) -> None:
+        """Record ``values`` resting on ``paths`` (taken before they were read), unless
+        one was modified within the racy window; otherwise forget any answer kept."""
+        if self.path is None:
+            return
+        target = os.path.join(os.path.dirname(self.path), VERDICT_FILE)
+        newest = max((max(i[1], i[2]) for _p, i in paths if i is not None), default=0)
+        lines = [_HEADER, f"C {context.encode().hex()}"]
+        for p, ident in paths:
+            shown = "-" if ident is None else " ".join(str(v) for v in ident)
+            lines.append(f"P {os.fsencode(p).hex()} {shown}")
+        for name, value in sorted(values.items()):
+            lines.append(f"V {name.encode().hex()} {value.encode().hex()}")
+        import contextlib
+
+        tmp = f"{target}.tmp{os.getpid()}"
+        try:
+            if newest >= self.started - RACY_WINDOW_NS or not values:
+                os.unlink(target)
+                return
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(tmp, "w", encoding="ascii") as f:
+                f.write("\n".join(lines) + "\n")
+            os.replace(tmp, target)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     def _load(self) -> dict[str, Any]:
         if self.path is None:
@@ -94,6 +160,17 @@ class DigestCache:
         """The package's entry (empty when there is none)."""
         entry = self.entries.get(f"{scope} {source}")
         return entry if isinstance(entry, dict) else {}
+
+    def rests_on(self, source: str, scope: Scope) -> list[tuple[str, list[int] | None]] | None:
+        """The absolute paths and identities the package's entry rests on; None when it
+        is not to be trusted by stat."""
+        paths = self.entry(source, scope).get("paths")
+        if not isinstance(paths, list):
+            return None
+        try:
+            return [(os.path.join(source, rel), ident) for rel, ident in paths]
+        except (TypeError, ValueError):
+            return None
 
     def held(self, source: str, scope: Scope) -> tuple[str | None, list[str]] | None:
         """(digest, variable names) of the package while nothing its entry rests on

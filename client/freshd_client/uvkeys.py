@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 
+from freshd_client import quick
 from freshd_client.errors import FreshdError
 from freshd_client.quick import RACY_WINDOW_NS, lstat_identity
 from freshd_client.uvcache import INSTALL, DigestCache, lock_digest
@@ -193,13 +194,20 @@ def digest_env(
     root = project_root(args, env)
     path = project_venv(root, venv, env)
     cache = DigestCache(path if os.path.isfile(os.path.join(path, "pyvenv.cfg")) else None)
+    no_editable = "--no-editable" in args or _truthy(env.get("UV_NO_EDITABLE"))
+    context = f"{root}\0{path}\0{int(no_editable)}"
+    answer = cache.answer(context)
+    if answer is not None:
+        return answer, []
+    # what the list of local packages rests on, taken before it is read
+    rests_on = quick.inputs(path, os.path.join(root, LOCK)) if cache.path else []
     try:
         packages = local_packages(root, path, cache)
     except FreshdError as exc:
         return {}, [f"{exc}; uv decides by its own timestamps"]
-    no_editable = "--no-editable" in args or _truthy(env.get("UV_NO_EDITABLE"))
     values: dict[str, list[tuple[str, str]]] = {}
     notes: list[str] = []
+    trusted = True
     for source, editable in sorted(packages.items()):
         scope: Scope = "meta" if editable and not no_editable else "tree"
         try:
@@ -207,12 +215,15 @@ def digest_env(
         except FreshdError as exc:
             names = _declared_names(source)
             digest = f"unverified:{os.getpid()}:{os.urandom(8).hex()}"
+            trusted = False
             if names:
                 notes.append(f"{source}: {exc}; uv rebuilds it")
         for name in names:
             assert digest is not None
             values.setdefault(name, []).append((source, digest))
-    cache.save()
+        paths = cache.rests_on(source, scope)
+        trusted = trusted and paths is not None
+        rests_on += paths or []
     if not values:
         notes.append(
             f'no local package of {root} has a {{ env = "FRESHD_DIGEST_…" }} cache key: '
@@ -220,7 +231,10 @@ def digest_env(
         )
     # a variable shared by several packages holds all their digests: each rebuilds when
     # any of them changes, never misses a change of its own
-    return {name: " ".join(d for _s, d in sorted(v)) for name, v in values.items()}, notes
+    found = {name: " ".join(d for _s, d in sorted(v)) for name, v in values.items()}
+    cache.save()
+    cache.keep_answer(context, rests_on if trusted else [], found if trusted else {})
+    return found, notes
 
 
 def _package_digest(cache: DigestCache, source: str, scope: Scope) -> tuple[str | None, list[str]]:
