@@ -137,9 +137,31 @@ class Engine:
         with contextlib.suppress(ProcessLookupError):
             if self.proc is not None:
                 os.killpg(self.proc.pid, signal.SIGKILL)  # a straggler of its session
+        deadline = time.monotonic() + STOP_DEADLINE_S
+        while self.processes() and time.monotonic() < deadline:
+            time.sleep(0.1)  # containerd and its shims exit after dockerd
+        for line in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(line.partition(":")[0]), signal.SIGKILL)
         for mount in reversed(self.mounts()):
             subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def processes(self) -> list[str]:
+        """Command lines of the processes that name the engine's directory (dockerd,
+        its containerd and shims)."""
+        found = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue  # gone meanwhile
+            if str(self.root) in argv:
+                found.append(f"{pid}: {argv}")
+        return found
 
     def mounts(self) -> list[str]:
         """Mount points under the engine's directory, from /proc/self/mountinfo."""

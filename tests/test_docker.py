@@ -99,6 +99,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Images]:
         yield Images(engine, base, contexts)
     finally:
         engine.stop()
+        assert engine.processes() == [], "processes left behind"
         assert engine.mounts() == [], "mounts left behind"
 
 
