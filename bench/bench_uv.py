@@ -1,8 +1,10 @@
-"""Benchmark ``freshd run -- uv run`` against plain ``uv run`` (issue 6).
+"""Benchmark ``freshd run -- uv run`` against plain ``uv run`` (issues 6 and 20).
 
 Generates the project of the installer tests (``tests/uv_project.py``: an app plus a
-local library as a path dependency, hatchling, the real uv next to this interpreter),
-runs ``uv sync`` and ``freshd stamp``, then times whole processes, median of ``--runs``:
+local library as a path dependency, hatchling, the real uv next to this interpreter)
+twice: plainly, for the ``uv run`` rows, and with freshd's ``FRESHD_DIGEST_*`` cache
+keys, synced through ``freshd run -- uv sync`` and stamped, for the freshd rows. Then
+it times whole processes, median of ``--runs``:
 
 - plain ``uv run`` when nothing was touched (uv's own freshness check passes);
 - ``freshd run -- uv run`` when nothing was touched;
@@ -11,7 +13,9 @@ runs ``uv sync`` and ``freshd stamp``, then times whole processes, median of ``-
   content, new inodes and ctimes): uv rebuilds and reinstalls app and lib;
 - ``freshd run -- uv run`` after the same round trip: nothing is rebuilt.
 
-Each round trip is redone before each timed run and is not timed. Whether each run
+The peers of a state are timed in turns (one run of each, then again), so that the
+machine's load hits them alike. Each round trip is redone before each timed run and
+is not timed. Whether each run
 rebuilt is checked (lib's ``.dist-info``: its inode and its RECORD's mtime) and reported
 beside the time.
 The uv cache is private to the run and warm (hatchling is downloaded once, before
@@ -86,18 +90,26 @@ def installed(project: Project) -> tuple[int, int]:
     return dist_info.stat().st_ino, (dist_info / "RECORD").stat().st_mtime_ns
 
 
-def series(
-    project: Project, what: str, state: str, argv: list[str | Path], runs: int, round_trip: bool
-) -> Row:
-    """``runs`` timed runs of ``argv``, each after a tar round trip when ``round_trip``."""
-    times, rebuilt = [], 0
+Series = tuple[Project, str, str, "list[str | Path]", bool]
+"""(project, command, state, argv, whether each run follows a tar round trip)."""
+
+
+def interleaved(specs: list[Series], runs: int) -> list[Row]:
+    """``runs`` timed runs of each series, taken in turns (one of each, then again), so
+    that a change in the machine's load hits the peers alike."""
+    times: list[list[float]] = [[] for _ in specs]
+    rebuilt = [0] * len(specs)
     for _ in range(runs):
-        if round_trip:
-            project.tar_round_trip()
-        before = installed(project)
-        times.append(timed(project, argv))
-        rebuilt += installed(project) != before
-    return Row(what, state, runs, statistics.median(times), min(times), max(times), rebuilt)
+        for i, (project, _what, _state, argv, round_trip) in enumerate(specs):
+            if round_trip:
+                project.tar_round_trip()
+            before = installed(project)
+            times[i].append(timed(project, argv))
+            rebuilt[i] += installed(project) != before
+    return [
+        Row(what, state, runs, statistics.median(t), min(t), max(t), n)
+        for (_p, what, state, _a, _r), t, n in zip(specs, times, rebuilt, strict=True)
+    ]
 
 
 def settled(project: Project, deadline_s: float = 30.0) -> None:
@@ -119,27 +131,36 @@ def settled(project: Project, deadline_s: float = 30.0) -> None:
 def run(runs: int) -> tuple[list[Row], dict[str, object]]:
     work = Path(tempfile.mkdtemp(prefix="fdbench-uv"))
     try:
-        project = make_project(work / "project", work / "uv-cache", editable=False)
-        project.sync()
-        project.stamp()
+        cache = work / "uv-cache"
+        bare = make_project(work / "plain", cache, editable=False, keys=False)
+        keyed = make_project(work / "keyed", cache, editable=False)
+        for project in (bare, keyed):
+            project.sync()
+            # Bytecode as users have it: this sandbox sets PYTHONDONTWRITEBYTECODE, which
+            # would recompile every module of every freshd process.
+            project.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        keyed.stamp()
         plain: list[str | Path] = [UV, "run", "python", "-c", CODE]
-        freshd_run: list[str | Path] = [FRESHD, "run", "--venv", project.venv, "--", *plain]
-        check: list[str | Path] = [FRESHD, "check", "--venv", project.venv]
-        # Bytecode as users have it: this sandbox sets PYTHONDONTWRITEBYTECODE, which
-        # would recompile every module of every freshd process.
-        project.env.pop("PYTHONDONTWRITEBYTECODE", None)
-        for argv in (plain, freshd_run, check):
+        freshd_run: list[str | Path] = [FRESHD, "run", "--", *plain]
+        check: list[str | Path] = [FRESHD, "check", "--venv", keyed.venv]
+        for project, argv in ((bare, plain), (keyed, freshd_run), (keyed, check)):
             timed(project, argv)  # warm-up: page cache, bytecode
-        settled(project)
-        rows = [
-            series(project, "uv run", "untouched", plain, runs, round_trip=False),
-            series(project, "freshd run -- uv run", "untouched", freshd_run, runs, False),
-            series(project, "freshd check", "after tar round trip", check, runs, True),
-            series(project, "uv run", "after tar round trip", plain, runs, True),
-        ]
-        project.stamp()  # uv reinstalled both packages: record the installs now in the venv
-        rows.append(
-            series(project, "freshd run -- uv run", "after tar round trip", freshd_run, runs, True)
+        settled(keyed)
+        still, trip = "untouched", "after tar round trip"
+        rows = interleaved(
+            [
+                (bare, "uv run", still, plain, False),
+                (keyed, "freshd run -- uv run", still, freshd_run, False),
+            ],
+            runs,
+        )
+        rows += interleaved(
+            [
+                (keyed, "freshd check", trip, check, True),
+                (bare, "uv run", trip, plain, True),
+                (keyed, "freshd run -- uv run", trip, freshd_run, True),
+            ],
+            runs,
         )
         version = subprocess.run([UV, "--version"], capture_output=True, text=True, check=True)
         info = {

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -586,6 +587,23 @@ def test_a_lock_that_moved_is_still_reported_after_a_partial_restamp(
     _written, problems = stamp(str(installed), names=["demo-pkg"], force=True)
     assert problems == []
     assert stamps.lockfile_changed(str(installed)) is not None
+
+
+def test_a_venv_moved_away_from_its_lock_says_that_it_moved(
+    installed: Path, tmp_path: Path
+) -> None:
+    """A venv copied elsewhere (``COPY --from=build /app/.venv /opt/venv``) is not next to
+    the lock it was stamped with any more: the message says it moved, not that the lock,
+    which still exists, was removed."""
+    lock = installed.parent / "uv.lock"
+    lock.write_text("version = 1\n")
+    stamp(str(installed))
+    moved = tmp_path / "elsewhere" / "venv"
+    moved.parent.mkdir()
+    shutil.copytree(installed, moved, symlinks=True)
+    why = stamps.lockfile_changed(str(moved))
+    assert why is not None and "moved" in why and "removed" not in why
+    assert str(lock) in why
 
 
 @pytest.mark.parametrize("failing", ["replace", "fsync"])

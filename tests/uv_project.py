@@ -33,10 +33,14 @@ LIB_PYPROJECT = """\
 name = "lib"
 version = "{version}"
 requires-python = ">=3.10"
+dependencies = [{dependencies}]
 
 [build-system]
 requires = ["hatchling"]
 build-backend = "hatchling.build"
+
+[tool.uv]
+cache-keys = [{{ env = "FRESHD_DIGEST_LIB" }}]
 """
 
 APP_PYPROJECT = """\
@@ -49,6 +53,9 @@ dependencies = ["lib"]
 [tool.uv.sources]
 lib = {{ path = "../lib", editable = {editable} }}
 
+[tool.uv]
+cache-keys = [{{ env = "FRESHD_DIGEST_APP" }}]
+
 [build-system]
 requires = ["hatchling"]
 build-backend = "hatchling.build"
@@ -58,12 +65,13 @@ build-backend = "hatchling.build"
 class Project:
     """``base/app`` and its local library ``base/lib``, driven with the real uv and freshd."""
 
-    def __init__(self, base: Path, cache: Path, editable: bool) -> None:
+    def __init__(self, base: Path, cache: Path, editable: bool, keys: bool = True) -> None:
         self.base = base
         self.app = base / "app"
         self.lib = base / "lib"
         self.venv = self.app / ".venv"
         self.editable = editable
+        self.keys = keys  # whether the packages carry freshd's FRESHD_DIGEST_* cache keys
         env = {
             k: v
             for k, v in os.environ.items()
@@ -121,30 +129,40 @@ class Project:
 
     # -- the scenario -----------------------------------------------------------------
 
-    def sync(self) -> None:
-        """``uv sync``: lock, build and install app and lib (PyPI for hatchling, once a cache)."""
-        self.uv("sync")
+    def sync(self, *args: str) -> None:
+        """``uv sync``: lock, build and install app and lib (PyPI for hatchling, once a
+        cache); through ``freshd run`` when the packages have freshd's cache keys, so uv
+        records their content digests."""
+        if self.keys:
+            self.freshd("run", "--", UV, "sync", *args)
+        else:
+            self.uv("sync", *args)
 
     def stamp(self) -> None:
         self.freshd("stamp", "--venv", self.venv)
 
     def tar_round_trip(self) -> None:
-        """``tar cf`` of app and lib, ``rm -rf``, ``tar xf`` into the same paths: the same
-        content with new inodes and ctimes, as a Docker layer or ``COPY`` makes it."""
+        """``tar cf`` of app and lib, ``rm -rf``, ``tar xf`` into the same paths, then
+        ``chmod -R a+rX``: the same content with new inodes and ctimes, as a Docker layer,
+        ``COPY`` or a ``RUN chmod`` layer makes it."""
         archive = self.base / "project.tar"
         subprocess.run(["tar", "-C", self.base, "-cf", archive, "app", "lib"], check=True)
         shutil.rmtree(self.app)
         shutil.rmtree(self.lib)
         subprocess.run(["tar", "-C", self.base, "-xf", archive], check=True)
         archive.unlink()
+        subprocess.run(["chmod", "-R", "a+rX", self.app, self.lib], check=True)
 
     def set_value(self, value: str) -> None:
         """A source edit of lib that no uv cache key covers."""
         (self.lib / "src" / "lib" / "__init__.py").write_text(f"VALUE = {value!r}\n")
 
-    def set_version(self, version: str) -> None:
-        """A build-input change of lib: its version in pyproject.toml."""
-        (self.lib / "pyproject.toml").write_text(LIB_PYPROJECT.format(version=version))
+    def set_version(self, version: str, dependencies: str = "") -> None:
+        """A build-input change of lib: its version (or dependencies) in pyproject.toml."""
+        text = LIB_PYPROJECT.format(version=version, dependencies=dependencies)
+        if not self.keys:
+            text = text[: text.index("[tool.uv]")]
+        (self.lib / "pyproject.toml").write_text(text)
 
     def depend_on(self, requirement: str) -> None:
         """Add a third-party dependency to the app (before the first ``uv sync``)."""
@@ -159,9 +177,12 @@ class Project:
         return found[0]
 
 
-def make_project(base: Path, cache: Path, *, editable: bool, value: str = "one") -> Project:
-    """Write the app and its library under ``base`` (nothing installed yet)."""
-    project = Project(base, cache, editable)
+def make_project(
+    base: Path, cache: Path, *, editable: bool, value: str = "one", keys: bool = True
+) -> Project:
+    """Write the app and its library under ``base`` (nothing installed yet); ``keys``:
+    with freshd's ``FRESHD_DIGEST_*`` cache keys in both pyproject.toml files."""
+    project = Project(base, cache, editable, keys)
     package = project.lib / "src" / "lib"
     package.mkdir(parents=True)
     project.set_version("0.1.0")
@@ -169,9 +190,10 @@ def make_project(base: Path, cache: Path, *, editable: bool, value: str = "one")
     (project.lib / ".gitignore").write_text("*.log\n")
     (project.app / "src" / "app").mkdir(parents=True)
     (project.app / "src" / "app" / "__init__.py").write_text("")
-    (project.app / "pyproject.toml").write_text(
-        APP_PYPROJECT.format(editable="true" if editable else "false")
-    )
+    app = APP_PYPROJECT.format(editable="true" if editable else "false")
+    if not keys:
+        app = app.replace('[tool.uv]\ncache-keys = [{ env = "FRESHD_DIGEST_APP" }]\n\n', "")
+    (project.app / "pyproject.toml").write_text(app)
     return project
 
 

@@ -1,10 +1,13 @@
-"""``freshd run``: decide how the installer may start, reinstalling what changed first.
+"""``freshd run`` of a command other than uv, in a venv stamped by ``freshd stamp``.
 
-- every local install fresh by content: the command gets ``UV_NO_SYNC=1``, so uv
-  skips its timestamp check (a copied or untarred tree rebuilds nothing);
-- some stale: exactly those are reinstalled (``uv pip install --reinstall-package`` in a
-  uv-made venv, ``pip install --force-reinstall --no-deps`` otherwise, or the user's
-  ``--sync-cmd``), stamped again, and checked again;
+(A uv command needs none of this: uv itself decides, by the ``FRESHD_DIGEST…`` cache
+keys of ``uvkeys``.)
+
+- every local install fresh by content: the command runs as given;
+- some stale: exactly those are reinstalled (``pip install --force-reinstall --no-deps``,
+  or the user's ``--sync-cmd``), stamped again, and checked again. A venv made by uv is
+  never reinstalled into behind its lock: freshd says to start the command with
+  ``uv run`` instead;
 - anything freshd cannot tell: the command runs unchanged and the installer decides.
 
 A reinstall that fails stops here (FreshdError): running the command would run the
@@ -18,19 +21,18 @@ import sys
 
 from freshd_client.errors import FreshdError
 from freshd_client.stamps import Verdict, stamp, verify
+from freshd_client.uvkeys import made_by_uv
 from freshd_client.venv import venv_dir
 
-NO_SYNC = "UV_NO_SYNC"
 STALE_ENV = "FRESHD_STALE"
 
 
-def prepare(venv: str | None, command: list[str], *, sync_cmd: str | None) -> dict[str, str]:
-    """Bring VENV's local installs up to date by content; the environment to run
-    ``command`` with. Notes go to stderr, one line each. A daemon is asked with sync
+def prepare(venv: str | None, *, sync_cmd: str | None) -> dict[str, str]:
+    """Bring VENV's local installs up to date by content; the environment to run the
+    command with. Notes go to stderr, one line each. A daemon is asked with sync
     consistency: a change made just before the start is never missed for its settle
     window."""
     env = dict(os.environ)
-    env.pop(NO_SYNC, None)  # set below only when freshd itself verified every package
     try:
         path = venv_dir(venv)
         verdicts, moved = verify(path, sync=True)
@@ -39,11 +41,10 @@ def prepare(venv: str | None, command: list[str], *, sync_cmd: str | None) -> di
         return env
     stale = [v for v in verdicts if v.state == "stale"]
     if stale:
-        _reinstall(path, stale, command, sync_cmd)
+        _reinstall(path, stale, sync_cmd)
         verdicts, moved = verify(path, sync=True)
     unsure = [v for v in verdicts if v.state != "fresh"]
     if not unsure and moved is None:
-        env[NO_SYNC] = "1"
         return env
     if moved is not None:
         _note(f"{moved}: the installer syncs (then record it with: freshd stamp)")
@@ -53,7 +54,7 @@ def prepare(venv: str | None, command: list[str], *, sync_cmd: str | None) -> di
     return env
 
 
-def _reinstall(venv: str, stale: list[Verdict], command: list[str], sync_cmd: str | None) -> None:
+def _reinstall(venv: str, stale: list[Verdict], sync_cmd: str | None) -> None:
     """Reinstall the stale packages, then stamp the ones whose content held still."""
     import subprocess
 
@@ -69,9 +70,8 @@ def _reinstall(venv: str, stale: list[Verdict], command: list[str], sync_cmd: st
             before[v.name] = result.tree if v.scope == "tree" else result.meta
         except FreshdError:
             before[v.name] = None
-    argv = _installer(venv, stale, command, sync_cmd)
+    argv = _installer(venv, stale, sync_cmd)
     env = dict(os.environ, **{STALE_ENV: " ".join(names)})
-    env.pop(NO_SYNC, None)
     try:
         # the installer's output goes to stderr: stdout is the command's
         done = subprocess.run(
@@ -89,9 +89,7 @@ def _reinstall(venv: str, stale: list[Verdict], command: list[str], sync_cmd: st
         _note(f"not stamped: {problem}")
 
 
-def _installer(
-    venv: str, stale: list[Verdict], command: list[str], sync_cmd: str | None
-) -> list[str]:
+def _installer(venv: str, stale: list[Verdict], sync_cmd: str | None) -> list[str]:
     """The command that reinstalls ``stale`` into ``venv``."""
     import shlex
 
@@ -104,35 +102,27 @@ def _installer(
     targets: list[str] = []
     for v in stale:
         targets += ["-e", v.source] if v.editable else [v.source]
-    uv = _uv(venv, command)
-    if uv is not None:
-        reinstall = [arg for v in stale for arg in ("--reinstall-package", v.name)]
-        return [uv, "pip", "install", "--python", python, *reinstall, *targets]
+    if made_by_uv(venv, {}):
+        raise FreshdError(
+            f"{', '.join(v.name for v in stale)} changed since {venv} was synced; it is uv's "
+            "venv, so let uv reinstall from its lock: start the command as "
+            "`freshd run -- uv run CMD` (uv must be in the image), or pass "
+            "--sync-cmd 'uv sync --locked'"
+        )
+    if not _has_pip(python):
+        raise FreshdError(
+            f"{venv} has no pip to reinstall {', '.join(v.name for v in stale)} with: "
+            "install pip into it, or pass --sync-cmd with your installer's command"
+        )
     return [python, "-m", "pip", "install", "--force-reinstall", "--no-deps", *targets]
 
 
-def _uv(venv: str, command: list[str]) -> str | None:
-    """The uv to reinstall with, when ``venv`` was made by uv: ``$FRESHD_UV``, the uv the
-    command runs, else the first on PATH."""
-    import shutil
+def _has_pip(python: str) -> bool:
+    import subprocess
 
-    try:
-        with open(os.path.join(venv, "pyvenv.cfg"), encoding="utf-8") as f:
-            made_by_uv = any(line.split("=")[0].strip() == "uv" for line in f)
-    except OSError:
-        made_by_uv = False
-    if not made_by_uv:
-        return None
-    for candidate in (
-        os.environ.get("FRESHD_UV"),
-        command[0] if os.path.basename(command[0]) == "uv" else None,
-        "uv",
-        os.path.join(os.path.dirname(sys.executable), "uv"),
-    ):
-        found = shutil.which(candidate) if candidate else None
-        if found:
-            return found
-    return None
+    code = "import importlib.util, sys; sys.exit(not importlib.util.find_spec('pip'))"
+    probe = [python, "-c", code]
+    return subprocess.run(probe, stdin=subprocess.DEVNULL, check=False).returncode == 0
 
 
 def _venv_python(venv: str) -> str:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         exclude: tuple[str, ...] = ()
         workspace_members: tuple[str, ...] | None = None  # None: not a workspace root
         workspace_exclude: tuple[str, ...] = ()
+        digest_env: tuple[str, ...] = ()  # FRESHD_DIGEST_* cache keys: freshd fills them
 
 else:
     CacheKey = namedtuple(
@@ -57,8 +58,9 @@ else:
             "exclude",
             "workspace_members",
             "workspace_exclude",
+            "digest_env",
         ),
-        defaults=(None, None, (), (), (), None, ()),
+        defaults=(None, None, (), (), (), None, (), ()),
     )
 
 
@@ -170,7 +172,7 @@ def _parse(directory: str, raw: bytes | None, setup_cfg: bytes | None) -> Projec
         ws_exclude = _strings(
             workspace.get("exclude", []), "tool.uv.workspace.exclude", pyproject_path
         )
-    cache_keys, ignored = _cache_keys(uv.get("cache-keys"), pyproject_path)
+    cache_keys, ignored, digest_env = _cache_keys(uv.get("cache-keys"), pyproject_path)
     return Project(
         name=normalize_name(name) if name else None,
         cache_keys=cache_keys,
@@ -179,6 +181,7 @@ def _parse(directory: str, raw: bytes | None, setup_cfg: bytes | None) -> Projec
         exclude=_strings(freshd.get("exclude", []), "tool.freshd.exclude", pyproject_path),
         workspace_members=members,
         workspace_exclude=ws_exclude,
+        digest_env=digest_env,
     )
 
 
@@ -206,6 +209,7 @@ def _from_json(rules: object) -> Project | None:
             exclude=tuple(rules["exclude"]),
             workspace_members=None if members is None else tuple(members),
             workspace_exclude=tuple(rules["workspace_exclude"]),
+            digest_env=tuple(rules["digest_env"]),
         )
     except TypeError:
         return None
@@ -220,6 +224,7 @@ def _typed(project: Project) -> bool:
         *project.exclude,
         *(project.workspace_members or ()),
         *project.workspace_exclude,
+        *project.digest_env,
     )
     keys_ok = all(
         isinstance(k.file, (str, type(None)))
@@ -265,13 +270,32 @@ def _setup_cfg_name(raw: bytes | None) -> str | None:
     return name or None
 
 
-def _cache_keys(value: object, where: str) -> tuple[tuple[CacheKey, ...] | None, tuple[str, ...]]:
+DIGEST_ENV_PREFIX = "FRESHD_DIGEST"
+"""``[tool.uv] cache-keys`` entries ``{ env = "FRESHD_DIGEST…" }`` are freshd's: ``freshd
+run`` sets them to the package's content digest, which makes uv's own freshness check
+compare content (docs/uv.md)."""
+DEFAULT_KEYS = (
+    CacheKey(file="pyproject.toml"),
+    CacheKey(file="setup.py"),
+    CacheKey(file="setup.cfg"),
+    CacheKey(dir="src"),
+)
+"""uv's cache keys when a package sets none."""
+
+
+def _cache_keys(
+    value: object, where: str
+) -> tuple[tuple[CacheKey, ...] | None, tuple[str, ...], tuple[str, ...]]:
+    """(cache keys, entries freshd cannot hash, freshd's digest variables). A freshd
+    digest variable replaces uv's timestamps of its default keys, so the meta digest
+    that fills it for an editable install covers those keys by content."""
     if value is None:
-        return None, ()
+        return None, (), ()
     if not isinstance(value, list):
         raise ProjectFileError(f"{where}: 'tool.uv.cache-keys' must be a list, got {value!r}")
     keys: list[CacheKey] = []
     ignored: list[str] = []
+    digest_env: list[str] = []
     for item in value:
         if isinstance(item, str):  # uv accepts a bare string as a file key
             keys.append(CacheKey(file=item))
@@ -289,6 +313,14 @@ def _cache_keys(value: object, where: str) -> tuple[tuple[CacheKey, ...] | None,
                 )
             else:
                 ignored.append(repr(item))
+        elif (
+            isinstance(item, dict)
+            and isinstance(item.get("env"), str)
+            and item["env"].startswith(DIGEST_ENV_PREFIX)
+        ):
+            digest_env.append(item["env"])
         else:
             ignored.append(repr(item))
-    return tuple(keys), tuple(ignored)
+    if digest_env:
+        keys.extend(k for k in DEFAULT_KEYS if k not in keys)
+    return tuple(keys), tuple(ignored), tuple(dict.fromkeys(digest_env))

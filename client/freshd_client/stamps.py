@@ -295,6 +295,11 @@ def _write(
         raise VenvError(f"cannot write stamps in {directory}: {exc.strerror or exc}") from None
 
 
+def lock_path(venv: str) -> str:
+    """Where uv keeps the lock of the project whose venv ``venv`` is: beside it."""
+    return _lockfile_path(venv)
+
+
 def _lockfile_path(venv: str) -> str:
     return os.path.join(os.path.dirname(venv), "uv.lock")
 
@@ -330,6 +335,11 @@ def _lock_moved(venv: str, document: dict[str, Any] | None) -> str | None:
     now = _lockfile(venv)
     if stamped == now:
         return None
+    if stamped is not None and os.path.dirname(stamped["path"]) != os.path.dirname(venv):
+        return (
+            f"{venv} moved since the stamps were taken (it was beside {stamped['path']}); "
+            "stamp it again where it is now"
+        )
     if now is None:
         return f"{stamped['path']} was removed since the stamps were taken"
     return f"{now['path']} changed since the stamps were taken"

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
     from freshd_client.http import HttpTransport
 
+DAEMON_MODULES = frozenset(
+    ("fastapi", "starlette", "pydantic", "uvicorn", "watchdog", "prometheus_client", "rich")
+)
+"""What only the daemon's verbs import: the ``daemon`` extra (pyproject.toml)."""
 VERBS = ("digest", "index", "serve", "status", "ls", "add", "remove", "stamp", "check", "run")
 
 EXIT_OK = 0
@@ -254,11 +258,19 @@ def _cmd_stamp(args: argparse.Namespace) -> int:
         stamped app  meta  b3m1:5e1d0f0c6b2a  /app
         stamped lib  tree  b3t1:c3c34944d97b  /app/libs/lib
     """
-    from freshd_client.stamps import stamp
+    from freshd_client.stamps import lock_path, stamp
+    from freshd_client.uvkeys import made_by_uv
     from freshd_client.venv import venv_dir
 
     venv = venv_dir(args.venv)
     written, problems = stamp(venv, force=args.force)
+    if made_by_uv(venv, {}) and not os.path.exists(lock_path(venv)):
+        print(
+            f"warning: no {lock_path(venv)} beside this uv venv: the stamps cover its local "
+            "packages, not uv.lock (keep the venv in the project, or let uv decide: "
+            "freshd run -- uv run)",
+            file=sys.stderr,
+        )
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if args.json:
@@ -315,28 +327,40 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    """Run CMD so that the installer reinstalls only what changed by content.
+    """Run CMD so that uv rebuilds exactly the local packages changed by content.
 
-    When every local package of VENV is fresh by content, CMD runs with UV_NO_SYNC=1:
-    uv starts without its timestamp check, so a copied or untarred tree rebuilds
-    nothing. When some are stale, they are reinstalled first (with uv pip, or pip, or
-    --sync-cmd) and stamped again, so CMD runs the new code. When freshd cannot tell,
-    CMD runs unchanged. A running daemon is asked with sync consistency: its answer
-    reflects every change made before the call. CMD replaces freshd (exec): its exit
-    code and signals are its own.
+    Local packages whose [tool.uv] cache-keys hold { env = "FRESHD_DIGEST_<NAME>" } get
+    that variable set to their content digest (meta when installed editable, else
+    tree): uv's own check then compares content, not timestamps, and everything else
+    (lock, groups, extras, editable flags, errors) is uv's as without freshd. CMD may
+    be uv itself or anything that runs uv. For a venv stamped with freshd stamp and a
+    command other than uv, stale pip installs are reinstalled first. CMD replaces
+    freshd (exec): its exit code and signals are its own.
 
     Example:
 
-        $ freshd run --venv /app/.venv -- uv run python -m app
+        $ freshd run -- uv run --locked python -m app
     """
-    from freshd_client.installer import prepare
+    from freshd_client.uvkeys import digest_env, is_uv, made_by_uv
 
     command = list(args.cmd)
     if command[:1] == ["--"]:
         command = command[1:]
     if not command:
         raise FreshdError("freshd run needs a command: freshd run --venv VENV -- CMD ...")
-    env = prepare(args.venv, command, sync_cmd=args.sync_cmd)
+    env = dict(os.environ)
+    if is_uv(command):
+        values, notes = digest_env(command, args.venv, env)
+        env.update(values)
+        for note in notes:
+            print(f"freshd: {note}", file=sys.stderr)
+    else:
+        from freshd_client.installer import prepare
+
+        env = prepare(args.venv, sync_cmd=args.sync_cmd)
+        if made_by_uv(args.venv, env):
+            # a uv venv: whatever runs uv below this command gets the digests too
+            env.update(digest_env(command, args.venv, env)[0])
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -666,6 +690,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_NO_DAEMON
     except FreshdError as exc:
         print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in DAEMON_MODULES:
+            raise
+        print(
+            f"Error: freshd {args.command} needs the daemon, whose dependencies are not "
+            f"installed ({exc.name}): install 'freshd[daemon]' (Python 3.11 or newer)",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
