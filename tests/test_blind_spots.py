@@ -193,3 +193,50 @@ def test_directories_beyond_the_watch_limit_after_start(
     assert_exact(daemon, [pkg])
     write(pkg / "src/grows/d79/m.py", "edited once watched\n")
     assert_exact(daemon, [pkg])
+
+
+def test_freshd_checks_stat_cache_never_vouches_for_a_linked_project_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``freshd check`` keeps the stat identities a fresh verdict rests on; a linked
+    ``pyproject.toml`` keeps its own identity while its target is edited (its rules
+    changing the file set), so such a package is never cached: it is scanned again."""
+    from freshd_client import verified
+    from freshd_client.scan import scan
+
+    monkeypatch.setattr(verified, "RACY_WINDOW_NS", 0)  # files just written may be cached
+    shared = tmp_path / "shared.toml"
+    shared.write_text('[project]\nname = "p"\n')
+    pkg = make_tree(tmp_path / "p", {"notes.txt": "n\n", "src/p/a.py": "a = 1\n"})
+    plain = make_tree(tmp_path / "q", {"pyproject.toml": '[project]\nname = "q"\n'})
+    (pkg / "pyproject.toml").symlink_to(shared)
+    for path, cached in ((plain, True), (pkg, False)):
+        dirs: list[tuple[str, os.stat_result]] = []
+        result = scan(str(path), dirs=dirs)
+        assert result.tree is not None
+        entry = verified.entry_for(result, result.tree, "install", dirs=dirs)
+        assert (entry is not None) is cached, path
+
+
+def test_a_rescan_rereads_rules_a_linked_project_file_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk keeps a known member without matching it again while the rule files are
+    as they were; a linked ``pyproject.toml`` is as it was whatever its target says, so
+    a file its new rules exclude stayed in the set, and a hard link's other package was
+    answered fresh (churn seed 639247675)."""
+    from freshd_client import records
+    from freshd_client.oneshot import digest_path
+    from freshd_client.scan import scan
+
+    monkeypatch.setattr(records, "RACY_WINDOW_NS", 0)  # files just written may be reused
+    shared = tmp_path / "shared.toml"
+    shared.write_text('[project]\nname = "p"\n')
+    pkg = make_tree(tmp_path / "p", {"notes.txt": "n\n", "src/p/a.py": "a = 1\n"})
+    (pkg / "pyproject.toml").symlink_to(shared)
+    first = scan(str(pkg))
+    assert "notes.txt" in {r.rel for r in first.records}
+    shared.write_text('[project]\nname = "p"\n[tool.freshd]\nexclude = ["*.txt"]\n')
+    again = scan(str(pkg), {r.rel: r for r in first.records}, previous_tree=first.tree)
+    assert "notes.txt" not in {r.rel for r in again.records}
+    assert again.tree == digest_path(str(pkg), "tree").tree

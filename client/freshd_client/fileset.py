@@ -385,9 +385,12 @@ def _rules_unchanged(
         return False
     entry = next(e for e in entries if e.name == name)
     try:
-        return record.reusable_for(entry.stat(follow_symlinks=False))
+        st = entry.stat(follow_symlinks=False)
     except OSError:
         return False
+    # A rule file read through a link: the link's own identity says nothing of its
+    # target's edits (churn seed 639247675: a package kept a file its rules now exclude).
+    return not stat.S_ISLNK(st.st_mode) and record.reusable_for(st)
 
 
 def _special_kind(mode: int) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 from freshd_client.quick import RECORD_KIND_BITS, identity, lstat_identity
 from freshd_client.records import RACY_WINDOW_NS as RACY_WINDOW_NS
@@ -132,6 +133,14 @@ def entry_for(
     else:
         return None
     if not started:
+        return None
+    # A project or rule file that is a link: its identity says nothing of its target's
+    # edits, which change the file set or the meta digest (issue 17). Never cached.
+    rules = {"pyproject.toml", "setup.cfg", "setup.py", *result.rule_files()}
+    if any(
+        rel in rules and ident is not None and stat.S_IFMT(ident[5]) == stat.S_IFLNK
+        for rel, ident in paths
+    ):
         return None
     # mtime and ctime both: tar and cp -a set an old mtime on a file written just now
     newest = max((max(i[1], i[2]) for _rel, i in paths if i is not None), default=0)
