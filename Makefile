@@ -24,7 +24,7 @@ test: install
 ## test-lowest: the suite against the lowest versions pyproject.toml allows (uv's lowest-direct)
 LOWEST ?= .venv-lowest
 $(LOWEST)/.installed: pyproject.toml $(STAMP)
-	$(BIN)/uv venv --quiet --allow-existing --python $(BIN)/python $(LOWEST)
+	$(BIN)/uv venv --quiet --seed --allow-existing --python $(BIN)/python $(LOWEST)
 	$(BIN)/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct \
 		-e '.[daemon,dev]'
 	touch $@

@@ -315,7 +315,8 @@ def test_locked_with_a_changed_dependency_fails_as_plain_uv(tmp_path: Path, uv_c
     argv: list[str | Path] = [UV, "run", "--locked", "python", "-c", PRINT_VALUE]
     plain, ran = both(project, argv)
     assert plain == ran
-    assert plain.startswith("1 ") and "needs to be updated" in plain
+    # uv's own exit code (1, or 2 in some releases) and message, whatever they are.
+    assert not plain.startswith("0 ") and "needs to be updated" in plain
     probe = "import importlib.util as u; print(bool(u.find_spec('iniconfig')))"
     assert project.run([project.venv / "bin" / "python", "-c", probe]).stdout == "False\n"
 

@@ -1262,7 +1262,7 @@ class Engine:
         if state.canary is not None:
             late = now - state.canary_sent
             if self._canaries_seen.pop(state.canary, None) is not None:
-                self._unlink_soon([state.canary])
+                _unlink(state.canary)  # now: the engine is awake anyway
                 state.canary = None
                 if state.suspect_at is not None and state.canary_sent >= state.suspect_at:
                     state.suspect_at = None  # every event before it is in: look again
