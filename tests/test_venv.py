@@ -726,7 +726,7 @@ def test_new_cache_keys_are_read_although_the_memo_names_the_old_ones(
     install(venv, pkg, editable=True)
     assert stamp(str(venv))[1] == []
     manifest = json.loads((venv / ".freshd" / "manifests" / "demo-pkg.json").read_text())
-    assert manifest["project"]["rules"]["cache_keys"] == [["a.txt", None, False, False]]
+    assert manifest["project"]["rules"]["cache_keys"] == [["a.txt", None, False, False, None]]
     assert [v.state for v in check(str(venv))] == ["fresh"]
     (pkg / "pyproject.toml").write_text(
         '[project]\nname = "demo-pkg"\n[tool.uv]\ncache-keys = ["b.txt"]\n'

@@ -1,7 +1,7 @@
 """freshd's thin client: freshness answers, the digest format, the index schema, one-shot digests.
 
 Importing this package stays cheap: it pulls in no web framework, no watcher, and
-loads ``Client`` and ``digest_path`` (LMDB, BLAKE3, pathspec) only when first used.
+loads ``Client`` and ``digest_path`` (LMDB, BLAKE3) only when first used.
 
     from freshd_client import Client
     with Client() as c:

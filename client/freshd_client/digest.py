@@ -35,7 +35,8 @@ KIND_EXEC = b"x"
 KIND_LINK = b"l"
 KIND_DIR = b"d"  # existence of a directory (meta scope only)
 KIND_GIT = b"g"  # git state named by a cache key (meta scope only)
-KINDS = (KIND_FILE, KIND_EXEC, KIND_LINK, KIND_DIR, KIND_GIT)
+KIND_ENV = b"e"  # an environment variable named by a cache key (meta scope only)
+KINDS = (KIND_FILE, KIND_EXEC, KIND_LINK, KIND_DIR, KIND_GIT, KIND_ENV)
 
 NO_DIGEST = bytes(DIGEST_SIZE)
 _HEADER = b"freshd-digest\x00%d\x00"
