@@ -64,7 +64,7 @@ def test_client_queries_are_light(tmp_path: Path, pkg: Path) -> None:
         import sys
         from freshd_client import Client, DaemonNotRunningError
         index, pkg, sock = sys.argv[1:]
-        digest = "b3t1:" + "00" * 32
+        digest = "b3t2:" + "00" * 32
         with Client(index_dir=index, transport="direct", socket_path=sock) as c:
             assert c.is_fresh(pkg, digest) is None  # no daemon record: unknown
             c.check_many([(pkg, digest)])

@@ -5,7 +5,7 @@ loads ``Client`` and ``digest_path`` (LMDB, BLAKE3) only when first used.
 
     from freshd_client import Client
     with Client() as c:
-        c.is_fresh("/src/mono/libs/core", "b3t1:9f0c…")   # True / False / None
+        c.is_fresh("/src/mono/libs/core", "b3t2:9f0c…")   # True / False / None
 """
 
 from __future__ import annotations
