@@ -241,3 +241,17 @@ def test_a_forked_pool_scans_as_a_spawned_one(tmp_path: Path) -> None:
             assert record.tree == digest_path(path, "tree").tree, path
     assert {r.state for r in records.values()} <= {"clean", "error"}
     assert any(r.state == "clean" for r in records.values())
+
+
+def test_the_daemon_answers_no_meta_digest_for_a_package_with_env_keys(tmp_path: Path) -> None:
+    """An ``env`` cache key counts the value in the asking process's environment; the
+    daemon's would answer for another one, so its meta digest is unknown (null)."""
+    text = '[project]\nname = "e"\n[tool.uv]\ncache-keys = [{ env = "HOME" }, "a.txt"]\n'
+    make_tree(tmp_path / "root" / "e", {"pyproject.toml": text, "a.txt": "a"})
+    make_tree(tmp_path / "root" / "plain", {"pyproject.toml": '[project]\nname = "p"\n'})
+    with Index(str(tmp_path / "db")) as index:
+        index_roots(index, [str(tmp_path / "root")], workers=1)
+        records = {os.path.basename(r.path): r for r in index.packages()}
+    assert records["e"].meta is None and records["e"].tree is not None
+    assert records["plain"].meta is not None
+    assert digest_path(str(tmp_path / "root" / "e"), "meta").meta is not None  # one-shot

@@ -154,7 +154,9 @@ def _from_scan(
         result.path,
         result.name,
         result.tree,
-        result.meta,
+        # An env cache key's value is the asking process's, not the daemon's: the
+        # daemon answers null (unknown) for the meta scope and the client computes it.
+        None if result.reads_environment else result.meta,
         result.error,
         len(result.records),
         result.hashed,
