@@ -7,8 +7,14 @@ and FIFOs/sockets/devices (never opened; reported as skipped). Soft exclusions
 ``*.egg-info``, tool caches, ``.gitignore`` matches, ``[tool.freshd] exclude``)
 are overridden by ``[tool.freshd] include``.
 
-Only ``.gitignore`` files inside the package count, so a package's file set is
-a function of the package directory alone, wherever it is copied.
+Only ``.gitignore`` files inside the package count, and only regular ones (a
+symlinked ``.gitignore`` is not followed, as in git >= 2.32), so a package's file set
+is a function of the package directory alone, wherever it is copied. They are matched
+exactly as git matches them (``freshd_client.ignore``), and the walk prunes a directory
+exactly when git would: never below an excluded directory.
+
+This module is the one definition of "part of the package's file set": the scanner,
+the seals and the stat caches all take the file set from ``walk``.
 """
 
 from __future__ import annotations
