@@ -243,12 +243,25 @@ def test_a_forked_pool_scans_as_a_spawned_one(tmp_path: Path) -> None:
     assert any(r.state == "clean" for r in records.values())
 
 
-def test_the_daemon_answers_no_meta_digest_for_a_package_with_env_keys(tmp_path: Path) -> None:
-    """An ``env`` cache key counts the value in the asking process's environment; the
-    daemon's would answer for another one, so its meta digest is unknown (null)."""
-    text = '[project]\nname = "e"\n[tool.uv]\ncache-keys = [{ env = "HOME" }, "a.txt"]\n'
-    make_tree(tmp_path / "root" / "e", {"pyproject.toml": text, "a.txt": "a"})
-    make_tree(tmp_path / "root" / "plain", {"pyproject.toml": '[project]\nname = "p"\n'})
+@pytest.mark.parametrize(
+    "keys",
+    [
+        '[{ env = "HOME" }, "a.txt"]',  # the value is the asking process's
+        '["*.txt"]',  # a glob selects anywhere, also where events are filtered out
+        '["../outside.txt"]',  # out of the package
+        '["linked.txt"]',  # read through a symlink: its target is not watched
+    ],
+)
+def test_the_daemon_keeps_no_meta_digest_it_cannot_keep_current(tmp_path: Path, keys: str) -> None:
+    """What the watcher of a package cannot see must not make a daemon answer fresh
+    for its meta digest: it answers null (unknown) and the client computes it."""
+    text = f'[project]\nname = "e"\n[tool.uv]\ncache-keys = {keys}\n'
+    make_tree(tmp_path / "root", {"outside.txt": "o"})
+    files: dict[str, Spec] = {"pyproject.toml": text, "a.txt": "a"}
+    files["linked.txt"] = Link("a.txt")
+    make_tree(tmp_path / "root" / "e", files)
+    plain = '[project]\nname = "p"\n[tool.uv]\ncache-keys = ["a.txt", { git = true }]\n'
+    make_tree(tmp_path / "root" / "plain", {"pyproject.toml": plain, "a.txt": "a"})
     with Index(str(tmp_path / "db")) as index:
         index_roots(index, [str(tmp_path / "root")], workers=1)
         records = {os.path.basename(r.path): r for r in index.packages()}

@@ -272,6 +272,39 @@ def meta_paths(keys: tuple[CacheKey, ...] | None) -> list[str] | None:
     return paths
 
 
+def local_only(package: str, keys: tuple[CacheKey, ...] | None) -> bool:
+    """Whether the meta digest of the package at ``package`` reads what its watcher
+    cannot see: an environment variable, a glob, a path out of the package, or a key
+    read through a symlink (``ScanResult.meta_local``). Git state is not: the daemon
+    watches the repository's refs itself."""
+    real = os.path.realpath(package)
+    for key in keys if keys is not None else _default_keys():
+        if key.env is not None:
+            return True
+        raw = key.file if key.file is not None else key.dir
+        if raw is None:
+            continue
+        if key.file is not None and is_glob(raw):
+            return True
+        name = label(raw)
+        if name is None:
+            continue
+        if name.startswith("/") or PARENT in name.split("/"):
+            return True
+        target = os.path.join(real, name)
+        if os.path.lexists(target) and os.path.realpath(target) != target:
+            return True
+    return False
+
+
 DEFAULT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
 DEFAULT_DIRS = ("src",)
 """uv's cache keys when ``[tool.uv] cache-keys`` is not set."""
+
+
+def _default_keys() -> tuple[CacheKey, ...]:
+    from freshd_client.project import CacheKey
+
+    return tuple(CacheKey(file=f) for f in DEFAULT_FILES) + tuple(
+        CacheKey(dir=d) for d in DEFAULT_DIRS
+    )

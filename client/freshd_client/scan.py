@@ -47,10 +47,10 @@ class ScanResult:
         "links",
         "meta",
         "meta_entries",
+        "meta_local",
         "name",
         "notes",
         "path",
-        "reads_environment",
         "records",
         "reused",
         "same_files",
@@ -73,9 +73,11 @@ class ScanResult:
         self.reused = 0
         self.hashed_bytes = 0
         self.same_files = False  # every stored record was reused and none was added
-        self.reads_environment = False
-        """The meta digest reads environment variables (``{ env = … }`` cache keys): its
-        value is the computing process's, so a daemon must not answer for it."""
+        self.meta_local = False
+        """The meta digest reads what a watcher of the package cannot see: environment
+        variables (the computing process's own), files a glob selects anywhere (also
+        where the daemon's event filter looks away), paths out of the package, keys read
+        through a symlink. A daemon must not answer for it (``cachekeys.local_only``)."""
         self.links: list[tuple[str, int, int, int]] = []
         """Files of the set with more than one name: (rel, st_dev, st_ino, st_nlink)."""
         self.gitignores: list[str] = []  # the .gitignore files whose rules the walk read
@@ -207,7 +209,7 @@ def scan(
         if project is None:
             project = read_project(path)
         result.name = project.name
-        result.reads_environment = any(k.env is not None for k in project.cache_keys or ())
+        result.meta_local = ck.local_only(path, project.cache_keys)
         result.notes.extend(f"cache key not covered: {k}" for k in project.ignored_cache_keys)
         started = time.time_ns()
         records: dict[str, FileRecord] = {}
@@ -260,7 +262,7 @@ def rescan_files(
     try:
         project = read_project(path)
         result.name = project.name
-        result.reads_environment = any(k.env is not None for k in project.cache_keys or ())
+        result.meta_local = ck.local_only(path, project.cache_keys)
         for rel in sorted(set(changed)):
             if rel == "pyproject.toml" or os.path.basename(rel) == ".gitignore":
                 return None  # the rules changed: other files may enter or leave the set
