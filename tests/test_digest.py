@@ -29,8 +29,8 @@ from freshd_client.oneshot import digest_path
 def test_digest_text_forms_name_scope_and_version(pkg: Path) -> None:
     tree = tree_digest(pkg)
     meta = meta_digest(pkg)
-    assert tree.startswith("b3t1:")
-    assert meta.startswith("b3m1:")
+    assert tree.startswith("b3t2:")
+    assert meta.startswith("b3m2:")
     assert len(tree) == len(meta) == 5 + 64
     int(tree[5:], 16)
     int(meta[5:], 16)
