@@ -273,11 +273,10 @@ def meta_paths(keys: tuple[CacheKey, ...] | None) -> list[str] | None:
 
 
 def local_only(package: str, keys: tuple[CacheKey, ...] | None) -> bool:
-    """Whether the meta digest of the package at ``package`` reads what its watcher
-    cannot see: an environment variable, a glob, a path out of the package, or a key
-    read through a symlink (``ScanResult.meta_local``). Git state is not: the daemon
-    watches the repository's refs itself."""
-    real = os.path.realpath(package)
+    """Whether the meta digest of the package at canonical ``package`` reads what its
+    watcher cannot see: an environment variable, a glob, a path out of the package, or
+    a key read through a symlink (``ScanResult.meta_local``). Git state is not: the
+    daemon watches the repository's refs itself."""
     for key in keys if keys is not None else _default_keys():
         if key.env is not None:
             return True
@@ -291,9 +290,21 @@ def local_only(package: str, keys: tuple[CacheKey, ...] | None) -> bool:
             continue
         if name.startswith("/") or PARENT in name.split("/"):
             return True
-        target = os.path.join(real, name)
-        if os.path.lexists(target) and os.path.realpath(target) != target:
+        if _through_link(package, name):
             return True
+    return False
+
+
+def _through_link(package: str, rel: str) -> bool:
+    """Whether ``rel`` (below ``package``) or a directory on the way is a symlink."""
+    path = package
+    for part in rel.split("/"):
+        path = os.path.join(path, part)
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                return True
+        except OSError:
+            return False  # absent: read as absent, nothing to follow
     return False
 
 
