@@ -316,3 +316,29 @@ def test_freshd_exclude_negation_only_takes_back_its_own_patterns(tmp_path: Path
     assert kept == {b".gitignore", b"b.log"}
     kept = freshd_kept(root, Project(include=("a.log",)))
     assert b"a.log" in kept
+
+
+@pytest.mark.parametrize(
+    ("rules", "listed"),
+    [
+        (b"logs/\n", {"", "src"}),
+        (b"logs/**\n!logs/keep\n", {"", "src", "logs"}),  # logs/ itself is not excluded
+        (b"/*\n!src/\n", {"", "src"}),
+        (b"*\n!*/\n", {"", "src", "logs", "logs/sub", "logs/sub/deep"}),
+    ],
+)
+def test_the_walk_lists_no_directory_git_excludes(
+    git: Git, tmp_path: Path, rules: bytes, listed: set[str]
+) -> None:
+    """Pruning: an excluded directory is never listed (nothing below it can come back),
+    and one git does not exclude is."""
+    root = tmp_path / "t"
+    case = Case(
+        files=dict.fromkeys([b"src/a.py", b"logs/keep", b"logs/sub/deep/x.log"], "f"),
+        rules={b"": rules},
+    )
+    materialize(root, case)
+    dirs: list[tuple[str, os.stat_result]] = []
+    walked = walk(str(root), Project(), dirs=dirs)
+    assert {rel for rel, _st in dirs} == listed
+    assert {os.fsencode(f.rel) for f in walked.files} == git.kept(root)
