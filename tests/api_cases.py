@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-NO_DIGEST = "b3t1:" + "0" * 64
+NO_DIGEST = "b3t2:" + "0" * 64
 
 
 def fresh_body(**fields: Any) -> bytes:
@@ -27,7 +27,7 @@ BAD_REQUESTS: dict[str, tuple[str, str, bytes | None]] = {
     "items-not-a-list": ("POST", "/v1/fresh", b'{"items": "all"}'),
     "item-not-an-object": ("POST", "/v1/fresh", b'{"items": [3]}'),
     "path-wrong-type": ("POST", "/v1/fresh", fresh_body(path=7)),
-    "digest-wrong-type": ("POST", "/v1/fresh", fresh_body(digest=["b3t1:"])),
+    "digest-wrong-type": ("POST", "/v1/fresh", fresh_body(digest=["b3t2:"])),
     "sync-wrong-type": ("POST", "/v1/fresh", b'{"items": [], "sync": [true]}'),
     "timeout-negative": ("POST", "/v1/fresh", b'{"items": [], "timeout_ms": -1}'),
     "timeout-huge": ("POST", "/v1/fresh", b'{"items": [], "timeout_ms": 1e400}'),
@@ -40,8 +40,9 @@ BAD_REQUESTS: dict[str, tuple[str, str, bytes | None]] = {
     "path-too-long": ("POST", "/v1/fresh", fresh_body(path="/" + "a" * 5000)),
     "digest-garbage": ("POST", "/v1/fresh", fresh_body(digest="nope")),
     "digest-unknown-algorithm": ("POST", "/v1/fresh", fresh_body(digest="md5:" + "0" * 32)),
-    "digest-short": ("POST", "/v1/fresh", fresh_body(digest="b3t1:abcd")),
-    "digest-not-hex": ("POST", "/v1/fresh", fresh_body(digest="b3t1:" + "z" * 64)),
+    "digest-short": ("POST", "/v1/fresh", fresh_body(digest="b3t2:abcd")),
+    "digest-not-hex": ("POST", "/v1/fresh", fresh_body(digest="b3t2:" + "z" * 64)),
+    "digest-old-format": ("POST", "/v1/fresh", fresh_body(digest="b3t1:" + "0" * 64)),
     "scope-mismatch": ("POST", "/v1/fresh", fresh_body(scope="meta")),
     "scope-unknown": ("POST", "/v1/fresh", fresh_body(scope="both")),
     "too-many-items": (

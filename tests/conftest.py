@@ -120,10 +120,10 @@ def oracle_tree_digest(root: Path) -> str:
                 with open(full, "rb") as fh:
                     raw = blake3(fh.read()).digest()
                 entries.append((rel, b"x" if st.st_mode & stat.S_IXUSR else b"f", raw))
-    encoded = [b"freshd-digest\x001\x00tree\x00"]
+    encoded = [b"freshd-digest\x002\x00tree\x00"]
     for rel, kind, raw in sorted(entries):
         encoded += [struct.pack("<I", len(rel)), rel, kind, raw]
-    return "b3t1:" + blake3(b"".join(encoded)).hexdigest()
+    return "b3t2:" + blake3(b"".join(encoded)).hexdigest()
 
 
 def _watcher_delivers(timeout: float = 10.0) -> str | None:

@@ -29,9 +29,9 @@ from freshd.index import Index
 from freshd.metrics import Metrics
 from freshd_client import schema as sc
 
-TREE = "b3t1:" + "ab" * 32
-META = "b3m1:" + "cd" * 32
-OTHER = "b3t1:" + "ef" * 32
+TREE = "b3t2:" + "ab" * 32
+META = "b3m2:" + "cd" * 32
+OTHER = "b3t2:" + "ef" * 32
 
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 
@@ -200,6 +200,13 @@ def test_a_bad_request_gets_fastapis_error(apps: Apps, name: str) -> None:
     assert (b"freshd-api", b"1") in headers
 
 
+def test_a_digest_of_another_format_is_refused_naming_both(apps: Apps) -> None:
+    status, _headers, raw = apps.both(*BAD_REQUESTS["digest-old-format"])
+    error = json.loads(raw)["error"]
+    assert (status, error["code"]) == (422, "bad_digest")
+    assert "format 1" in error["message"] and "format 2" in error["message"]
+
+
 def _good_requests(root: Path) -> dict[str, tuple[str, str, bytes | None]]:
     core, latin1 = f"{root}/core", f"{root}/caf" + os.fsdecode(b"\xe9")
     return {
@@ -248,7 +255,7 @@ def _good_requests(root: Path) -> dict[str, tuple[str, str, bytes | None]]:
         "timeout-as-bool": ("POST", "/v1/fresh", fresh(timeout_ms=True)),
         "timeout-as-string": ("POST", "/v1/fresh", fresh(timeout_ms="5")),
         "timeout-nan": ("POST", "/v1/fresh", b'{"items": [], "timeout_ms": NaN}'),
-        "digest-non-ascii": ("POST", "/v1/fresh", fresh({"path": core, "digest": "b3t1:é"})),
+        "digest-non-ascii": ("POST", "/v1/fresh", fresh({"path": core, "digest": "b3t2:é"})),
         "digest-surrogate": ("POST", "/v1/fresh", fresh({"path": core, "digest": "\udcff"})),
         "sync-paths": ("POST", "/v1/sync", json.dumps({"paths": [core, "/etc"]}).encode()),
         "sync-every-root": ("POST", "/v1/sync", b"{}"),
@@ -343,7 +350,7 @@ _paths = (
     | st.text(max_size=8)
     | _json
 )
-_digests = st.sampled_from([TREE, META, OTHER, "nope", "b3t1:" + "Z" * 64, "\udcff", "b3t1:é"])
+_digests = st.sampled_from([TREE, META, OTHER, "nope", "b3t2:" + "Z" * 64, "\udcff", "b3t2:é"])
 _items = st.fixed_dictionaries(
     {"path": _paths, "digest": _digests | st.text(max_size=8) | _json},
     optional={"scope": st.sampled_from(["tree", "meta", "both", None]) | _json, "x": _json},
@@ -378,7 +385,7 @@ _good_paths = st.sampled_from(
     ["/r/core", "/r/core-link", "/r/dirty", "/r/café", "/r/x/../core/", "/etc", "/" + "a" * 4095]
 ) | st.text(max_size=8).map(lambda t: "/r/" + t)
 _good_items = st.fixed_dictionaries(
-    {"path": _good_paths, "digest": st.sampled_from([TREE, META, OTHER, "nope", "b3m1:" + "0"])},
+    {"path": _good_paths, "digest": st.sampled_from([TREE, META, OTHER, "nope", "b3m2:" + "0"])},
     optional={"scope": st.sampled_from(["tree", "meta", None])},
 )
 _good_fresh_bodies = st.fixed_dictionaries(

@@ -63,7 +63,7 @@ def test_digest_meta_scope(pkg: Path) -> None:
     proc = run("digest", str(pkg), "--scope", "meta")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == digest_path(str(pkg), "meta").meta
-    assert proc.stdout.startswith("b3m1:")
+    assert proc.stdout.startswith("b3m2:")
 
 
 def test_digest_of_relative_path(pkg: Path) -> None:

@@ -33,9 +33,9 @@ from freshd_client import (
 )
 from freshd_client.schema import COOKIE_PREFIX, LIVENESS_NS
 
-A = "b3t1:" + "aa" * 32
-B = "b3t1:" + "bb" * 32
-M = "b3m1:" + "cc" * 32
+A = "b3t2:" + "aa" * 32
+B = "b3t2:" + "bb" * 32
+M = "b3m2:" + "cc" * 32
 DEADLINE = 30.0
 
 
@@ -91,7 +91,7 @@ def test_clean_package_is_fresh_for_its_own_digests_only(world: World) -> None:
         assert c.is_fresh(path, B) is False
         assert c.is_fresh(path, M) is True
         assert c.is_fresh(path, M, scope="meta") is True
-        assert c.is_fresh(path, "b3m1:" + "aa" * 32) is False
+        assert c.is_fresh(path, "b3m2:" + "aa" * 32) is False
 
 
 @pytest.mark.parametrize("state", ["dirty", "unknown", "error"])
@@ -122,7 +122,7 @@ def test_bad_digest_or_scope_is_a_value_error(world: World) -> None:
         with pytest.raises(ValueError, match="is a tree digest, not meta"):
             c.is_fresh(path, A, scope="meta")
         with pytest.raises(ValueError, match="not a freshd digest"):
-            c.check_many([(path, A), (path, "b3t1:xyz")])
+            c.check_many([(path, A), (path, "b3t2:xyz")])
 
 
 def test_paths_are_canonicalized(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,8 +212,8 @@ def test_daemon_record_of_another_api_version_is_a_clear_error(world: World) -> 
 
 @pytest.mark.parametrize("transport", ["direct", None])
 def test_schema_mismatch_is_a_clear_error(world: World, transport: Any) -> None:
-    world.fake.send("schema", value="2")
-    with pytest.raises(SchemaMismatchError, match="schema version 2; this freshd reads version 1"):
+    world.fake.send("schema", value="1")  # an index of format-1 digests
+    with pytest.raises(SchemaMismatchError, match="schema version 1; this freshd reads version 2"):
         Client(index_dir=str(world.index), transport=transport).open()
 
 

@@ -105,7 +105,7 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
 def answers(c: Client, root: Path, digests: dict[str, str]) -> dict[str, Any]:
     """Everything a client can be asked about the test tree, as one comparable value."""
     core, web = str(root / "core"), str(root / "web")
-    wrong = "b3t1:" + "0" * 64
+    wrong = "b3t2:" + "0" * 64
     items = [(core, digests["core"]), (web, digests["core"]), (str(root / "none"), wrong)]
     return {
         "fresh": c.is_fresh(core, digests["core"]),
@@ -284,7 +284,7 @@ def documented_reader(index: Path, path: str, digest: str) -> bool | None:
     try:
         meta, packages = env.open_db(b"meta", create=False), env.open_db(b"packages", create=False)
         with env.begin() as txn:
-            assert txn.get(b"schema_version", db=meta) == b"1"
+            assert txn.get(b"schema_version", db=meta) == b"2"
             d = txn.get(b"daemon", db=meta)
             heartbeat = int.from_bytes(d[8:16], "little", signed=True)
             if d[0] != 1 or d[1] != 2 or not 0 <= time.time_ns() - heartbeat < 5_000_000_000:
@@ -292,7 +292,7 @@ def documented_reader(index: Path, path: str, digest: str) -> bool | None:
             v = txn.get(os.fsencode(path), db=packages)
             if v is None or v[1] != 2:
                 return None
-            offset, flag = {"b3t1:": (24, 1), "b3m1:": (56, 2)}[digest[:5]]
+            offset, flag = {"b3t2:": (24, 1), "b3m2:": (56, 2)}[digest[:5]]
             if not v[2] & flag:
                 return None
             return bytes(v[offset : offset + 32]) == bytes.fromhex(digest[5:])
@@ -305,7 +305,7 @@ def test_the_documented_direct_reader_agrees_with_the_client(daemon: Daemon) -> 
     questions = [
         (str(core), tree_digest(core)),
         (str(core), meta_digest(core)),
-        (str(core), "b3t1:" + "0" * 64),
+        (str(core), "b3t2:" + "0" * 64),
         (str(daemon.root / "none"), tree_digest(core)),
     ]
     with daemon.client("direct") as c:

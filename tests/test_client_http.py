@@ -33,8 +33,8 @@ from freshd_client import (
 from freshd_client.http import API_VERSION, HttpTransport
 
 FRESHD = str(Path(sys.executable).parent / "freshd")
-A = "b3t1:" + "aa" * 32
-B = "b3t1:" + "bb" * 32
+A = "b3t2:" + "aa" * 32
+B = "b3t2:" + "bb" * 32
 CORE = {
     "name": "core",
     "path": "/src/mono/libs/core",
@@ -304,7 +304,7 @@ def test_ls(server: FakeServer) -> None:
     assert proc.stdout.splitlines() == [
         "STATE  NAME  PATH                 TREE",
         "dirty  -     /src/mono/apps/web   -",
-        "clean  core  /src/mono/libs/core  b3t1:aaaaaaaaaaaa",
+        "clean  core  /src/mono/libs/core  b3t2:aaaaaaaaaaaa",
     ]
     proc = freshd("ls", "--json", "--socket", server.address)
     assert json.loads(proc.stdout) == {"packages": [WEB, CORE]}

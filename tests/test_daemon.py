@@ -53,7 +53,7 @@ from daemon_harness import (  # noqa: E402
 pytest_plugins = ["daemon_harness"]
 
 MARKERS = ("pyproject.toml", "setup.py", "setup.cfg")
-NO_DIGEST = "b3t1:" + "0" * 64
+NO_DIGEST = "b3t2:" + "0" * 64
 
 
 CLI_PYPROJECT = """[project]

@@ -29,8 +29,8 @@ from freshd_client.oneshot import digest_path
 def test_digest_text_forms_name_scope_and_version(pkg: Path) -> None:
     tree = tree_digest(pkg)
     meta = meta_digest(pkg)
-    assert tree.startswith("b3t1:")
-    assert meta.startswith("b3m1:")
+    assert tree.startswith("b3t2:")
+    assert meta.startswith("b3m2:")
     assert len(tree) == len(meta) == 5 + 64
     int(tree[5:], 16)
     int(meta[5:], 16)
@@ -519,3 +519,15 @@ def test_gitignore_file_itself_counts(pkg: Path) -> None:
     tree = tree_digest(pkg)
     (pkg / ".gitignore").write_text("*.log\n*.tmp\n")
     assert tree_digest(pkg) != tree
+
+
+def test_meta_cache_key_through_a_symlink_counts_the_target_content(tmp_path: Path) -> None:
+    """uv reads a key through a symlink (its target's timestamp): freshd its content."""
+    make_tree(tmp_path, {"shared/VERSION": "1\n"})
+    text = '[project]\nname = "l"\n[tool.uv]\ncache-keys = ["VERSION", "../shared/VERSION"]\n'
+    root = make_tree(tmp_path / "l", {"pyproject.toml": text, "VERSION": Link("../shared/VERSION")})
+    meta = meta_digest(root)
+    (tmp_path / "shared" / "VERSION").write_text("2\n")
+    assert meta_digest(root) != meta
+    entries = {e.path for e in digest_path(str(root), "meta").meta_entries}
+    assert entries == {b"VERSION", b"../shared/VERSION"}

@@ -306,3 +306,19 @@ def test_known_members_follow_changed_rules(
     by_content = scan(str(copy), members=members)
     assert by_content.error is None
     assert {r.rel for r in by_content.records} == cold
+
+
+def test_cookie_names_are_left_out_as_files_and_as_directories(tmp_path: Path) -> None:
+    root = make_tree(
+        tmp_path / "p",
+        {
+            "pyproject.toml": PYPROJECT,
+            ".freshd-cookie-1": "",
+            ".freshd-cookie-2/inside.py": "",
+            "sub/.freshd-cookie-3/deeper/x": "",
+            "sub/kept.py": "",
+        },
+    )
+    walked = walk_package(root)
+    assert rels(walked) == {"pyproject.toml", "sub/kept.py"}
+    assert sorted(walked.hidden) == [".freshd-cookie-2", "sub/.freshd-cookie-3"]

@@ -47,7 +47,7 @@ from daemon_harness import (  # noqa: E402
 
 pytest_plugins = ["daemon_harness"]
 
-NO_DIGEST = "b3t1:" + "0" * 64
+NO_DIGEST = "b3t2:" + "0" * 64
 FUZZ_EXAMPLES = 60  # per operation and generation mode
 
 

@@ -45,7 +45,7 @@ from daemon_harness import (  # noqa: E402
 
 pytest_plugins = ["daemon_harness"]
 
-NO_DIGEST = "b3t1:" + "0" * 64
+NO_DIGEST = "b3t2:" + "0" * 64
 ROOT_USER = os.geteuid() == 0
 
 

@@ -28,7 +28,7 @@ HEAVY = (
     "prometheus_client",
 )
 """The daemon's dependencies (and httpx): none may load on the client side."""
-DEFERRED = ("lmdb", "blake3", "pathspec", "http.client", "inspect")
+DEFERRED = ("lmdb", "blake3", "http.client", "inspect")
 """Loaded only when used: not by ``import freshd_client`` itself."""
 FRESHD = str(Path(sys.executable).parent / "freshd")
 
@@ -64,7 +64,7 @@ def test_client_queries_are_light(tmp_path: Path, pkg: Path) -> None:
         import sys
         from freshd_client import Client, DaemonNotRunningError
         index, pkg, sock = sys.argv[1:]
-        digest = "b3t1:" + "00" * 32
+        digest = "b3t2:" + "00" * 32
         with Client(index_dir=index, transport="direct", socket_path=sock) as c:
             assert c.is_fresh(pkg, digest) is None  # no daemon record: unknown
             c.check_many([(pkg, digest)])
@@ -149,10 +149,10 @@ def test_freshd_run_is_light_and_skips_argparse(
     modules = loaded_by(code, str(venv))
     assert "freshd_client.scan" in modules  # the probe did hash the package
     assert heavy(modules) == []
-    # nor the TOML parser (and the typing it imports), nor pathspec for the .gitignore:
+    # nor the TOML parser (and the typing it imports):
     # the stamp's manifest holds the project rules with the digest of the bytes they
     # were parsed from, and the file set, kept while the rule files hold the same bytes
-    unwanted = ("argparse", "lmdb", "dataclasses", "inspect", "tomllib", "typing", "pathspec")
+    unwanted = ("argparse", "lmdb", "dataclasses", "inspect", "tomllib", "typing")
     assert sorted(m for m in unwanted if m in modules) == []
 
 

@@ -72,7 +72,7 @@ def test_schema_mismatch_is_a_clear_error(tmp_path: Path) -> None:
     with env.begin(write=True, db=env.open_db(sc.DB_META)) as txn:
         txn.put(sc.META_SCHEMA, b"99")
     env.close()
-    with pytest.raises(SchemaMismatchError, match="schema version 99; this freshd reads version 1"):
+    with pytest.raises(SchemaMismatchError, match="schema version 99; this freshd reads version 2"):
         sc.open_env(str(db), readonly=True)
     with pytest.raises(SchemaMismatchError):
         Index(str(db))

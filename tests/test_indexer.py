@@ -206,3 +206,30 @@ def test_a_forked_pool_scans_as_a_spawned_one(tmp_path: Path) -> None:
             assert record.tree == digest_path(path, "tree").tree, path
     assert {r.state for r in records.values()} <= {"clean", "error"}
     assert any(r.state == "clean" for r in records.values())
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        '[{ env = "HOME" }, "a.txt"]',  # the value is the asking process's
+        '["*.txt"]',  # a glob selects anywhere, also where events are filtered out
+        '["../outside.txt"]',  # out of the package
+        '["linked.txt"]',  # read through a symlink: its target is not watched
+    ],
+)
+def test_the_daemon_keeps_no_meta_digest_it_cannot_keep_current(tmp_path: Path, keys: str) -> None:
+    """What the watcher of a package cannot see must not make a daemon answer fresh
+    for its meta digest: it answers null (unknown) and the client computes it."""
+    text = f'[project]\nname = "e"\n[tool.uv]\ncache-keys = {keys}\n'
+    make_tree(tmp_path / "root", {"outside.txt": "o"})
+    files: dict[str, Spec] = {"pyproject.toml": text, "a.txt": "a"}
+    files["linked.txt"] = Link("a.txt")
+    make_tree(tmp_path / "root" / "e", files)
+    plain = '[project]\nname = "p"\n[tool.uv]\ncache-keys = ["a.txt", { git = true }]\n'
+    make_tree(tmp_path / "root" / "plain", {"pyproject.toml": plain, "a.txt": "a"})
+    with Index(str(tmp_path / "db")) as index:
+        index_roots(index, [str(tmp_path / "root")], workers=1)
+        records = {os.path.basename(r.path): r for r in index.packages()}
+    assert records["e"].meta is None and records["e"].tree is not None
+    assert records["plain"].meta is not None
+    assert digest_path(str(tmp_path / "root" / "e"), "meta").meta is not None  # one-shot

@@ -85,7 +85,7 @@ def test_the_plain_install_digests_stamps_checks_and_runs(light: Path, tmp_path:
     )
     (package / "lib" / "__init__.py").write_text("VALUE = 1\n")
     digest = run([freshd, "digest", package])
-    assert digest.returncode == 0 and digest.stdout.startswith("b3t1:"), digest.stderr
+    assert digest.returncode == 0 and digest.stdout.startswith("b3t2:"), digest.stderr
 
     app_venv = tmp_path / "app-venv"
     assert run([sys.executable, "-m", "venv", "--without-pip", app_venv]).returncode == 0

@@ -88,7 +88,10 @@ def _check_against_oracle(index: Index) -> None:
     for record in index.packages():
         assert record.state == "clean", record
         assert record.tree == digest_path(record.path, "tree").tree, record.path
-        assert record.meta == digest_path(record.path, "meta").meta, record.path
+        # A meta digest read through a linked pyproject.toml is no daemon's to keep.
+        linked = os.path.islink(os.path.join(record.path, "pyproject.toml"))
+        want = None if linked else digest_path(record.path, "meta").meta
+        assert record.meta == want, record.path
 
 
 def _edit(rel: str, data: str) -> Callable[[Path], None]:
@@ -209,6 +212,42 @@ def test_a_meta_digest_reading_git_state_gets_no_seal(tmp_path: Path) -> None:
     with Index(str(tmp_path / "db")) as index:
         index_roots(index, [str(tmp_path / "root")], workers=1)
         assert _seal(index, str(pkg)) is None
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        '[{ env = "HOME" }]',
+        '["src/*.py"]',
+        '["../outside.txt"]',
+        '["/etc/hostname"]',
+        '["linked.txt"]',  # a symlink: uv reads its target, which no seal covers
+    ],
+)
+def test_a_meta_digest_reading_more_than_fixed_paths_gets_no_seal(
+    tmp_path: Path, keys: str
+) -> None:
+    spec = dict(PACKAGE)
+    spec["pyproject.toml"] = f'[project]\nname = "sealed"\n[tool.uv]\ncache-keys = {keys}\n'
+    spec["linked.txt"] = Link("../outside.txt")
+    make_tree(tmp_path / "root", {"outside.txt": "x"})
+    pkg = make_tree(tmp_path / "root" / "sealed", spec)
+    past = time.time() - 60
+    for dirpath, _dirs, names in os.walk(tmp_path / "root"):
+        for name in names:
+            os.utime(os.path.join(dirpath, name), (past, past), follow_symlinks=False)
+    with Index(str(tmp_path / "db")) as index:
+        index_roots(index, [str(tmp_path / "root")], workers=1)
+        assert _seal(index, str(pkg)) is None
+    # the same package with a plain key inside it is sealed (the test can tell)
+    spec["pyproject.toml"] = '[project]\nname = "sealed"\n[tool.uv]\ncache-keys = ["a.txt"]\n'
+    other = make_tree(tmp_path / "root2" / "sealed", spec)
+    for dirpath, _dirs, names in os.walk(tmp_path / "root2"):
+        for name in names:
+            os.utime(os.path.join(dirpath, name), (past, past), follow_symlinks=False)
+    with Index(str(tmp_path / "db2")) as index:
+        index_roots(index, [str(tmp_path / "root2")], workers=1)
+        assert _seal(index, str(other)) is not None
 
 
 def test_rescans_after_events_never_trust_a_seal(

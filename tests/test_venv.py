@@ -37,8 +37,8 @@ from freshd_client.venv import (
 )
 
 SITE = "lib/python3.11/site-packages"
-TREE_DIGEST = re.compile(r"b3t1:[0-9a-f]{64}")
-META_DIGEST = re.compile(r"b3m1:[0-9a-f]{64}")
+TREE_DIGEST = re.compile(r"b3t2:[0-9a-f]{64}")
+META_DIGEST = re.compile(r"b3m2:[0-9a-f]{64}")
 CTIME_DEADLINE_S = 5.0
 
 
@@ -449,7 +449,7 @@ def test_a_file_changed_after_the_install_is_not_stamped_without_force(
 
     code, out, err = cli(capsys, "stamp", "--venv", installed, "--force")
     assert (code, err) == (0, "")
-    assert out.startswith("stamped demo-pkg  tree  b3t1:")
+    assert out.startswith("stamped demo-pkg  tree  b3t2:")
     assert cli(capsys, "check", "--venv", installed)[0] == 0
 
 
@@ -556,10 +556,11 @@ def test_nothing_to_check_is_a_one_line_error(
         b"\xff\xfe",
         b"[]",
         b'{"format": 99, "packages": []}',
-        b'{"format": 1, "packages": 3}',
-        b'{"format": 1, "packages": [], "lockfile": "x"}',
+        b'{"format": 1, "packages": []}',  # digests of format 1: never compared
+        b'{"format": 2, "packages": 3}',
+        b'{"format": 2, "packages": [], "lockfile": "x"}',
     ],
-    ids=["truncated", "binary", "list", "format", "packages", "lockfile"],
+    ids=["truncated", "binary", "list", "format", "old-format", "packages", "lockfile"],
 )
 def test_garbage_stamps_are_exit_2_with_one_line(
     installed: Path, capsys: pytest.CaptureFixture[str], garbage: bytes
@@ -744,7 +745,7 @@ def test_new_cache_keys_are_read_although_the_memo_names_the_old_ones(
     install(venv, pkg, editable=True)
     assert stamp(str(venv))[1] == []
     manifest = json.loads((venv / ".freshd" / "manifests" / "demo-pkg.json").read_text())
-    assert manifest["project"]["rules"]["cache_keys"] == [["a.txt", None, False, False]]
+    assert manifest["project"]["rules"]["cache_keys"] == [["a.txt", None, False, False, None]]
     assert [v.state for v in check(str(venv))] == ["fresh"]
     (pkg / "pyproject.toml").write_text(
         '[project]\nname = "demo-pkg"\n[tool.uv]\ncache-keys = ["b.txt"]\n'

@@ -352,7 +352,7 @@ def test_a_package_change_misses_the_verdict(warm: Path, pkg: Path, change: str)
 
 @pytest.mark.parametrize(
     "garbage",
-    ["", "freshd-verdict 1\n", "freshd-verdict 9\nV 61 62 0\n", "freshd-verdict 1\nP zz -\n"],
+    ["", "freshd-verdict 1\n", "freshd-verdict 9\nV 61 62 0\n", "freshd-verdict 2\nP zz -\n"],
 )
 def test_a_garbled_verdict_file_is_a_miss(warm: Path, garbage: str) -> None:
     (warm / STAMP_DIR / quick.VERDICT_FILE).write_text(garbage)

@@ -1,11 +1,11 @@
 """freshd's thin client: freshness answers, the digest format, the index schema, one-shot digests.
 
 Importing this package stays cheap: it pulls in no web framework, no watcher, and
-loads ``Client`` and ``digest_path`` (LMDB, BLAKE3, pathspec) only when first used.
+loads ``Client`` and ``digest_path`` (LMDB, BLAKE3) only when first used.
 
     from freshd_client import Client
     with Client() as c:
-        c.is_fresh("/src/mono/libs/core", "b3t1:9f0c…")   # True / False / None
+        c.is_fresh("/src/mono/libs/core", "b3t2:9f0c…")   # True / False / None
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from freshd_client.errors import (
     DaemonError,
     DaemonNotRunningError,
     DaemonRequestError,
+    DigestFormatError,
     FreshdError,
     IndexMissingError,
     IndexStoreError,
@@ -46,6 +47,7 @@ __all__ = [
     "DaemonError",
     "DaemonNotRunningError",
     "DaemonRequestError",
+    "DigestFormatError",
     "FreshdError",
     "IndexMissingError",
     "IndexStoreError",

@@ -53,7 +53,7 @@ class Client:
     Example::
 
         with Client() as c:
-            c.is_fresh("/src/mono/libs/core", "b3t1:9f0c…")          # True / False / None
+            c.is_fresh("/src/mono/libs/core", "b3t2:9f0c…")          # True / False / None
             c.is_fresh(path, digest, consistency="sync")            # sees writes made before it
 
     ``None`` means unknown: not indexed, not clean, or no ready daemon keeps the index
@@ -134,7 +134,7 @@ class Client:
         scope: Scope | None = None,
         consistency: Consistency = "fast",
     ) -> bool | None:
-        """Whether the package at ``path`` still has content ``digest`` (``b3t1:…``/``b3m1:…``).
+        """Whether the package at ``path`` still has content ``digest`` (``b3t2:…``/``b3m2:…``).
 
         ``scope`` defaults to the digest's own; a mismatch raises ValueError. ``sync``
         first proves that every file change made before the call has been processed.
@@ -287,7 +287,7 @@ class Client:
         return bool(self._transport_http().call("POST", "/v1/fresh", body).get("synced"))
 
 
-_ZERO_TREE = "b3t1:" + "0" * 64
+_ZERO_TREE = "b3t2:" + "0" * 64
 """A digest no package has: a /v1/fresh request made only for its sync barrier."""
 
 

@@ -1,4 +1,4 @@
-"""The freshd digest format, version 1 (specified in docs/digest-spec.md).
+"""The freshd digest format, version 2 (specified in docs/digest-spec.md).
 
 A package digest is BLAKE3 over a canonical encoding of sorted entries
 (relative POSIX path, kind, 32-byte digest). It depends on content, relative
@@ -14,6 +14,8 @@ from collections import namedtuple
 
 from blake3 import blake3
 
+from freshd_client.errors import DigestFormatError
+
 # dataclasses and typing cost ~15 ms of a short-lived process's start-up (inspect, ast):
 # the types exist for the type checker, the run time gets a plain named tuple.
 TYPE_CHECKING = False
@@ -26,16 +28,20 @@ else:
     Scope = str
 SCOPES: tuple[Scope, ...] = ("tree", "meta")
 
-FORMAT_VERSION = 1
+# Version 2 (issue 19): the same encoding over file sets exactly as git sees them and
+# cache keys exactly as uv reads them; a version-1 digest names other entries for the
+# same content, so the two are never compared (``parse`` refuses the old prefixes).
+FORMAT_VERSION = 2
 DIGEST_SIZE = 32
-PREFIXES: dict[Scope, str] = {"tree": "b3t1:", "meta": "b3m1:"}
+PREFIXES: dict[Scope, str] = {"tree": "b3t2:", "meta": "b3m2:"}
 
 KIND_FILE = b"f"
 KIND_EXEC = b"x"
 KIND_LINK = b"l"
 KIND_DIR = b"d"  # existence of a directory (meta scope only)
 KIND_GIT = b"g"  # git state named by a cache key (meta scope only)
-KINDS = (KIND_FILE, KIND_EXEC, KIND_LINK, KIND_DIR, KIND_GIT)
+KIND_ENV = b"e"  # an environment variable named by a cache key (meta scope only)
+KINDS = (KIND_FILE, KIND_EXEC, KIND_LINK, KIND_DIR, KIND_GIT, KIND_ENV)
 
 NO_DIGEST = bytes(DIGEST_SIZE)
 _HEADER = b"freshd-digest\x00%d\x00"
@@ -89,7 +95,7 @@ def entry_bytes(entry: Entry) -> bytes:
 
 
 def package_digest(entries: Iterable[Entry], scope: Scope) -> str:
-    """The text form (``b3t1:<hex>`` or ``b3m1:<hex>``) of a package digest."""
+    """The text form (``b3t2:<hex>`` or ``b3m2:<hex>``) of a package digest."""
     return PREFIXES[scope] + blake3(encode(entries, scope)).hexdigest()
 
 
@@ -103,7 +109,15 @@ def encoded_digest(parts: Iterable[bytes], scope: Scope) -> str:
 
 
 def parse(text: str) -> tuple[Scope, bytes]:
-    """Split a digest's text form into its scope and 32 raw bytes; ValueError if malformed."""
+    """Split a digest's text form into its scope and 32 raw bytes; ValueError if malformed,
+    DigestFormatError (a ValueError) if it is of another format version."""
+    version = format_of(text)
+    if version is not None and version != FORMAT_VERSION:
+        raise DigestFormatError(
+            f"{text[:5]}… is a digest of format {version}, written by another freshd; this "
+            f"freshd computes format {FORMAT_VERSION} (docs/digest-spec.md) and never compares "
+            "the two: record the digest again (freshd stamp, freshd digest)"
+        )
     for scope, prefix in PREFIXES.items():
         if text.startswith(prefix):
             hexpart = text[len(prefix) :]
@@ -113,7 +127,17 @@ def parse(text: str) -> tuple[Scope, bytes]:
                 except ValueError:
                     break
             break
-    raise ValueError(f"not a freshd digest: {text!r} (expected b3t1:<64 hex> or b3m1:<64 hex>)")
+    raise ValueError(f"not a freshd digest: {text!r} (expected b3t2:<64 hex> or b3m2:<64 hex>)")
+
+
+def format_of(text: str) -> int | None:
+    """The format version a digest's text form names (``b3t1:`` → 1); None when it
+    does not look like a freshd digest at all."""
+    head, colon, _rest = text.partition(":")
+    if not colon or len(head) < 4 or head[:2] != "b3" or head[2] not in "tm":
+        return None
+    number = head[3:]
+    return int(number) if number.isascii() and number.isdigit() and len(number) < 6 else None
 
 
 def format_raw(scope: Scope, raw: bytes) -> str:

@@ -4,6 +4,7 @@
     ├── PackagePathError        the path is missing, not a directory, or not a package
     ├── UnreadableError         a file or directory of a package could not be read
     ├── ProjectFileError        pyproject.toml / setup.cfg could not be parsed
+    ├── DigestFormatError       a digest of another format version (also a ValueError)
     ├── IndexStoreError             the LMDB index cannot be used
     │   ├── SchemaMismatchError     written by another schema version
     │   ├── IndexMissingError       no index at that location
@@ -28,6 +29,10 @@ class FreshdError(Exception):
 
 class PackagePathError(FreshdError):
     """The path given is not a readable package directory."""
+
+
+class DigestFormatError(FreshdError, ValueError):
+    """A digest whose text form names another format version: never compared."""
 
 
 class UnreadableError(FreshdError):

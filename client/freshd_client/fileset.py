@@ -7,18 +7,24 @@ and FIFOs/sockets/devices (never opened; reported as skipped). Soft exclusions
 ``*.egg-info``, tool caches, ``.gitignore`` matches, ``[tool.freshd] exclude``)
 are overridden by ``[tool.freshd] include``.
 
-Only ``.gitignore`` files inside the package count, so a package's file set is
-a function of the package directory alone, wherever it is copied.
+Only ``.gitignore`` files inside the package count, and only regular ones (a
+symlinked ``.gitignore`` is not followed, as in git >= 2.32), so a package's file set
+is a function of the package directory alone, wherever it is copied. They are matched
+exactly as git matches them (``freshd_client.ignore``), and the walk prunes a directory
+exactly when git would: never below an excluded directory.
+
+This module is the one definition of "part of the package's file set": the scanner,
+the seals and the stat caches all take the file set from ``walk``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections import namedtuple
 
 from freshd_client.errors import UnreadableError
+from freshd_client.ignore import RuleList, split_lines
 from freshd_client.project import Project, is_package_dir
 from freshd_client.records import COOKIE_PREFIX
 from freshd_client.smallfile import read_small
@@ -28,8 +34,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from typing import NamedTuple, Protocol
-
-    import pathspec
 
     class Known(Protocol):
         """A stored record of a file-set member (``schema.FileRecord``)."""
@@ -98,157 +102,98 @@ class Walk:
         self.gitignores: list[str] = []  # relative paths of the .gitignore files read
 
 
-def _spec(lines: list[str] | tuple[str, ...]) -> Rules | None:
+def _rules(lines: tuple[bytes, ...]) -> RuleList | None:
+    """The compiled rules of these pattern lines (None: no pattern)."""
     if not lines:
         return None
-    key = tuple(lines)
-    rules = _COMPILED.get(key)
+    rules = _COMPILED.get(lines)
     if rules is None:
         if len(_COMPILED) >= _COMPILED_MAX:
             _COMPILED.clear()
-        rules = _COMPILED[key] = Rules(_compile(key))
+        rules = _COMPILED[lines] = RuleList(lines)
     return rules
 
 
 # Compiled rules by their lines: the packages of a monorepo often share a .gitignore, and
-# compiling one costs more than walking a small package (Rules are never modified).
-_COMPILED: dict[tuple[str, ...], Rules] = {}
+# compiling one costs more than walking a small package (a RuleList is never modified).
+_COMPILED: dict[tuple[bytes, ...], RuleList] = {}
 _COMPILED_MAX = 256
 
 
-def _compile(lines: tuple[str, ...]) -> pathspec.GitIgnoreSpec:
-    import pathspec  # ~15 ms: loaded only for a package that has rules to match
-
-    try:
-        return pathspec.GitIgnoreSpec.from_lines(lines)
-    except ValueError:
-        # A line such as "!" or "\\" is no pattern: git ignores it, and so do we (it
-        # used to stop the daemon's engine; issue 5, churn seed 200).
-        return pathspec.GitIgnoreSpec.from_lines(line for line in lines if _valid(line))
-
-
-def _valid(line: str) -> bool:
-    import pathspec
-
-    try:
-        pathspec.GitIgnoreSpec.from_lines([line])
-    except ValueError:
-        return False
-    return True
-
-
-class Rules:
-    """A list of gitignore-style patterns, matched by pathspec.
-
-    Most paths match none of a package's patterns, and pathspec tries each pattern
-    in turn: one regular expression joining all of them answers "no match" first
-    (as often as not the whole answer). Paths are relative and normalized, as the
-    walk builds them.
-    """
-
-    __slots__ = ("_any", "spec")
-
-    def __init__(self, spec: pathspec.GitIgnoreSpec) -> None:
-        self.spec = spec
-        self._any = _union(spec)
-
-    def match(self, path: str) -> bool:
-        """Whether the patterns exclude ``path`` (``GitIgnoreSpec.match_file``)."""
-        if self._any is not None and self._any.search(path) is None:
-            return False
-        return self.spec.match_file(path)
-
-    def decide(self, path: str) -> bool | None:
-        """Whether the last matching pattern excludes (True) or re-includes (False)
-        ``path``; None when no pattern matches it (``GitIgnoreSpec.check_file``)."""
-        if self._any is not None and self._any.search(path) is None:
-            return None
-        return self.spec.check_file(path).include
-
-
-_DIR_MARK_GROUP = "(?P<ps_d>"  # pathspec's one named group: marks a directory match
-_PLAIN_FLAGS = re.UNICODE  # what every str pattern compiles with
-
-
-def _union(spec: pathspec.GitIgnoreSpec) -> re.Pattern[str] | None:
-    """An expression that matches a path exactly when one of ``spec``'s patterns does
-    (pathspec searches each pattern's expression); None when the patterns are not
-    expressions it can safely join: pathspec alone then decides."""
-    parts = []
-    for pattern in spec.patterns:
-        if pattern.include is None:
-            continue  # a blank line or a comment: pathspec skips it too
-        regex = getattr(pattern, "regex", None)
-        if regex is None or not isinstance(regex.pattern, str) or regex.flags != _PLAIN_FLAGS:
-            return None
-        text = regex.pattern.replace(_DIR_MARK_GROUP, "(?:")
-        # Joined, numbered groups shift: any back-reference (or other group name) stops it.
-        if "(?P" in text or re.search(r"\\[1-9]", text):
-            return None
-        parts.append(f"(?:{text})")
-    try:
-        return re.compile("|".join(parts) or "(?!)")  # no pattern: nothing matches
-    except re.error:
+def project_rules(patterns: tuple[str, ...]) -> RuleList | None:
+    """``[tool.freshd] include`` or ``exclude`` as rules: its entries are the lines of a
+    ``.gitignore`` in the package directory (docs/digest-spec.md)."""
+    if not patterns:
         return None
+    raw = "\n".join(patterns).encode("utf-8", "surrogateescape")
+    return _rules(tuple(split_lines(raw)))
 
 
 class Matcher:
-    """Decides soft exclusion of paths relative to one package directory."""
+    """Decides soft exclusion of paths relative to one package directory.
+
+    Each method judges a path by the rules that apply to the path itself; that nothing
+    above it is excluded is the walk's part (it never descends into an excluded
+    directory, as git never does).
+    """
 
     def __init__(self, root: str, project: Project) -> None:
         self.root = root
-        self.include = _spec(project.include)
-        self.exclude = _spec(project.exclude)
-        # Per directory: its .gitignore's lines, read when listed, compiled when first
-        # matched against (a walk that only meets known members never loads pathspec).
-        self._gitignores: dict[str, list[str] | Rules | None] = {}
-        # Per directory: the .gitignore specs that apply inside it, deepest first.
-        self._chains: dict[str, tuple[tuple[str, Rules], ...]] = {}
+        self.include = project_rules(project.include)
+        self.exclude = project_rules(project.exclude)
+        # Per directory: its .gitignore's rules (None: none, or no pattern in it).
+        self._gitignores: dict[str, RuleList | None] = {}
+        # Per directory: the .gitignore rules that apply inside it, deepest first, each
+        # with the length of its directory's "dir/" prefix.
+        self._chains: dict[str, tuple[tuple[int, RuleList], ...]] = {}
 
-    def load_gitignore(self, dir_rel: str) -> None:
-        """Read ``dir_rel/.gitignore`` (called by the walk when the listing shows one)."""
+    def load_gitignore(self, dir_rel: str) -> bool:
+        """Read ``dir_rel/.gitignore`` (called by the walk when the listing shows one);
+        False when it is not a regular file: a symlink is never followed (git >= 2.32
+        does not read one either), so no rule comes from outside the package."""
         path = os.path.join(self.root, dir_rel, ".gitignore")
         try:
-            raw = read_small(path)
+            raw = read_small(path, follow=False)
         except OSError as exc:
             self._gitignores[dir_rel] = None
             raise UnreadableError(path, exc.strerror or str(exc)) from exc
-        lines = raw.decode("utf-8", "surrogateescape").splitlines() if raw is not None else []
-        self._gitignores[dir_rel] = lines or None
+        self._gitignores[dir_rel] = _rules(tuple(split_lines(raw))) if raw else None
+        return raw is not None
 
     def included(self, rel: str, is_dir: bool) -> bool:
-        """Whether ``[tool.freshd] include`` names this path."""
-        return self.include is not None and self.include.match(rel + "/" if is_dir else rel)
+        """Whether the last ``[tool.freshd] include`` pattern matching this path is not a
+        negation (the walk re-admits what is below an included directory)."""
+        return self.include is not None and self.include.decide(_raw(rel), is_dir) is True
 
     def soft_excluded(self, rel: str, is_dir: bool) -> bool:
         """Whether defaults, .gitignore files or ``[tool.freshd] exclude`` drop this path."""
         if excluded_by_default(rel, is_dir):
             return True
         dir_rel = rel.rpartition("/")[0]
-        probe = rel + "/" if is_dir else rel
-        if self.exclude is not None and self.exclude.match(probe):
+        raw = _raw(rel)
+        if self.exclude is not None and self.exclude.decide(raw, is_dir):
             return True
-        chain = self._chain(dir_rel)
-        if len(chain) == 1:  # the common case; match skips building a CheckResult
-            base, rules = chain[0]
-            return rules.match(probe[len(base) + 1 :] if base else probe)
         # The deepest .gitignore with a matching pattern decides (git's precedence).
-        for base, rules in chain:
-            decided = rules.decide(probe[len(base) + 1 :] if base else probe)
+        for skip, rules in self._chain(dir_rel):
+            decided = rules.decide(raw[skip:] if skip else raw, is_dir)
             if decided is not None:
                 return decided
         return False
 
-    def _chain(self, dir_rel: str) -> tuple[tuple[str, Rules], ...]:
+    def _chain(self, dir_rel: str) -> tuple[tuple[int, RuleList], ...]:
         chain = self._chains.get(dir_rel)
         if chain is None:
             parent = self._chain(dir_rel.rpartition("/")[0]) if dir_rel else ()
-            spec = self._gitignores.get(dir_rel)
-            if isinstance(spec, list):
-                spec = self._gitignores[dir_rel] = _spec(spec)
-            chain = ((dir_rel, spec), *parent) if spec is not None else parent
+            rules = self._gitignores.get(dir_rel)
+            skip = len(_raw(dir_rel)) + 1 if dir_rel else 0
+            chain = ((skip, rules), *parent) if rules is not None else parent
             self._chains[dir_rel] = chain
         return chain
+
+
+def _raw(rel: str) -> bytes:
+    """The file-system bytes of a relative path (the walk's names carry surrogate escapes)."""
+    return rel.encode("utf-8", "surrogateescape")
 
 
 def walk(
@@ -276,13 +221,16 @@ def walk(
     result = Walk()
     files = result.files
     soft_excluded, included = matcher.soft_excluded, matcher.included
+    has_include = matcher.include is not None
     known = known or {}
     known_dirs: set[str] | None = None  # the directories above known members, when needed
-    # Each frame: (relative dir, whether it is soft-excluded and walked only for includes,
-    # whether the rules that apply inside it are unchanged since ``known`` was made).
-    stack: list[tuple[str, bool, bool]] = [("", False, bool(known))]
+    # Each frame: (relative dir, its state, whether the rules that apply inside it are
+    # unchanged since ``known`` was made). The state: _KEPT (walked as usual), _EXCLUDED
+    # (soft-excluded, walked only for [tool.freshd] include) or _INCLUDED (include names
+    # it: everything below that is not hard-excluded is in the set).
+    stack: list[tuple[str, int, bool]] = [("", _KEPT, bool(known))]
     while stack:
-        dir_rel, excluded_frame, stable = stack.pop()
+        dir_rel, state, stable = stack.pop()
         abs_dir = os.path.join(root, dir_rel) if dir_rel else root
         try:
             if dirs is not None:
@@ -299,12 +247,17 @@ def walk(
             if is_package_dir(names):
                 result.nested.append(dir_rel)
                 continue
-        if ".gitignore" in names:
-            result.gitignores.append(f"{dir_rel}/.gitignore" if dir_rel else ".gitignore")
+        if ".gitignore" in names and state == _KEPT:
+            # Only a regular file is read: git >= 2.32 does not follow a symlinked one, and
+            # a FIFO is never opened. Below an excluded directory git reads none either.
+            entry = next(e for e in entries if e.name == ".gitignore")
             try:
-                matcher.load_gitignore(dir_rel)
+                if entry.is_file(follow_symlinks=False) and matcher.load_gitignore(dir_rel):
+                    result.gitignores.append(f"{dir_rel}/.gitignore" if dir_rel else ".gitignore")
             except UnreadableError as exc:
                 result.errors.append(exc)
+            except OSError:
+                pass  # vanished since the listing: no rules
         prefix = dir_rel + "/" if dir_rel else ""
         if stable:
             stable = _rules_unchanged(known, prefix + ".gitignore", names, entries)
@@ -321,21 +274,26 @@ def walk(
                         result.hidden.append(rel)
                     continue
                 if entry.is_dir(follow_symlinks=False):
-                    if stable and not excluded_frame and matcher.include is None:
+                    if state == _INCLUDED:
+                        stack.append((rel, _INCLUDED, False))
+                        continue
+                    if stable and state == _KEPT and not has_include:
                         # Unchanged rules kept it before (no include can have re-admitted
                         # what is below it): no need to match it again.
                         if known_dirs is None:
                             known_dirs = _ancestors(known)
                         if rel in known_dirs:
-                            stack.append((rel, False, True))
+                            stack.append((rel, _KEPT, True))
                             continue
-                    if excluded_frame or soft_excluded(rel, True):
-                        if matcher.include is not None:  # an include may re-admit something below
-                            stack.append((rel, True, False))
+                    if has_include and included(rel, True):
+                        stack.append((rel, _INCLUDED, False))
+                    elif state == _EXCLUDED or soft_excluded(rel, True):
+                        if has_include:  # an include may re-admit something below
+                            stack.append((rel, _EXCLUDED, False))
                         else:
                             result.hidden.append(rel)
                     else:
-                        stack.append((rel, False, stable))
+                        stack.append((rel, _KEPT, stable))
                     continue
                 member = rel in known
                 if member or lstat_new or not entry.is_file(follow_symlinks=False):
@@ -351,12 +309,17 @@ def walk(
             except OSError as exc:
                 result.errors.append(UnreadableError(entry.path, exc.strerror or str(exc)))
                 continue
-            if excluded_frame:
+            if state == _INCLUDED:
+                files.append(_walked(WalkedFile, (rel, st)))
+            elif state == _EXCLUDED:
                 if included(rel, False):
                     files.append(_walked(WalkedFile, (rel, st)))
             elif (stable and member) or not soft_excluded(rel, False) or included(rel, False):
                 files.append(_walked(WalkedFile, (rel, st)))
     return result
+
+
+_KEPT, _EXCLUDED, _INCLUDED = 0, 1, 2
 
 
 _walked = tuple.__new__  # builds a WalkedFile without its keyword-parsing __new__

@@ -1,7 +1,7 @@
 """Git state named by ``[tool.uv] cache-keys = [{ git = ... }]``, read without running git.
 
-Entries use paths that start with ``/`` so they can never collide with a file
-of the package (relative paths never start with ``/``).
+Entries use paths that start with ``//`` so they can never collide with a file a key
+names (its path never holds an empty component, not even when it is absolute).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from blake3 import blake3
 from freshd_client.digest import KIND_GIT, Entry
 from freshd_client.smallfile import read_small
 
-COMMIT_PATH = b"/git:commit"
-TAGS_PATH = b"/git:tags"
+COMMIT_PATH = b"//git:commit"
+TAGS_PATH = b"//git:tags"
 
 
 def entries(package: str, *, commit: bool, tags: bool) -> Iterator[Entry]:

@@ -25,19 +25,21 @@ if TYPE_CHECKING:
     from typing import Any, NamedTuple
 
     class CacheKey(NamedTuple):
-        """One entry of ``[tool.uv] cache-keys``: a file/glob, a directory, or git state."""
+        """One entry of ``[tool.uv] cache-keys``: a file/glob, a directory, git state or
+        an environment variable."""
 
         file: str | None = None
         dir: str | None = None
         git_commit: bool = False
         git_tags: bool = False
+        env: str | None = None
 
     class Project(NamedTuple):
         """The parts of a package's project files that freshd uses."""
 
         name: str | None = None
         cache_keys: tuple[CacheKey, ...] | None = None  # None: uv's defaults apply
-        ignored_cache_keys: tuple[str, ...] = ()  # entries freshd cannot hash (env, ...)
+        ignored_cache_keys: tuple[str, ...] = ()  # entries freshd cannot read (unknown kinds)
         include: tuple[str, ...] = ()
         exclude: tuple[str, ...] = ()
         workspace_members: tuple[str, ...] | None = None  # None: not a workspace root
@@ -46,7 +48,9 @@ if TYPE_CHECKING:
 
 else:
     CacheKey = namedtuple(
-        "CacheKey", ("file", "dir", "git_commit", "git_tags"), defaults=(None, None, False, False)
+        "CacheKey",
+        ("file", "dir", "git_commit", "git_tags", "env"),
+        defaults=(None, None, False, False, None),
     )
     Project = namedtuple(
         "Project",
@@ -231,6 +235,7 @@ def _typed(project: Project) -> bool:
         and isinstance(k.dir, (str, type(None)))
         and isinstance(k.git_commit, bool)
         and isinstance(k.git_tags, bool)
+        and isinstance(k.env, (str, type(None)))
         for k in project.cache_keys or ()
     )
     name_ok = project.name is None or isinstance(project.name, str)
@@ -303,22 +308,26 @@ def _cache_keys(
             keys.append(CacheKey(file=item["file"]))
         elif isinstance(item, dict) and isinstance(item.get("dir"), str):
             keys.append(CacheKey(dir=item["dir"]))
+        elif (  # freshd's own: filled with the digest, not an input of it
+            isinstance(item, dict)
+            and isinstance(item.get("env"), str)
+            and item["env"].startswith(DIGEST_ENV_PREFIX)
+        ):
+            digest_env.append(item["env"])
+        elif isinstance(item, dict) and isinstance(item.get("env"), str):
+            keys.append(CacheKey(env=item["env"]))
         elif isinstance(item, dict) and "git" in item:
             git = item["git"]
             if git is True:
                 keys.append(CacheKey(git_commit=True))
+            elif git is False:
+                continue
             elif isinstance(git, dict):
                 keys.append(
                     CacheKey(git_commit=bool(git.get("commit")), git_tags=bool(git.get("tags")))
                 )
             else:
                 ignored.append(repr(item))
-        elif (
-            isinstance(item, dict)
-            and isinstance(item.get("env"), str)
-            and item["env"].startswith(DIGEST_ENV_PREFIX)
-        ):
-            digest_env.append(item["env"])
         else:
             ignored.append(repr(item))
     if digest_env:

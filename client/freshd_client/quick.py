@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 VERDICT_FILE = "verdict.txt"
-_HEADER = "freshd-verdict 1"
+_HEADER = "freshd-verdict 2"  # 2: digests of format 2; a verdict of 1 is not trusted
 RACY_WINDOW_NS = 2_000_000_000  # records.RACY_WINDOW_NS, without loading the digests
 RECORD_KIND_BITS = {b"f": stat.S_IFREG, b"x": stat.S_IFREG | stat.S_IXUSR, b"l": stat.S_IFLNK}
 """The type bits of ``identity`` for a file record's kind (file, executable, symlink)."""

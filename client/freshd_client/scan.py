@@ -11,11 +11,14 @@ import os
 import stat
 import time
 
+from blake3 import blake3
+
+from freshd_client import cachekeys as ck
 from freshd_client import digest as dg
 from freshd_client import gitstate
 from freshd_client.errors import FreshdError, PackagePathError, UnreadableError
 from freshd_client.fileset import walk
-from freshd_client.project import Project, is_package_dir, read_project
+from freshd_client.project import CacheKey, Project, is_package_dir, read_project
 from freshd_client.records import FileRecord, stat_identity
 
 TYPE_CHECKING = False
@@ -26,7 +29,6 @@ if TYPE_CHECKING:
 
 _HASH_ATTEMPTS = 4
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
-GLOB_CHARS = frozenset("*?[")  # a cache key holding one is a glob
 
 
 class ScanResult:
@@ -45,6 +47,7 @@ class ScanResult:
         "links",
         "meta",
         "meta_entries",
+        "meta_local",
         "name",
         "notes",
         "path",
@@ -70,6 +73,11 @@ class ScanResult:
         self.reused = 0
         self.hashed_bytes = 0
         self.same_files = False  # every stored record was reused and none was added
+        self.meta_local = False
+        """The meta digest reads what a watcher of the package cannot see: environment
+        variables (the computing process's own), files a glob selects anywhere (also
+        where the daemon's event filter looks away), paths out of the package, keys read
+        through a symlink. A daemon must not answer for it (``cachekeys.local_only``)."""
         self.links: list[tuple[str, int, int, int]] = []
         """Files of the set with more than one name: (rel, st_dev, st_ino, st_nlink)."""
         self.gitignores: list[str] = []  # the .gitignore files whose rules the walk read
@@ -194,17 +202,18 @@ def scan(
     ``members`` (without ``previous``): the file set of an earlier scan with the raw
     digest of each file (a stamp's manifest): where the files that define the rules
     still hold the same content, a member is kept without matching the rules again
-    (a copy of the package then walks without loading pathspec).
+    (a copy of the package then walks without compiling the rules).
     """
     result = ScanResult(path=path)
     try:
         if project is None:
             project = read_project(path)
         result.name = project.name
+        result.meta_local = ck.local_only(path, project.cache_keys)
         result.notes.extend(f"cache key not covered: {k}" for k in project.ignored_cache_keys)
         started = time.time_ns()
         records: dict[str, FileRecord] = {}
-        if "tree" in scopes or _needs_walk(project):
+        if "tree" in scopes:
             known = previous or (_stamped(path, members) if members else {})
             _scan_tree(path, project, previous or {}, started, result, dirs, known)
             records = {r.rel: r for r in result.records}
@@ -253,6 +262,7 @@ def rescan_files(
     try:
         project = read_project(path)
         result.name = project.name
+        result.meta_local = ck.local_only(path, project.cache_keys)
         for rel in sorted(set(changed)):
             if rel == "pyproject.toml" or os.path.basename(rel) == ".gitignore":
                 return None  # the rules changed: other files may enter or leave the set
@@ -294,11 +304,6 @@ def rescan_files(
         result.error = str(exc)
         result.tree = result.meta = None
     return result
-
-
-def _needs_walk(project: Project) -> bool:
-    keys = project.cache_keys or ()
-    return any(k.file is not None and GLOB_CHARS & set(k.file) for k in keys)
 
 
 def _scan_tree(
@@ -399,74 +404,74 @@ def _record(rel: str, st: os.stat_result, digest: bytes, now: int) -> FileRecord
 _new_record = tuple.__new__
 
 
-def meta_keys(project: Project) -> tuple[list[str], list[str], bool, bool]:
-    """What the meta digest reads: file patterns, directories whose existence counts,
-    and whether git's commit and tags count (uv's defaults when no cache keys are set)."""
-    keys = project.cache_keys
-    if keys is None:
-        return ["pyproject.toml", "setup.py", "setup.cfg"], ["src"], False, False
-    return (
-        [k.file for k in keys if k.file is not None],
-        [k.dir for k in keys if k.dir is not None],
-        any(k.git_commit for k in keys),
-        any(k.git_tags for k in keys),
-    )
-
-
 def _meta_entries(
     path: str, project: Project, records: Mapping[str, FileRecord], now: int
 ) -> list[dg.Entry]:
-    """Entries of the meta digest: uv's cache keys by content (defaults when unset)."""
-    files, dirs, commit, tags = meta_keys(project)
+    """Entries of the meta digest: uv's cache keys by content (uv's defaults when unset),
+    selected as uv selects them (``cachekeys``)."""
+    keys = project.cache_keys
+    if keys is None:
+        keys = tuple(CacheKey(file=f) for f in ck.DEFAULT_FILES)
+        keys += tuple(CacheKey(dir=d) for d in ck.DEFAULT_DIRS)
     entries: dict[bytes, dg.Entry] = {}
-    for pattern in files:
-        for rel in _expand(pattern, records):
-            record = records.get(rel) or _hash_outside_set(path, rel, now)
-            if record is not None:
-                key = os.fsencode(rel)
-                entries[key] = dg.Entry(key, record.kind, record.digest)
-    for d in dirs:
-        dir_rel = clean_rel(d)
-        if dir_rel is not None and _is_dir(os.path.join(path, dir_rel)):
-            key = os.fsencode(dir_rel)
-            entries.setdefault(key, dg.Entry(key, dg.KIND_DIR, dg.NO_DIGEST))
+    globs = [k.file for k in keys if k.file is not None and ck.is_glob(k.file)]
+    targets = [
+        t
+        for k in keys
+        if k.file is not None and not ck.is_glob(k.file)
+        if (t := ck.file_target(path, k.file)) is not None
+    ]
+    if globs:
+        targets += ck.glob_targets(path, globs)
+    for name, target in targets:
+        key = os.fsencode(name)
+        if key not in entries:
+            entry = _key_file_entry(key, name, target, records, now)
+            if entry is not None:
+                entries[key] = entry
+    for k in keys:
+        if k.dir is not None:
+            name, target = ck.dir_target(path, k.dir)
+            try:
+                is_dir = stat.S_ISDIR(os.stat(target).st_mode)
+            except OSError:
+                continue  # absent (or unreadable: uv counts neither)
+            key = os.fsencode(name)
+            entries.setdefault(
+                key, dg.Entry(key, dg.KIND_DIR, dg.NO_DIGEST if is_dir else _NOT_DIR)
+            )
+        elif k.env is not None:
+            value = os.environ.get(k.env)
+            key = ENV_PREFIX + os.fsencode(k.env)
+            raw = dg.NO_DIGEST if value is None else blake3(os.fsencode(value)).digest()
+            entries[key] = dg.Entry(key, dg.KIND_ENV, raw)
+    commit = any(k.git_commit for k in keys)
+    tags = any(k.git_tags for k in keys)
     for entry in gitstate.entries(path, commit=commit, tags=tags):
         entries[entry.path] = entry
     return list(entries.values())
 
 
-def _expand(pattern: str, records: Mapping[str, FileRecord]) -> list[str]:
-    if not GLOB_CHARS & set(pattern):
-        rel = clean_rel(pattern)
-        return [rel] if rel is not None else []
-    import pathspec  # deferred: only glob cache keys need it
-
-    # A glob matches files of the file set, anchored at the package directory.
-    spec = pathspec.GitIgnoreSpec.from_lines(["/" + pattern.lstrip("/")])
-    return sorted(rel for rel in records if spec.match_file(rel))
+ENV_PREFIX = b"//env:"
+_NOT_DIR = blake3(b"not a directory").digest()
 
 
-def clean_rel(key: str) -> str | None:
-    """A cache key's path relative to the package, normalized; None when it is outside."""
-    parts = [p for p in key.replace("\\", "/").split("/") if p not in ("", ".")]
-    if not parts or ".." in parts:
-        return None  # outside the package: not part of its content
-    return "/".join(parts)
-
-
-def _hash_outside_set(path: str, rel: str, now: int) -> FileRecord | None:
-    abs_path = os.path.join(path, rel)
+def _key_file_entry(
+    key: bytes, name: str, target: str, records: Mapping[str, FileRecord], now: int
+) -> dg.Entry | None:
+    """The entry of a file a cache key selects: its content, symlinks followed (uv reads
+    the file a link leads to); None when it is not a regular file."""
+    record = records.get(name)
+    if record is not None and record.kind != dg.KIND_LINK:
+        return dg.Entry(key, record.kind, record.digest)
     try:
-        st = os.lstat(abs_path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:
-        raise UnreadableError(abs_path, exc.strerror or str(exc)) from exc
-    return _hash_record(abs_path, rel, st, now)
-
-
-def _is_dir(path: str) -> bool:
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
+        real = os.path.realpath(target)
+        st = os.lstat(real)
     except OSError:
-        return False
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    hashed = hash_path(real, st)
+    if hashed is None:
+        return None
+    return dg.Entry(key, dg.kind_of(hashed[0].st_mode), hashed[1])

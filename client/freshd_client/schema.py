@@ -26,7 +26,7 @@ from freshd_client.records import RACY_WINDOW_NS as RACY_WINDOW_NS
 from freshd_client.records import FileRecord as FileRecord
 from freshd_client.records import stat_identity as stat_identity
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: digests of format 2 (issue 19); an index of 1 holds format-1 ones
 MAX_DBS = 8
 DB_META = b"meta"
 DB_ROOTS = b"roots"

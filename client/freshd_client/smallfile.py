@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
 MAX_BYTES = 16 << 20
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-def read_small(path: str) -> bytes | None:
-    """The content of the regular file at ``path`` (symlinks followed), or None.
+def read_small(path: str, *, follow: bool = True) -> bytes | None:
+    """The content of the regular file at ``path`` (symlinks followed unless ``follow``
+    is false), or None.
 
     None when it is missing or is not a regular file (a FIFO, socket, device or
-    directory is never read). Other failures raise OSError; a file larger than
-    16 MiB raises OSError(EFBIG).
+    directory is never read; with ``follow=False`` neither is a symlink). Other failures
+    raise OSError; a file larger than 16 MiB raises OSError(EFBIG).
     """
     try:
-        fd = os.open(path, _FLAGS)  # O_NONBLOCK: opening a FIFO must not wait for a writer
+        # O_NONBLOCK: opening a FIFO must not wait for a writer
+        fd = os.open(path, _FLAGS if follow else _FLAGS | _NOFOLLOW)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
+    except OSError as exc:
+        if not follow and exc.errno == errno.ELOOP:
+            return None  # a symlink
+        raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

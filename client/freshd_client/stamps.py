@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 STAMP_DIR = ".freshd"
 STAMP_FILE = "stamps.json"
 MANIFESTS = "manifests"
-STAMP_FORMAT = 1
+STAMP_FORMAT = 2  # 2: digests of format 2 (b3t2/b3m2, issue 19); older stamps are refused
 _LINKED_KINDS = ("f", "x", "l")  # entries whose files a ctime can be read from
 
 

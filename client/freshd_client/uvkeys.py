@@ -18,6 +18,7 @@ no install recorded, so uv rebuilds it (fail closed).
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 from freshd_client import quick
@@ -253,7 +254,11 @@ def _package_digest(cache: DigestCache, source: str, scope: Scope) -> tuple[str 
     project, memo = load_project(path, entry.get("project"))
     if not project.digest_env:
         plain = [["pyproject.toml", pyproject]]
-        trusted = pyproject is not None and max(pyproject[1:3]) < cache.started - RACY_WINDOW_NS
+        trusted = (
+            pyproject is not None
+            and stat.S_IFMT(pyproject[5]) != stat.S_IFLNK  # a link's target's edits do not show
+            and max(pyproject[1:3]) < cache.started - RACY_WINDOW_NS
+        )
         cache.keep(source, scope, {"env": [], "paths": plain if trusted else None})
         return None, []
     dirs: list[tuple[str, os.stat_result]] | None = None

@@ -82,22 +82,26 @@ def meta_snapshot(source: str, memo: object = None) -> tuple[Snapshot | None, Pr
     """Before a meta scan: the time and the lstat of every path the meta digest reads
     (``pyproject.toml`` first: it names the others), and the project read after that
     lstat (``memo``: see ``project.load_project``). The snapshot is None when those are
-    not a fixed list of paths (git state, globs); ProjectFileError when unreadable."""
+    not a fixed list of paths (``cachekeys.meta_paths``) or one is a symlink;
+    ProjectFileError when unreadable."""
     import time
 
+    from freshd_client.cachekeys import meta_paths
     from freshd_client.project import load_project
-    from freshd_client.scan import meta_keys
 
     started = time.time_ns()
     pyproject = lstat_identity(os.path.join(source, "pyproject.toml"))
     project = load_project(source, memo)[0]
-    files, dirs, commit, tags = meta_keys(project)
-    if commit or tags or any(set(f) & set("*?[") for f in files):
+    keys = meta_paths(project.cache_keys)
+    if keys is None:
         return None, project
     paths = [("pyproject.toml", pyproject)]
-    for rel in dict.fromkeys([*files, *dirs]):
+    for rel in dict.fromkeys(keys):
         if rel != "pyproject.toml":
-            paths.append((rel, lstat_identity(os.path.join(source, rel))))
+            ident = lstat_identity(os.path.join(source, rel))
+            if ident is not None and stat.S_ISLNK(ident[-1]):
+                return None, project  # read through the link: its target is not checked
+            paths.append((rel, ident))
     return (started, paths), project
 
 

@@ -42,7 +42,7 @@ def _cmd_digest(args: argparse.Namespace) -> int:
     Example:
 
         $ freshd digest libs/core
-        b3t1:9f0c…
+        b3t2:9f0c…
         $ freshd digest libs/core --scope meta --json
     """
     from freshd_client.oneshot import digest_path
@@ -189,7 +189,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
         $ freshd ls
         STATE  NAME       PATH                        TREE
-        clean  demo-core  /home/me/src/mono/libs/core b3t1:c3c34944d97b
+        clean  demo-core  /home/me/src/mono/libs/core b3t2:c3c34944d97b
         dirty  demo-web   /home/me/src/mono/apps/web  -
     """
     with _daemon(args) as http:
@@ -255,8 +255,8 @@ def _cmd_stamp(args: argparse.Namespace) -> int:
     Example:
 
         $ uv sync --frozen && freshd stamp --venv .venv
-        stamped app  meta  b3m1:5e1d0f0c6b2a  /app
-        stamped lib  tree  b3t1:c3c34944d97b  /app/libs/lib
+        stamped app  meta  b3m2:5e1d0f0c6b2a  /app
+        stamped lib  tree  b3t2:c3c34944d97b  /app/libs/lib
     """
     from freshd_client.stamps import lock_path, stamp
     from freshd_client.uvkeys import made_by_uv

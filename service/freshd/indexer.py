@@ -163,7 +163,10 @@ def _from_scan(
         result.path,
         result.name,
         result.tree,
-        result.meta,
+        # A meta digest that reads what the watcher cannot see (an env value, which is
+        # the asker's, a glob, a path out of the package, a symlinked key) is not kept:
+        # the daemon answers null (unknown) for the meta scope and the client computes it.
+        None if result.meta_local else result.meta,
         result.error,
         len(result.records),
         result.hashed,

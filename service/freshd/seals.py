@@ -13,8 +13,9 @@ one ``lstat`` a path instead of ~6 µs of Python a file.
 
 A seal vouches only for the digests written beside it: it is used when the package
 record is ``clean`` with those digests, and only by the start-up crawl (a rescan after
-an event always walks). A package whose meta digest reads git state gets none (the
-inputs are not a fixed list of paths). The identities are those of
+an event always walks). A package whose meta digest reads more than a fixed list of
+paths in the package (git state, an environment variable, a glob, a path out of it,
+a cache key that is a symlink) gets none (``cachekeys.meta_paths``). The identities are those of
 ``freshd_client.quick.identity`` (the stat cache of ``freshd check``), packed.
 """
 
@@ -30,10 +31,11 @@ from typing import Any
 import lmdb
 
 from freshd_client import schema as sc
+from freshd_client.cachekeys import meta_paths
 from freshd_client.project import Project
 from freshd_client.quick import RECORD_KIND_BITS, identity
 from freshd_client.records import RACY_WINDOW_NS
-from freshd_client.scan import GLOB_CHARS, ScanResult, clean_rel, meta_keys
+from freshd_client.scan import ScanResult
 
 FORMAT = 1
 _HEAD = struct.Struct("<HxxIII")  # format, header length, paths, names length
@@ -97,9 +99,11 @@ def take(
     all of it read after the wall-clock ns ``started``; b"" when it cannot have one:
     something changed within ``RACY_WINDOW_NS`` of ``started`` (its identity may not show
     a change made in the same clock tick), or the meta digest reads git state."""
-    files, key_dirs, commit, tags = meta_keys(project)
-    if result.error is not None or result.tree is None or result.meta is None or commit or tags:
+    key_paths = meta_paths(project.cache_keys)
+    if result.error is not None or result.tree is None or result.meta is None:
         return b""
+    if key_paths is None:
+        return b""  # the meta digest reads more than a fixed list of paths in the package
     pack, kinds = _IDENT.pack, RECORD_KIND_BITS
     idents: dict[bytes, bytes] = {}
     newest = 0
@@ -121,16 +125,13 @@ def take(
         return b""
     # What the rules and the meta digest read beyond the file set. A name absent from a
     # listed directory needs nothing more: adding it moves the directory's mtime.
-    extra = result.rule_files()
-    keys = [key for key in (*files, *key_dirs) if not GLOB_CHARS & set(key)]  # globs: records
-    extra += [clean for key in keys if (clean := clean_rel(key)) is not None]
+    extra = result.rule_files() + key_paths
+    followed = set(key_paths)  # read through a symlink: then its target is not sealed
     listed = {rel for rel, _st in dirs}
     base = os.path.join(result.path, "")
     for rel in extra:
         raw = os.fsencode(rel)
-        if raw in idents:
-            if _IDENT.unpack(idents[raw])[5] == stat.S_IFLNK:
-                return b""  # read through a link: its target's identity is not in the seal
+        if raw in idents and rel not in followed:
             continue
         try:
             st = os.lstat(base + rel)
@@ -140,7 +141,9 @@ def take(
             continue
         except OSError:
             return b""
-        if max(st.st_mtime_ns, st.st_ctime_ns) >= limit or stat.S_ISLNK(st.st_mode):
+        if max(st.st_mtime_ns, st.st_ctime_ns) >= limit or (
+            rel in followed and stat.S_ISLNK(st.st_mode)
+        ):
             return b""
         idents[raw] = _packed(st)
     nested, hidden = result.walked or ([], [])
