@@ -48,6 +48,7 @@ bench: install
 	$(BIN)/python bench/bench_client.py
 	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/bench_uv.py
+	$(BIN)/python bench/bench_canary.py
 	$(BIN)/python bench/bench_scrub.py
 
 clean:
