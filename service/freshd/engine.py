@@ -353,6 +353,9 @@ class Engine:
                         self._failed(str(exc))
             finally:
                 self._unlink_cookies()
+                for state in self.roots.values():  # a canary not back yet: no litter
+                    if state.canary is not None:
+                        _unlink(state.canary)
         except Exception as exc:
             log.exception("freshd engine stopped by an unexpected error")
             self.fatal = f"engine stopped: {exc!r}"
