@@ -27,7 +27,7 @@ class Config:
     tcp: tuple[str, int] | None = None
     settle_ms: float = 10.0
     rescan_seconds: float = 5.0
-    canary_seconds: float = 1.0  # see Engine._canaries: a fast answer is at most 3x this late
+    canary_seconds: float = 1.0  # see Engine._canary: a fast answer is at most 3x this late
     scrub_seconds: float = SCRUB_SECONDS
     allow_uids: frozenset[int] = frozenset()
     """Users besides the daemon's own whose connections on the Unix socket are served."""

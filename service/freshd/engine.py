@@ -80,7 +80,7 @@ log = logging.getLogger("freshd.engine")
 RootMode = Literal["watching", "polling", "missing", "blind"]
 """``watching``: events are trusted; ``polling``: the root cannot be watched, it is
 rescanned periodically; ``missing``: the directory is gone; ``blind``: the canary did not
-come back in time (see ``Engine._canaries``)."""
+come back in time (see ``Engine._canary``)."""
 Publish = Callable[[str, dict[str, Any]], None]
 """Called with ("package", PackageInfo) or ("removed", {"path": …}) after each write."""
 
