@@ -142,13 +142,25 @@ def save(
     if newest >= started_ns - RACY_WINDOW_NS:
         forget(venv)
         return
-    lines = [_HEADER]
-    for p, ident in kept:
-        shown = "-" if ident is None else " ".join(str(v) for v in ident)
-        lines.append(f"P {os.fsencode(p).hex()} {shown}")
+    lines = [_HEADER, *path_lines(kept)]
     for name, source, editable in verdicts:
         lines.append(f"V {os.fsencode(name).hex()} {os.fsencode(source).hex()} {int(editable)}")
-    target = path(venv)
+    write_lines(path(venv), lines)
+
+
+def path_lines(paths: Iterable[tuple[str, list[int] | None]]) -> list[str]:
+    """The ``P`` lines of a verdict file (``uvcache``'s too): each path in hex, then its
+    identity, or ``-`` when it was absent."""
+    lines = []
+    for p, ident in paths:
+        shown = "-" if ident is None else " ".join(str(v) for v in ident)
+        lines.append(f"P {os.fsencode(p).hex()} {shown}")
+    return lines
+
+
+def write_lines(target: str, lines: list[str]) -> None:
+    """Replace ``target`` with ``lines`` atomically; a venv that cannot be written to
+    keeps nothing, silently (a cache costs speed when missing, never answers)."""
     tmp = f"{target}.tmp{os.getpid()}"
     try:
         with open(tmp, "w", encoding="ascii") as f:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import time
 
-from freshd_client.quick import RACY_WINDOW_NS, lstat_identity
+from freshd_client.quick import RACY_WINDOW_NS, lstat_identity, path_lines, write_lines
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -89,26 +89,17 @@ class DigestCache:
             return
         target = os.path.join(os.path.dirname(self.path), VERDICT_FILE)
         newest = max((max(i[1], i[2]) for _p, i in paths if i is not None), default=0)
-        lines = [_HEADER, f"C {context.encode().hex()}"]
-        for p, ident in paths:
-            shown = "-" if ident is None else " ".join(str(v) for v in ident)
-            lines.append(f"P {os.fsencode(p).hex()} {shown}")
+        lines = [_HEADER, f"C {context.encode().hex()}", *path_lines(paths)]
         for name, value in sorted(values.items()):
             lines.append(f"V {name.encode().hex()} {value.encode().hex()}")
-        import contextlib
-
-        tmp = f"{target}.tmp{os.getpid()}"
         try:
             if newest >= self.started - RACY_WINDOW_NS or not values:
                 os.unlink(target)
                 return
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(tmp, "w", encoding="ascii") as f:
-                f.write("\n".join(lines) + "\n")
-            os.replace(tmp, target)
         except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            return
+        write_lines(target, lines)
 
     def _load(self) -> dict[str, Any]:
         if self.path is None:
