@@ -20,10 +20,11 @@ import pytest
 
 from churn_model import Churn
 from conftest import Exec, Link, Spec, make_tree
-from freshd import indexer, seals
+from freshd import indexer
 from freshd.discovery import discover
 from freshd.index import Index
 from freshd.indexer import index_roots, make_pool, rescan_job, scan_packages, store
+from freshd_client import identity
 from freshd_client import schema as sc
 from freshd_client.oneshot import digest_path
 
@@ -47,7 +48,7 @@ PACKAGE: dict[str, Spec] = {
 
 @pytest.fixture(autouse=True)
 def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(seals, "RACY_WINDOW_NS", 0)
+    monkeypatch.setattr(identity, "RACY_WINDOW_NS", 0)
 
 
 def _stamps(top: Path) -> Iterator[os.stat_result]:
@@ -195,7 +196,7 @@ def test_a_damaged_seal_is_ignored(
 def test_files_written_within_the_racy_window_get_no_seal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(seals, "RACY_WINDOW_NS", sc.RACY_WINDOW_NS)
+    monkeypatch.setattr(identity, "RACY_WINDOW_NS", sc.RACY_WINDOW_NS)
     pkg = make_tree(tmp_path / "root" / "sealed", PACKAGE)
     with Index(str(tmp_path / "db")) as index:
         index_roots(index, [str(tmp_path / "root")], workers=1)

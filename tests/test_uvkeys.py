@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from freshd_client import uvcache, uvkeys, verified
+from freshd_client import identity, uvcache, uvkeys
 from freshd_client.errors import FreshdError
 from freshd_client.oneshot import digest_path
 
@@ -102,8 +102,7 @@ def test_an_unreadable_package_gets_a_value_no_install_recorded(
 @pytest.fixture
 def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """Files written just now count as settled (the tests cannot wait 2 s each)."""
-    for module in (uvcache, uvkeys, verified):
-        monkeypatch.setattr(module, "RACY_WINDOW_NS", 0)
+    monkeypatch.setattr(identity, "RACY_WINDOW_NS", 0)
 
 
 @pytest.mark.usefixtures("no_racy_window")

@@ -1,4 +1,5 @@
-"""Read a small configuration file without ever blocking on a FIFO or a device."""
+"""Small files: read one without ever blocking on a FIFO or a device; replace one
+atomically."""
 
 from __future__ import annotations
 
@@ -40,3 +41,25 @@ def read_small(path: str, *, follow: bool = True) -> bytes | None:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def write_atomic(path: str, data: bytes, *, durable: bool = False) -> None:
+    """Replace the file at ``path`` with ``data`` in one step: written to a temporary
+    file beside it, then renamed over it, so a reader sees the old content or the new,
+    never part of it. ``durable``: the data reaches the disk before the rename (a crash
+    or a full disk leaves the old file whole). OSError when it cannot be written; the
+    temporary file is removed whatever happened (also on Ctrl-C)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        import contextlib
+
+        with contextlib.suppress(OSError):  # never made, or already renamed
+            os.unlink(tmp)
+        raise

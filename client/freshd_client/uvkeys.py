@@ -18,12 +18,11 @@ no install recorded, so uv rebuilds it (fail closed).
 from __future__ import annotations
 
 import os
-import stat
 import sys
 
 from freshd_client import quick
 from freshd_client.errors import FreshdError
-from freshd_client.quick import RACY_WINDOW_NS, lstat_identity
+from freshd_client.identity import is_link, lstat_identity, racy
 from freshd_client.uvcache import INSTALL, DigestCache, lock_digest
 
 TYPE_CHECKING = False
@@ -256,8 +255,8 @@ def _package_digest(cache: DigestCache, source: str, scope: Scope) -> tuple[str 
         plain = [["pyproject.toml", pyproject]]
         trusted = (
             pyproject is not None
-            and stat.S_IFMT(pyproject[5]) != stat.S_IFLNK  # a link's target's edits do not show
-            and max(pyproject[1:3]) < cache.started - RACY_WINDOW_NS
+            and not is_link(pyproject)  # a link's target's edits do not show
+            and not racy([pyproject], cache.started)
         )
         cache.keep(source, scope, {"env": [], "paths": plain if trusted else None})
         return None, []

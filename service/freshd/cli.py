@@ -221,8 +221,11 @@ def _cmd_add(args: argparse.Namespace) -> int:
         $ freshd add ~/src/other
         watching /home/me/src/other (2 roots)
     """
+    from freshd_client.locations import real_path
+
+    root = real_path(args.root)  # refuses "" (realpath would make it the cwd)
     with _daemon(args) as http:
-        answer = http.call("POST", "/v1/roots", {"path": os.path.realpath(args.root)})
+        answer = http.call("POST", "/v1/roots", {"path": root})
     return _print_roots(args, answer, "watching")
 
 
@@ -238,8 +241,11 @@ def _cmd_remove(args: argparse.Namespace) -> int:
     """
     from urllib.parse import quote
 
+    from freshd_client.locations import real_path
+
+    root = real_path(args.root)
     with _daemon(args) as http:
-        answer = http.call("DELETE", f"/v1/roots?path={quote(os.path.realpath(args.root))}")
+        answer = http.call("DELETE", f"/v1/roots?path={quote(root)}")
     return _print_roots(args, answer, "no longer watching")
 
 
