@@ -183,3 +183,27 @@ def test_an_untouched_start_answers_from_the_plain_text_verdict(
     assert values("run", "--no-editable")[0] != first  # another context: computed
     (workspace / "libs" / "lib" / "src" / "lib" / "__init__.py").write_text("VALUE = 3\n")
     assert values("run")[0] != first
+
+
+def test_before_a_lock_the_workspace_members_are_those_discovery_finds(tmp_path: Path) -> None:
+    """One expansion of ``[tool.uv.workspace]``: ``freshd run`` globbed the members itself,
+    taking the root's own ``[`` as a pattern and ignoring ``exclude``."""
+    from conftest import make_tree
+    from freshd.discovery import discover
+
+    workspace = (
+        '[project]\nname = "ws"\n[tool.uv.workspace]\n'
+        'members = ["libs/*"]\nexclude = ["libs/skip"]\n'
+    )
+    root = make_tree(
+        tmp_path / "ws[1]",
+        {
+            "pyproject.toml": workspace,
+            "libs/a/pyproject.toml": '[project]\nname = "a"\n',
+            "libs/skip/pyproject.toml": '[project]\nname = "skip"\n',
+        },
+    )
+    found = uvkeys.local_packages(str(root), str(root / ".venv"), uvcache.DigestCache(None))
+    assert found == {str(root): True, str(root / "libs" / "a"): True}
+    members = {p.path for p in discover(str(root)).packages if p.workspace == str(root)}
+    assert members == {p for p in found if p != str(root)}

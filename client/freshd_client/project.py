@@ -75,6 +75,30 @@ def normalize_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def workspace_member_dirs(root: str, project: Project) -> list[str]:
+    """The directories that the workspace at ``root`` names as members (``[tool.uv.workspace]
+    members``, less ``exclude``), as its glob patterns select them below ``root`` (whose
+    own name may hold glob characters: they are literal), sorted; not ``root`` itself.
+    The one expansion, for discovery and for ``freshd run -- uv`` before a lock exists."""
+    if project.workspace_members is None:
+        return []
+    import glob
+
+    def matches(patterns: tuple[str, ...]) -> list[str]:
+        base = glob.escape(root)
+        return [m for p in patterns for m in glob.glob(os.path.join(base, p))]
+
+    excluded = {os.path.realpath(p) for p in matches(project.workspace_exclude)}
+    real_root = os.path.realpath(root)
+    return sorted(
+        {
+            m
+            for m in matches(project.workspace_members)
+            if (real := os.path.realpath(m)) != real_root and real not in excluded
+        }
+    )
+
+
 def is_package_dir(names: set[str] | frozenset[str]) -> bool:
     """Whether a directory listing (its entry names) marks a package."""
     return any(marker in names for marker in MARKERS)

@@ -123,7 +123,7 @@ def local_packages(root: str, venv: str, cache: DigestCache) -> dict[str, bool]:
 def _declared_sources(root: str) -> list[tuple[str, bool]]:
     """(directory, editable) of the workspace members and path sources that the project
     at ``root`` declares (``[tool.uv.workspace]``, ``[tool.uv.sources]``)."""
-    import glob
+    from freshd_client.project import read_project, workspace_member_dirs
 
     path = os.path.join(root, "pyproject.toml")
     raw = _read(path)
@@ -131,13 +131,10 @@ def _declared_sources(root: str) -> list[tuple[str, bool]]:
     uv = tool.get("uv", {}) if isinstance(tool, dict) else {}
     uv = uv if isinstance(uv, dict) else {}
     found: list[tuple[str, bool]] = []
-    workspace = uv.get("workspace", {})
-    members = workspace.get("members", []) if isinstance(workspace, dict) else []
-    for pattern in members if isinstance(members, list) else []:
-        if isinstance(pattern, str):
-            for member in sorted(glob.glob(os.path.join(root, pattern))):
-                if os.path.isfile(os.path.join(member, "pyproject.toml")):
-                    found.append((os.path.normpath(member), True))
+    if raw is not None:
+        for member in workspace_member_dirs(root, read_project(root)):
+            if os.path.isfile(os.path.join(member, "pyproject.toml")):
+                found.append((os.path.normpath(member), True))
     sources = uv.get("sources", {})
     for source in sources.values() if isinstance(sources, dict) else []:
         if isinstance(source, dict) and isinstance(source.get("path"), str):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass, field
 
 from freshd_client.fileset import VENV_MARKER, pruned_name
-from freshd_client.project import Project, is_package_dir, project_or_none
+from freshd_client.project import (
+    Project,
+    is_package_dir,
+    project_or_none,
+    workspace_member_dirs,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,14 +160,8 @@ def workspace_members(projects: dict[str, Project | None]) -> dict[str, str]:
     for ws_root, project in sorted(projects.items()):
         if project is None or project.workspace_members is None:
             continue
-        excluded = {
-            os.path.realpath(p)
-            for pattern in project.workspace_exclude
-            for p in glob.glob(os.path.join(glob.escape(ws_root), pattern))
-        }
-        for pattern in project.workspace_members:
-            for match in glob.glob(os.path.join(glob.escape(ws_root), pattern)):
-                real = os.path.realpath(match)
-                if real != ws_root and real in projects and real not in excluded:
-                    members[real] = ws_root
+        for match in workspace_member_dirs(ws_root, project):
+            real = os.path.realpath(match)
+            if real in projects:
+                members[real] = ws_root
     return members
