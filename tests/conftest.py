@@ -64,6 +64,24 @@ DEMO_FILES: dict[str, Spec] = {
 }
 
 
+def wait_out_racy_window(root: Path, deadline_s: float = 10.0) -> None:
+    """Wait until the newest mtime and ctime below ``root`` is older than the racy window
+    (``identity.RACY_WINDOW_NS``): only then may a stored hash of them be reused."""
+    import time
+
+    from freshd_client.identity import RACY_WINDOW_NS
+
+    newest = 0
+    for dirpath, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            st = os.lstat(os.path.join(dirpath, name))
+            newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
+    deadline = time.monotonic() + deadline_s
+    while time.time_ns() <= newest + RACY_WINDOW_NS:
+        assert time.monotonic() < deadline, "the racy window did not pass"
+        time.sleep(0.05)  # polling a clock: the condition is the time itself
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("soak", "the long seeded reliability runs (make soak)")
     group.addoption(

@@ -39,3 +39,9 @@ def test_an_interrupted_write_leaves_no_temporary(
     with pytest.raises(KeyboardInterrupt):
         write_atomic(str(tmp_path / "f"), b"new", durable=True)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_private_file_is_private_from_its_first_byte(tmp_path: Path) -> None:
+    target = tmp_path / "marker"
+    write_atomic(str(target), b"boot\n", durable=True, mode=0o600)
+    assert (target.read_bytes(), target.stat().st_mode & 0o777) == (b"boot\n", 0o600)
