@@ -82,6 +82,23 @@ def wait_out_racy_window(root: Path, deadline_s: float = 10.0) -> None:
         time.sleep(0.05)  # polling a clock: the condition is the time itself
 
 
+def past_every_stamp(top: Path, probe: Path) -> None:
+    """Wait until the file system's clock is later than every mtime and ctime in ``top``
+    (``probe``: a file, outside ``top`` or not, written until its ctime says so)."""
+    import time
+
+    stamps = [os.lstat(top)]
+    for base, dirs, files in os.walk(top):
+        stamps += [os.lstat(os.path.join(base, name)) for name in dirs + files]
+    latest = max(max(st.st_mtime_ns, st.st_ctime_ns) for st in stamps)
+    deadline = time.monotonic() + 10
+    while True:
+        probe.write_bytes(b"")
+        if os.lstat(probe).st_ctime_ns > latest:
+            return
+        assert time.monotonic() < deadline, "the file system's clock did not move"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("soak", "the long seeded reliability runs (make soak)")
     group.addoption(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Link, Spec, make_tree
+from conftest import Link, Spec, make_tree, past_every_stamp
 from freshd import seals
 from freshd_client import identity, verified
 from freshd_client.digest import Scope
@@ -40,22 +40,6 @@ PACKAGE: dict[str, Spec] = {
 @pytest.fixture(autouse=True)
 def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(identity, "RACY_WINDOW_NS", 0)
-
-
-def _past_every_stamp(top: Path) -> None:
-    """Wait until the file system's clock is later than every mtime and ctime in ``top``."""
-    stamps = [os.lstat(top)]
-    for base, dirs, files in os.walk(top):
-        stamps += [os.lstat(os.path.join(base, n)) for n in dirs + files]
-    latest = max(max(st.st_mtime_ns, st.st_ctime_ns) for st in stamps)
-    probe = top / "probe"
-    deadline = time.monotonic() + 10
-    while True:
-        probe.write_bytes(b"")
-        if os.lstat(probe).st_ctime_ns > latest:
-            break
-        assert time.monotonic() < deadline, "the file system's clock did not move"
-    probe.unlink()
 
 
 def _build(tmp_path: Path) -> Path:
@@ -122,7 +106,7 @@ def test_no_cache_vouches_for_a_digest_an_input_change_moved(
 ) -> None:
     pkg = _build(tmp_path)
     vouches = CACHES[cache](pkg)
-    _past_every_stamp(tmp_path)
+    past_every_stamp(tmp_path, tmp_path / "probe")
     CHANGES[change](pkg)
     now = _digests(pkg)
     held = vouches()
