@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 
 from freshd_client.identity import lstat_identity, path_line, path_line_holds, racy
-from freshd_client.smallfile import write_atomic
 from freshd_client.venv import STAMP_FILE, freshd_file
 
 TYPE_CHECKING = False
@@ -128,6 +127,8 @@ def save(
 def write_lines(target: str, lines: list[str]) -> None:
     """Replace ``target`` with ``lines`` atomically; a venv that cannot be written to
     keeps nothing, silently (a cache costs speed when missing, never answers)."""
+    from freshd_client.smallfile import write_atomic  # not on the path of an answer
+
     try:
         write_atomic(target, ("\n".join(lines) + "\n").encode("ascii"))
     except OSError:

@@ -57,5 +57,5 @@ class FileRecord(_Record):
     def reusable_for(self, st: os.stat_result) -> bool:
         """The stat fast path with the racy rule of every stat cache (``identity.racy``),
         written out: it runs once a file of a warm pass."""
-        newest = st.st_mtime_ns if st.st_mtime_ns > st.st_ctime_ns else st.st_ctime_ns
-        return self.same_stat(st) and newest < self.hashed_at_ns - ids.RACY_WINDOW_NS
+        limit = self.hashed_at_ns - ids.RACY_WINDOW_NS
+        return st.st_mtime_ns < limit and st.st_ctime_ns < limit and self.same_stat(st)

@@ -19,7 +19,6 @@ import os
 
 from freshd_client import quick
 from freshd_client.errors import FreshdError
-from freshd_client.smallfile import write_atomic
 from freshd_client.venv import STAMP_DIR as STAMP_DIR
 from freshd_client.venv import STAMP_FILE as STAMP_FILE
 from freshd_client.venv import (
@@ -359,6 +358,8 @@ def _by_name(record: dict[str, Any]) -> str:
 
 def _atomic_json(path: str, value: object) -> None:
     import json
+
+    from freshd_client.smallfile import write_atomic
 
     raw = json.dumps(value, indent=1, sort_keys=True) + "\n"
     write_atomic(path, raw.encode("utf-8"), durable=True)

@@ -24,7 +24,6 @@ import time
 
 from freshd_client.identity import holds, lstat_identity, path_line, path_line_holds, racy
 from freshd_client.quick import write_lines
-from freshd_client.smallfile import write_atomic
 from freshd_client.venv import freshd_file
 
 TYPE_CHECKING = False
@@ -190,6 +189,8 @@ class DigestCache:
         if self.path is None or not self.changed:
             return
         import json
+
+        from freshd_client.smallfile import write_atomic
 
         raw = json.dumps({"format": FORMAT, "entries": self.entries}, separators=(",", ":"))
         try:

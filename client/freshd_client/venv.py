@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 
 from freshd_client.errors import FreshdError
-from freshd_client.project import normalize_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -188,4 +187,6 @@ def _name_version(dist_info: str) -> tuple[str, str]:
         stem = os.path.basename(dist_info)[: -len(".dist-info")]
         dir_name, _, dir_version = stem.partition("-")
         name, version = name or dir_name, version or dir_version
+    from freshd_client.project import normalize_name  # its namedtuples: not on the fast path
+
     return normalize_name(name), version
