@@ -14,13 +14,18 @@ API_HEADER = "freshd-api"
 """The HTTP header that carries ``API_VERSION`` in every answer of the daemon."""
 
 
-def real_path(path: str) -> str:
-    """``os.path.realpath`` of a path given by a user; PackagePathError for the empty path,
-    which realpath makes the current directory (an unset ``"$ROOT"``, never meant). The one
-    place every command that takes a package or a root resolves it."""
+def named(path: str) -> str:
+    """A path given by a user, as given; PackagePathError for the empty path, which
+    ``realpath`` and ``abspath`` make the current directory (an unset ``"$ROOT"``, never
+    meant). The one refusal, for every command that takes a package, a root or a venv."""
     if not path:
         raise PackagePathError("an empty path names no directory")
-    return os.path.realpath(path)
+    return path
+
+
+def real_path(path: str) -> str:
+    """``os.path.realpath`` of a path given by a user (``named``: never the empty one)."""
+    return os.path.realpath(named(path))
 
 
 def home() -> str:

@@ -90,8 +90,10 @@ def project_root(args: list[str], env: dict[str, str]) -> str:
 def project_venv(root: str, venv: str | None, env: dict[str, str]) -> str:
     """The venv uv syncs: ``venv`` when given, else ``$UV_PROJECT_ENVIRONMENT`` (relative
     to the project root), else ``ROOT/.venv``."""
-    if venv:
-        return os.path.abspath(venv)
+    if venv is not None:
+        from freshd_client.locations import named
+
+        return os.path.abspath(named(venv))
     return os.path.join(root, env.get("UV_PROJECT_ENVIRONMENT") or ".venv")
 
 

@@ -66,7 +66,9 @@ def venv_dir(venv: str | None) -> str:
 
     VenvError when it is not a virtual environment (no ``pyvenv.cfg``).
     """
-    chosen = venv or os.environ.get("VIRTUAL_ENV") or ".venv"
+    from freshd_client.locations import named
+
+    chosen = named(venv) if venv is not None else os.environ.get("VIRTUAL_ENV") or ".venv"
     path = os.path.abspath(chosen)
     if not os.path.isdir(path):
         raise VenvError(f"{chosen}: no such virtual environment (give one with --venv)")

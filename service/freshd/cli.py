@@ -354,6 +354,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         raise FreshdError("freshd run needs a command: freshd run --venv VENV -- CMD ...")
+    if args.venv is not None:
+        from freshd_client.locations import named
+
+        named(args.venv)  # bad input: an error, before anything runs unchanged
     env = dict(os.environ)
     if is_uv(command):
         values, notes = digest_env(command, args.venv, env)
