@@ -25,15 +25,15 @@ from freshd_client.oneshot import digest_path
 from freshd_client.project import read_project
 from freshd_client.scan import inputs_of, scan
 
-SHARED = '[project]\nname = "linked"\n[tool.uv]\ncache-keys = [{ file = "VERSION" }]\n'
+PROJECT = '[project]\nname = "pkg"\n[tool.uv]\ncache-keys = [{ file = "VERSION" }]\n'
 
 PACKAGE: dict[str, Spec] = {
-    "pyproject.toml": Link("../shared/pyproject.toml"),  # its rules are read through it
+    "pyproject.toml": PROJECT,
     "VERSION": "1\n",
     ".gitignore": "*.log\n",
     "keep.txt": "kept\n",
     "notes.log": "ignored\n",
-    "src/linked/__init__.py": "x = 1\n",
+    "src/pkg/__init__.py": "x = 1\n",
 }
 
 
@@ -42,9 +42,15 @@ def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(identity, "RACY_WINDOW_NS", 0)
 
 
-def _build(tmp_path: Path) -> Path:
-    make_tree(tmp_path / "shared", {"pyproject.toml": SHARED})
-    return make_tree(tmp_path / "pkg", PACKAGE)
+def _build(tmp_path: Path, *, linked: bool = False) -> Path:
+    """The package; ``linked``: its pyproject.toml a symlink to one beside it (its rules
+    and cache keys are then read through the link)."""
+    if not linked:
+        return make_tree(tmp_path / "pkg", PACKAGE)
+    make_tree(tmp_path / "shared", {"pyproject.toml": PROJECT})
+    return make_tree(
+        tmp_path / "pkg", {**PACKAGE, "pyproject.toml": Link("../shared/pyproject.toml")}
+    )
 
 
 def _write(rel: str, data: str) -> Callable[[Path], None]:
@@ -53,10 +59,10 @@ def _write(rel: str, data: str) -> Callable[[Path], None]:
 
 CHANGES: dict[str, Callable[[Path], None]] = {
     "a member's content": _write("keep.txt", "KEPT\n"),
-    "a new file": _write("src/linked/new.py", ""),
-    "the rules, through the linked pyproject.toml": lambda pkg: (
-        pkg.parent / "shared" / "pyproject.toml"
-    ).write_text(SHARED + '[tool.freshd]\nexclude = ["keep.txt"]\n'),
+    "a new file": _write("src/pkg/new.py", ""),
+    "the rules in pyproject.toml": _write(
+        "pyproject.toml", PROJECT + '[tool.freshd]\nexclude = ["keep.txt"]\n'
+    ),
     "a .gitignore": _write(".gitignore", "*.log\nkeep.txt\n"),
     "a cache key": _write("VERSION", "2\n"),
 }
@@ -106,6 +112,9 @@ def test_no_cache_vouches_for_a_digest_an_input_change_moved(
 ) -> None:
     pkg = _build(tmp_path)
     vouches = CACHES[cache](pkg)
+    before = vouches()
+    assert before is not None, f"{cache} took no entry of the package"
+    assert before == {scope: d for scope, d in _digests(pkg).items() if scope in before}
     past_every_stamp(tmp_path, tmp_path / "probe")
     CHANGES[change](pkg)
     now = _digests(pkg)
@@ -114,14 +123,13 @@ def test_no_cache_vouches_for_a_digest_an_input_change_moved(
         assert {scope: now[scope] for scope in held} == held, f"{cache} vouches after: {change}"
 
 
-def test_a_seal_refuses_a_project_file_read_through_a_link(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cache", list(CACHES))
+def test_no_cache_rests_on_a_project_file_read_through_a_link(tmp_path: Path, cache: str) -> None:
     """The drift this list ended: the seals took a linked pyproject.toml that no cache
-    key names as a plain member (its link's identity), while the rules came through it."""
-    pkg = _build(tmp_path)
-    assert _seal(pkg)() is None
-    os.unlink(pkg / "pyproject.toml")
-    (pkg / "pyproject.toml").write_text(SHARED)
-    assert _seal(pkg)() is not None  # the same package, its project file a plain file
+    key names by its link's identity (a member's), while the rules came through it; an
+    edit of its target then left the seal holding over another file set."""
+    assert CACHES[cache](_build(tmp_path / "linked", linked=True))() is None
+    assert CACHES[cache](_build(tmp_path / "plain"))() is not None
 
 
 def test_the_inputs_are_the_rules_and_what_the_meta_digest_reads() -> None:
