@@ -169,3 +169,30 @@ def test_the_quick_start_works_on_a_fresh_clone(
         if daemon.poll() is None:
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "make run needs the directory to watch: make run ROOT=~/src/yourcode"),
+        (["ROOT=/nonexistent/code"], "make run: ROOT=/nonexistent/code is not a directory"),
+        ([f"ROOT={CHECKOUT}/Makefile"], f"make run: ROOT={CHECKOUT}/Makefile is not a directory"),
+    ],
+)
+def test_make_run_without_a_directory_says_so_in_one_line(args: list[str], message: str) -> None:
+    """Before anything is installed or started: the check is made when make reads the
+    Makefile."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MAKE") and k not in ("MFLAGS", "ROOT")
+    }
+    done = subprocess.run(
+        ["make", "-C", str(CHECKOUT), "--no-print-directory", "run", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (2, ""), done
+    assert re.fullmatch(rf"Makefile:\d+: \*\*\* {re.escape(message)}\.  Stop\.\n", done.stderr)
