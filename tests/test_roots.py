@@ -56,10 +56,9 @@ def test_choose() -> None:
     assert choose([], [], here).roots == ["/cwd"]
     remembered = choose([], ["/src/b", "/src/a", "/src/a/inner"], here)
     assert (remembered.roots, remembered.source) == (["/src/a", "/src/b"], "remembered")
-    assert remembered.dropped == {"/src/a/inner": "inside the root /src/a"}
+    assert (remembered.dropped, remembered.merged) == ([], {"/src/a/inner": "/src/a"})
     given = choose(["/src/b"], ["/src/a", "/src/b"], here)
-    assert (given.roots, given.source) == (["/src/b"], "given")
-    assert list(given.dropped) == ["/src/a"]
+    assert (given.roots, given.source, given.dropped) == (["/src/b"], "given", ["/src/a"])
     with pytest.raises(FreshdError, match="overlap"):
         choose(["/src", "/src/a"], [], here)
 
@@ -159,3 +158,29 @@ def test_remove_forgets_a_remembered_root_that_is_missing(
     last = freshd_factory(db=daemon.db)
     assert last.health()["roots"] == [str(kept)]
     assert_exact(last, kept_pkgs, roots=[kept])
+
+
+def test_roots_indexed_without_a_daemon_are_served_once_each(
+    freshd_factory: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``freshd index`` records its roots too; one inside another is watched as part of
+    the outer one, not twice."""
+    outer, pkgs = tree(tmp_path / "outer", "alpha")
+    inner, inner_pkgs = tree(outer / "inner", "beta")
+    db = tmp_path / "db"
+    for root in (inner, outer):
+        done = subprocess.run(
+            [FRESHD, "index", str(root), "--db", str(db), "--workers", "1"],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+        )
+        assert done.returncode == 0, done
+    monkeypatch.chdir(tmp_path)
+    daemon = freshd_factory(db=db)
+    assert daemon.health()["roots"] == [str(outer)]
+    assert f"root {inner} is inside the root {outer}: watched as part of it" in daemon.log()
+    assert_exact(daemon, [*pkgs, *inner_pkgs], roots=[outer])
+    assert daemon.stop() == 0
+    with Index(str(db)) as index:
+        assert index.roots() == [str(outer)]

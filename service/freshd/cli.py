@@ -74,7 +74,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
     Stored hashes are reused only where size, mtime, ctime, inode and device all
     match and the file was not modified shortly before it was hashed (git's
-    racy-timestamp rule); everything else is hashed again.
+    racy-timestamp rule); everything else is hashed again. The index remembers the
+    ROOTs: a plain freshd serve on it watches them.
 
     Example:
 

@@ -22,12 +22,14 @@ Source = Literal["given", "remembered", "current directory"]
 
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """The roots of one run of the daemon, and the remembered ones it leaves out."""
+    """The roots of one run of the daemon, and what became of the other remembered ones."""
 
     roots: list[str]
     source: Source
-    dropped: dict[str, str] = field(default_factory=dict)
-    """A remembered root not watched this run → why."""
+    dropped: list[str] = field(default_factory=list)
+    """Remembered roots not given to this run: they and their packages are forgotten."""
+    merged: dict[str, str] = field(default_factory=dict)
+    """A remembered root inside another → that one, which watches it as part of itself."""
 
 
 def inside(path: str, root: str) -> bool:
@@ -45,29 +47,34 @@ def choose(given: Sequence[str], remembered: Sequence[str], here: Callable[[], s
             for other in roots[:n]:
                 if inside(root, other) or inside(other, root):
                     raise FreshdError(f"the roots {other} and {root} overlap: give only one")
-        why = "not given to this freshd serve"
-        return Choice(roots, "given", {r: why for r in remembered if r not in roots})
+        return Choice(roots, "given", sorted(set(remembered) - set(roots)))
     if not remembered:
         return Choice([here()], "current directory")
     kept: list[str] = []
-    dropped: dict[str, str] = {}
+    merged: dict[str, str] = {}
     for root in sorted(set(remembered), key=len):  # an outer root before those inside it
         outer = next((k for k in kept if inside(root, k)), None)
         if outer is None:
             kept.append(root)
         else:
-            dropped[root] = f"inside the root {outer}"
-    return Choice(sorted(kept), "remembered", dropped)
+            merged[root] = outer
+    return Choice(sorted(kept), "remembered", merged=merged)
 
 
 def describe(choice: Choice) -> list[str]:
     """The log lines that say what a run watches and what it dropped."""
-    lines = [f"roots ({choice.source}): {', '.join(choice.roots)}"]
-    lines += [
-        f"root {root} is no longer watched ({why}): its packages leave the index"
-        for root, why in sorted(choice.dropped.items())
+    return [
+        f"roots ({choice.source}): {', '.join(choice.roots)}",
+        *(
+            f"root {root} is no longer watched (not given to this freshd serve): its "
+            "packages leave the index"
+            for root in choice.dropped
+        ),
+        *(
+            f"root {root} is inside the root {outer}: watched as part of it"
+            for root, outer in sorted(choice.merged.items())
+        ),
     ]
-    return lines
 
 
 def here() -> str:
