@@ -184,3 +184,19 @@ def test_roots_indexed_without_a_daemon_are_served_once_each(
     assert daemon.stop() == 0
     with Index(str(db)) as index:
         assert index.roots() == [str(outer)]
+
+
+def test_serve_refuses_overlapping_roots_in_one_line(tmp_path: Path) -> None:
+    outer, _pkgs = tree(tmp_path / "outer", "alpha")
+    inner = outer / "alpha"
+    done = subprocess.run(
+        [FRESHD, "serve", str(outer), str(inner), "--db", str(tmp_path / "db")],
+        env={"FRESHD_SOCKET": str(tmp_path / "run" / "s.sock"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert done.returncode == 1, done
+    message = f"Error: the roots {outer} and {inner} overlap: give only one\n"
+    assert done.stderr.endswith(message) and done.stderr.count("\n") <= 2, done.stderr
+    assert "Traceback" not in done.stderr
