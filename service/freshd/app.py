@@ -120,7 +120,7 @@ class Progress(BaseModel):
     total: int
 
 
-class LogRecord(BaseModel):
+class LogLine(BaseModel):
     time: str  # UTC, ISO 8601
     level: str
     message: str
@@ -141,7 +141,7 @@ class Health(BaseModel):
     index: str
     socket: str
     error: str | None
-    recent: list[LogRecord]  # the daemon's last warnings and errors, oldest first
+    recent: list[LogLine]  # the daemon's last warnings and errors, oldest first
 
 
 class RootRequest(_Strict):
