@@ -29,6 +29,7 @@ DAEMON_MODULES = frozenset(
 """What only the daemon's verbs import: the ``daemon`` extra (pyproject.toml)."""
 VERBS = ("digest", "index", "serve", "status", "ls", "add", "remove", "stamp", "check", "run")
 
+_PRINT_SOCKET = object()  # freshd status --socket, with no PATH
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_NO_DAEMON = 2
@@ -73,7 +74,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
     Stored hashes are reused only where size, mtime, ctime, inode and device all
     match and the file was not modified shortly before it was hashed (git's
-    racy-timestamp rule); everything else is hashed again.
+    racy-timestamp rule); everything else is hashed again. The index remembers the
+    ROOTs: a plain freshd serve on it watches them.
 
     Example:
 
@@ -116,11 +118,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     socket (mode 0600, in a directory that must be yours with mode 0700), to your own
     user only. SIGINT or SIGTERM stops it cleanly.
 
+    The index remembers the roots. With no ROOT, the daemon watches the remembered
+    ones (given to an earlier freshd serve, added with freshd add, or indexed with
+    freshd index), else the current directory. Given ROOTs are the roots of this run
+    and are remembered instead: the log names each remembered root that is dropped,
+    and its packages leave the index.
+
     Example:
 
-        $ freshd serve ~/src/monorepo
-        freshd 0.1.0 serving /run/user/1000/freshd/freshd.sock (index ~/.local/state/freshd/index)
-        $ curl --unix-socket /run/user/1000/freshd/freshd.sock http://freshd/v1/health
+        $ freshd serve ~/src/monorepo   # watches it, and remembers it
+        $ freshd serve                  # later: the remembered roots, with those added since
     """
     from freshd import config
     from freshd.daemon import serve
@@ -137,24 +144,40 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         scrub_seconds=args.scrub_seconds,
         allow_uids=args.allow_uid,
     )
-    roots = list(dict.fromkeys(canonical_root(r) for r in (args.roots or ["."])))
-    return serve(cfg, roots)
+    return serve(cfg, [canonical_root(r) for r in args.roots])
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     """Show the running daemon's health: state, pid, roots, packages, files, pending work.
 
-    Exits with 2 when no daemon answers on the socket.
+    Each root shows how it is followed: watching, polling (it cannot be watched whole;
+    rescanned periodically), blind (its watcher went quiet) or missing, with the reason
+    its packages answer unknown meanwhile. "recent" lists the daemon's last warnings
+    and errors. Exits with 2 when no daemon answers on the socket. --socket alone
+    prints the socket's path (no daemon needed), for other tools:
+
+        $ curl --unix-socket "$(freshd status --socket)" http://freshd/v1/health
 
     Example:
 
         $ freshd status
-        ready  pid 4242  freshd 0.1.0
+        degraded  pid 4242  freshd 0.1.0
         socket    /run/user/1000/freshd/freshd.sock
         index     /home/me/.local/state/freshd/index
         roots     /home/me/src/mono (watching)
+                  /home/me/src/old (missing: the directory was deleted or moved away)
         packages  300 (60000 files), 0 pending
+        recent    2026-12-08T09:12:03.114Z WARNING root /home/me/src/old disappeared; ...
     """
+    if args.socket is _PRINT_SOCKET:
+        from freshd_client import locations
+
+        path = locations.socket_path()
+        if args.json:
+            _print_json({"socket": path})
+        else:
+            print(path)
+        return EXIT_OK
     with _daemon(args) as http:
         health = http.health()
     if args.json:
@@ -177,6 +200,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"packages  {health['packages']} ({health['files']} files), {health['pending']} pending")
     if health.get("error"):
         print(f"error     {health['error']}")
+    recent = [f"{r['time']} {r['level']} {r['message']}" for r in health.get("recent") or []]
+    if recent:
+        print("recent    " + "\n          ".join(recent))
     return EXIT_OK
 
 
@@ -214,7 +240,8 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 def _cmd_add(args: argparse.Namespace) -> int:
     """Make the running daemon watch ROOT too: it indexes ROOT, then keeps it current.
 
-    The daemon remembers its roots across restarts. Exits with 2 when no daemon answers.
+    The daemon remembers its roots across restarts: the index records ROOT, and a
+    plain freshd serve watches it again. Exits with 2 when no daemon answers.
 
     Example:
 
@@ -230,9 +257,10 @@ def _cmd_add(args: argparse.Namespace) -> int:
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:
-    """Make the running daemon stop watching ROOT and forget its packages.
+    """Make the running daemon stop watching ROOT and forget it and its packages.
 
-    Exits with 2 when no daemon answers.
+    ROOT may be any root the daemon remembers, also one that is missing now (deleted,
+    or on a disk not mounted). Exits with 2 when no daemon answers.
 
     Example:
 
@@ -488,7 +516,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     if want("serve"):
         short, long = _doc(_cmd_serve)
         p = sub.add_parser("serve", help=short, description=long, formatter_class=raw)
-        p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to watch (default: .)")
+        p.add_argument(
+            "roots",
+            nargs="*",
+            metavar="ROOT",
+            help="the directories to watch (default: the roots the index remembers, else .)",
+        )
         p.add_argument("--db", metavar="DIR", help="index directory (default: $FRESHD_HOME/index)")
         p.add_argument(
             "--socket",
@@ -542,7 +575,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             continue
         short, long = _doc(fn)
         p = sub.add_parser(name, help=short, description=long, formatter_class=raw)
-        p.add_argument("--socket", metavar="PATH", help=socket_help)
+        if name == "status":
+            p.add_argument(
+                "--socket",
+                nargs="?",
+                const=_PRINT_SOCKET,
+                metavar="PATH",
+                help=socket_help + "; alone: print the socket's path and exit",
+            )
+        else:
+            p.add_argument("--socket", metavar="PATH", help=socket_help)
         p.add_argument("--json", action="store_true", help="print the daemon's JSON answer")
         p.set_defaults(func=fn)
 
