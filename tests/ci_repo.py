@@ -111,7 +111,6 @@ def make_mono(root: Path) -> Path:
     write(
         root / "pyproject.toml", '[tool.uv.workspace]\nmembers = ["libs/*", "apps/*", "tools/*"]\n'
     )
-    write(root / ".gitignore", "dist/\n")
     write(
         root / "libs/core/pyproject.toml",
         '[project]\nname = "Core"\nversion = "0.1.0"\ndependencies = ["six>=1.0"]\n',
@@ -134,6 +133,8 @@ def make_mono(root: Path) -> Path:
         '[project]\nname = "other"\nversion = "0.1.0"\ndependencies = ["requests"]\n',
     )
     write(root / "tools/other/other.py", "print('other')\n")
+    for path in PATHS.values():
+        write(root / path / ".gitignore", "dist\n")  # a directory or (in a test) a link
     write_lock(root)
     return root
 

@@ -245,11 +245,17 @@ def collect(package: str, patterns: Sequence[str]) -> list[tuple[str, bytes, boo
             if os.path.isdir(path) and not os.path.islink(path):
                 walked = [os.path.join(d, f) for d, _dirs, files in os.walk(path) for f in files]
             for file in walked:
-                st = os.lstat(file)
-                if stat.S_ISREG(st.st_mode):
-                    rel = os.path.relpath(file, package).replace(os.sep, "/")
+                rel = os.path.relpath(file, package).replace(os.sep, "/")
+                try:
+                    st = os.lstat(file)
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
                     with open(file, "rb") as f:
                         found[rel] = (f.read(), bool(st.st_mode & stat.S_IXUSR))
+                except FileNotFoundError:
+                    continue  # a match that is gone, or glob's "dir/" for "dir/**"
+                except OSError as exc:
+                    raise CiError(f"cannot read the output {rel}: {exc.strerror or exc}") from None
     return [(rel, *found[rel]) for rel in sorted(found)]
 
 
