@@ -62,6 +62,22 @@ def median(runs: int, fn: object, before: object = None) -> float:
     return statistics.median(times)
 
 
+def digests(root: str, env: dict[str, str]) -> None:
+    """Every closure digest of ``root`` in this process (no interpreter start, no CLI),
+    with the ``FRESHD_*`` variables of ``env``."""
+    from freshd_client.ci import closure, graph
+
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        found = closure.compute(graph.load(root), daemon="FRESHD_INDEX" in env)
+        assert set(found.source.values()) == {"daemon" if "FRESHD_INDEX" in env else "hashed"}
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def packages_of(root: str) -> list[str]:
     base = os.path.join(root, "packages")
     return [os.path.join(base, name) for name in sorted(os.listdir(base))]
@@ -70,7 +86,7 @@ def packages_of(root: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="30 packages of 40 files")
-    parser.add_argument("--runs", type=int, default=3, help="runs per repeatable figure")
+    parser.add_argument("--runs", type=int, default=5, help="runs per repeatable figure")
     parser.add_argument("--jobs", type=int, default=2, help="freshd exec --jobs")
     args = parser.parse_args(argv)
     params = Params(
@@ -171,6 +187,18 @@ def main(argv: list[str] | None = None) -> int:
             (
                 "all closure digests (freshd graph), daemon's index",
                 median(args.runs, lambda: run(graph_cmd, served, b)),
+            )
+        )
+        figures.append(
+            (
+                "all closure digests in-process, hashing",
+                median(args.runs, lambda: digests(b, plain)),
+            )
+        )
+        figures.append(
+            (
+                "all closure digests in-process, daemon's index",
+                median(args.runs, lambda: digests(b, served)),
             )
         )
         figures.append(

@@ -74,3 +74,15 @@ def test_bench_scrub_quick() -> None:
     # What it measures, not how fast: every sweep compared every recorded file.
     assert sweep["files"] == 6000
     assert {row["checked"] for row in sweep["periods"].values()} == {6000}
+
+
+@pytest.mark.slow
+def test_bench_ci_quick() -> None:
+    cmd = [sys.executable, str(BENCH / "bench_ci.py"), "--quick", "--runs", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # What it measures, not how fast: every figure is printed (the bench itself checks
+    # that agent B reran exactly the changed package and its dependents, and that the
+    # daemon's closure digests equal the hashed ones).
+    lines = [line for line in proc.stdout.splitlines() if line.rstrip().endswith(" s")]
+    assert len(lines) == 9, proc.stdout

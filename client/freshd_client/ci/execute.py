@@ -185,7 +185,9 @@ class Exec:
             try:
                 restore(node.path, record, blobs)
             except RecordError as exc:
-                self._say(f"{name}: stored result refused: {exc}")
+                self._say(f"warning: {name}: stored result refused: {exc}")
+            except OSError as exc:
+                self._say(f"warning: {name}: cannot restore the stored outputs: {exc}")
             else:
                 self._say(f"{name}: replayed ({self.task}, {closure[:16]})", blobs[record.log])
                 return "replayed"
