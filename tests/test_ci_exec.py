@@ -3,9 +3,13 @@ checkouts at different absolute paths (issue 23, items 2-4 and 6)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -237,3 +241,63 @@ def test_the_default_store_is_the_environment_s_or_the_user_cache(
     cache = tmp_path / "xdg-cache"
     a.freshd("exec", "--task", "t", "--", "true", XDG_CACHE_HOME=str(cache))
     assert len(list((cache / "freshd" / "ci" / "records" / "t").iterdir())) == 4
+
+
+def _wheel(directory: Path, name: str, version: str) -> None:
+    """A minimal pure-Python wheel of ``name`` ``version``, for uv to lock from."""
+    files = {
+        f"{name}/__init__.py": f"VERSION = {version!r}\n",
+        f"{name}-{version}.dist-info/METADATA": (
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        ),
+        f"{name}-{version}.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    lines = []
+    for path, text in files.items():
+        digest = hashlib.sha256(text.encode()).digest()
+        encoded = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        lines.append(f"{path},sha256={encoded},{len(text.encode())}")
+    record = f"{name}-{version}.dist-info/RECORD"
+    files[record] = "\n".join([*lines, f"{record},,"]) + "\n"
+    with zipfile.ZipFile(directory / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+
+
+def test_a_lock_upgrade_by_the_real_uv_reruns_exactly_what_reaches_it(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel(wheels, "extpkg", "1.0")
+    _wheel(wheels, "otherext", "2.0")
+    a_root = tmp_path / "agent-a" / "ws"
+    project = '[project]\nname = "{}"\nversion = "0.1"\nrequires-python = ">=3.10"\n'
+    write(
+        a_root / "pyproject.toml",
+        project.format("ws") + 'dependencies = ["a", "b"]\n\n'
+        '[tool.uv.workspace]\nmembers = ["libs/*"]\n\n'
+        "[tool.uv.sources]\na = { workspace = true }\nb = { workspace = true }\n",
+    )
+    write(a_root / "libs/a/pyproject.toml", project.format("a") + 'dependencies = ["extpkg"]\n')
+    write(a_root / "libs/b/pyproject.toml", project.format("b") + 'dependencies = ["otherext"]\n')
+    uv = [str(Path(FRESHD).parent / "uv"), "lock", "--offline", "--no-index"]
+    uv += ["--find-links", str(wheels)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
+    subprocess.run(uv, cwd=a_root, env=env, check=True, capture_output=True, timeout=120)
+    b_root = tmp_path / "agent-b" / "ws"  # the same depth: the lock names ../../wheels
+    shutil.copytree(a_root, b_root)
+    a, b = Agent(a_root, tmp_path / "pa"), Agent(b_root, tmp_path / "pb")
+    store = tmp_path / "store"
+    assert a.freshd("graph", "--json").stdout == b.freshd("graph", "--json").stdout
+    a.freshd("exec", "--task", "t", "--store", str(store), "--", "true")
+    _wheel(wheels, "extpkg", "1.1")
+    upgrade = [*uv, "--upgrade-package", "extpkg"]
+    subprocess.run(upgrade, cwd=b_root, env=env, check=True, capture_output=True, timeout=120)
+    assert 'version = "1.1"' in (b_root / "uv.lock").read_text()
+    done = b.freshd("exec", "--task", "t", "--store", str(store), "--", "true")
+    ran = {line.split()[1].rstrip(":") for line in done.stderr.splitlines() if ": ran (" in line}
+    replayed = {
+        line.split()[1].rstrip(":") for line in done.stderr.splitlines() if "replayed (" in line
+    }
+    assert (ran, replayed) == ({"a", "ws"}, {"b"})
