@@ -110,21 +110,17 @@ def main(argv: list[str] | None = None) -> int:
         exec_args = ["--task", "zip", "--jobs", str(args.jobs)]
         exec_args += ["--outputs", "dist/*.zip", "--store", f"file://{store}", "--", *TASK]
 
-        graph = json.loads(run([FRESHD, "graph", "--json"], plain, b).stdout)["packages"]
-        deps = {p["name"]: set(p["deps"]) for p in graph}
-        edges = sum(len(d) for d in deps.values())
-        # the package to change: the one with most dependents, short of the whole repo
-        dependents: dict[str, set[str]] = {n: set() for n in deps}
-        for p in graph:  # dependency order: a package's dependents' sets are complete later
-            for dep in p["deps"]:
-                dependents[dep].add(p["name"])
-        for p in reversed(graph):
-            for dep in p["deps"]:
-                dependents[dep] |= dependents[p["name"]]
-        middle = [n for n in deps if len(dependents[n]) < len(deps) // 3]
+        from freshd_client.ci import graph as ci_graph
+
+        found = ci_graph.load(b)
+        edges = sum(len(node.deps) for node in found.nodes.values())
+        dependents = {name: found.dependents(name) for name in found.order}
+        # the package to change: the one with most dependents, short of a third of the repo
+        middle = [n for n in found.order if len(dependents[n]) < len(found.order) // 3]
         changed = max(middle, key=lambda n: (len(dependents[n]), n))
         rerun = 1 + len(dependents[changed])
-        changed_dir = os.path.join(b, next(p["path"] for p in graph if p["name"] == changed))
+        changed_dir = found.nodes[changed].path
+        deps = found.nodes
         log(f"{len(deps)} packages, {edges} local dependencies; changing {changed}: {rerun} rerun")
 
         def loop() -> None:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from ci_repo import PATHS, Agent, make_mono, write, write_lock
+from freshd_client.ci.graph import load
 from freshd_client.oneshot import digest_path
 
 
@@ -52,7 +53,7 @@ def test_an_edit_changes_the_closures_of_the_package_and_its_dependents(tmp_path
     write(root / "libs/core/src/core/__init__.py", "VALUE = 2\n")
     after = graph(agent)
     changed = {n for n in before if before[n]["closure"] != after[n]["closure"]}
-    assert changed == {"core", "util", "web"}
+    assert changed == {"core", "util", "web"} == {"core", *load(str(root)).dependents("core")}
     assert {n for n in before if before[n]["tree"] != after[n]["tree"]} == {"core"}
 
 

@@ -149,7 +149,7 @@ class Exec:
                     if any(state.get(d) in ("failed", "skipped") for d in deps):
                         pending.remove(name)
                         state[name] = "skipped"
-                        bad = [d for d in deps if state[d] in ("failed", "skipped")]
+                        bad = [d for d in deps if state.get(d) in ("failed", "skipped")]
                         self._say(f"{name}: skipped (its dependency {bad[0]} did not succeed)")
                     elif len(running) < self.jobs and all(
                         state.get(d) in ("ran", "replayed") for d in deps
