@@ -59,6 +59,7 @@ bench: install
 	$(BIN)/python bench/bench_uv.py
 	$(BIN)/python bench/bench_canary.py
 	$(BIN)/python bench/bench_scrub.py
+	$(BIN)/python bench/bench_ci.py
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache

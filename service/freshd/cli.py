@@ -27,7 +27,10 @@ DAEMON_MODULES = frozenset(
     ("fastapi", "starlette", "pydantic", "uvicorn", "watchdog", "prometheus_client", "rich")
 )
 """What only the daemon's verbs import: the ``daemon`` extra (pyproject.toml)."""
-VERBS = ("digest", "index", "serve", "status", "ls", "add", "remove", "stamp", "check", "run")
+VERBS = (
+    *("digest", "index", "serve", "status", "ls", "add", "remove", "stamp", "check", "run"),
+    *("graph", "affected", "exec"),
+)
 
 _PRINT_SOCKET = object()  # freshd status --socket, with no PATH
 EXIT_OK = 0
@@ -409,6 +412,158 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_ERROR  # not reached: exec replaced this process
 
 
+# -- CI agents sharing task results (issue 23, docs/ci.md): graph, affected, exec -------
+
+
+def _ci_closures(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The graph of the checkout (``--root``, else found from the current directory)
+    and its closure digests."""
+    from freshd_client.ci import closure, graph
+
+    found = graph.load(args.root or graph.find_root("."))
+    return found, closure.compute(found, args.env or ())
+
+
+def _ci_store(args: argparse.Namespace) -> Any:
+    from freshd_client.ci import store
+
+    return None if args.no_cache else store.open_store(args.store or store.default_url())
+
+
+def _cmd_graph(args: argparse.Namespace) -> int:
+    """Print the local dependency graph with each package's tree and closure digests.
+
+    Local packages: a uv workspace's members, else every package below the root, and
+    the path sources they name. A closure digest covers the package's tree digest, its
+    local dependencies' closure digests, the lock's pins of its external dependencies
+    and the environment (Python, platform, --env variables); no absolute path.
+
+    Example:
+
+        $ freshd graph
+        core  libs/core  b3t2:5d1f0c2e9a4b  fc1:0b7d2f61c4e8  deps: -
+        web   apps/web   b3t2:c3c34944d97b  fc1:9e02a7b3d5f1  deps: core
+    """
+    found, digests = _ci_closures(args)
+    rows = [
+        {
+            "name": name,
+            "path": found.nodes[name].rel,
+            "deps": list(found.nodes[name].deps),
+            "tree": digests.tree[name],
+            "closure": digests.closure[name],
+            "pins": digests.pins[name],
+            "digests_from": digests.source[name],
+        }
+        for name in found.order
+    ]
+    if args.json:
+        _print_json({"packages": rows, "env": digests.env})
+        return EXIT_OK
+    for row in rows:
+        deps = ", ".join(row["deps"]) or "-"
+        print(
+            f"{row['name']}  {row['path']}  {row['tree'][:17]}  {row['closure'][:16]}  deps: {deps}"
+        )
+    return EXIT_OK
+
+
+def _cmd_affected(args: argparse.Namespace) -> int:
+    """List the packages whose closure digest has no recorded success of task NAME.
+
+    In dependency order. The store is --store URL (file:///DIR or s3://BUCKET/PREFIX),
+    else $FRESHD_CACHE_STORE, else a directory in your cache. A store that cannot be
+    reached makes every package affected, with one warning line.
+
+    Example:
+
+        $ freshd affected --task test --store s3://ci-cache/mono
+        web  apps/web  fc1:9e02a7b3d5f1
+    """
+    from freshd_client.ci.execute import affected
+
+    found, digests = _ci_closures(args)
+    names = affected(found, digests, _ci_store(args), args.task)
+    if args.json:
+        rows = [
+            {"name": n, "path": found.nodes[n].rel, "closure": digests.closure[n]} for n in names
+        ]
+        _print_json({"task": args.task, "affected": rows})
+        return EXIT_OK
+    for name in names:
+        print(f"{name}  {found.nodes[name].rel}  {digests.closure[name][:16]}")
+    return EXIT_OK
+
+
+def _cmd_exec(args: argparse.Namespace) -> int:
+    """Run CMD in every package whose closure has no recorded success of task NAME.
+
+    Packages go in dependency order, up to --jobs at once. A recorded success is
+    replayed: its log printed, its --outputs restored byte for byte. Otherwise CMD runs
+    in the package directory with FRESHD_PACKAGE, FRESHD_PACKAGE_DIR and FRESHD_CLOSURE
+    set; a success is recorded, a failure never is. With FRESHD_CACHE_KEY set, records
+    are signed and an unsigned or wrongly signed one is not replayed. Exits 1 if any
+    package failed (its dependents are skipped).
+
+    Example:
+
+        $ freshd exec --task wheel --outputs 'dist/*.whl' -- uv build --wheel
+    """
+    from freshd_client.ci.execute import Exec
+
+    command = list(args.cmd)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    found, digests = _ci_closures(args)
+    store = _ci_store(args)
+    run = Exec(found, digests, store, args.task, command, args.outputs or (), args.jobs)
+    state = run.run()
+    return EXIT_OK if all(s in ("ran", "replayed") for s in state.values()) else EXIT_ERROR
+
+
+def _ci_parsers(sub: Any, want: Callable[[str], bool]) -> None:
+    """The subparsers of graph, affected and exec."""
+    import argparse
+
+    raw = argparse.RawDescriptionHelpFormatter
+    for name, fn in (("graph", _cmd_graph), ("affected", _cmd_affected), ("exec", _cmd_exec)):
+        if not want(name):
+            continue
+        short, long = _doc(fn)
+        p = sub.add_parser(name, help=short, description=long, formatter_class=raw)
+        p.add_argument("--root", metavar="DIR", help="the checkout (default: found from .)")
+        p.add_argument(
+            "--env",
+            action="append",
+            metavar="NAME",
+            help="an environment variable the task reads: part of the closure (repeatable)",
+        )
+        if name != "graph":
+            p.add_argument("--task", required=True, metavar="NAME", help="the task's name")
+            p.add_argument(
+                "--store",
+                metavar="URL",
+                help="file:///DIR or s3://BUCKET/PREFIX (default: $FRESHD_CACHE_STORE)",
+            )
+            p.add_argument("--no-cache", action="store_true", help="ignore the store")
+        if name == "exec":
+            p.add_argument(
+                "--outputs",
+                action="extend",
+                nargs="+",
+                metavar="GLOB",
+                help="files the task makes, relative to the package (recorded, restored)",
+            )
+            p.add_argument("--jobs", type=int, default=1, metavar="N", help="packages at once")
+            p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command")
+        else:
+            p.add_argument("--json", action="store_true", help="print a JSON object")
+        p.set_defaults(func=fn)
+
+
+# -- end of the CI block ----------------------------------------------------------------
+
+
 def _daemon(args: argparse.Namespace) -> HttpTransport:
     from freshd_client.http import HttpTransport
 
@@ -631,6 +786,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         )
         p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command to run")
         p.set_defaults(func=_cmd_run)
+    _ci_parsers(sub, want)
     return parser
 
 
