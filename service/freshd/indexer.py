@@ -50,6 +50,7 @@ Progress = Callable[[int, int], None]
 
 _BATCH_SECONDS = 0.25
 _BATCH_RECORDS = 4000  # or sooner: the last batch, written once the workers are done, stays small
+_TERMINATE_SECONDS = 1.0  # a terminated worker that has not exited by then is killed
 _JOBS_PER_WORKER = 4  # of the guided schedule's first round (more follow, smaller)
 
 
@@ -596,7 +597,10 @@ def make_pool(workers: int, *, fork: bool = False) -> Executor:
     (each spawned one spends ~80 ms of CPU importing what a job needs, on a core the
     caller may need). Only for a caller that has no thread, no LMDB environment, no
     lock and no socket open yet: a forked child holds copies of them all (Linux only;
-    elsewhere the processes are spawned)."""
+    elsewhere the processes are spawned).
+
+    Leaving a ``with`` block of the pool by an exception (Ctrl-C) ends its processes at
+    once, their jobs' work thrown away (``_Pool.__exit__``)."""
     if workers <= 1:
         return _InlineExecutor()
     # spawn: workers start from a clean process, never from one holding LMDB or threads,
@@ -605,19 +609,51 @@ def make_pool(workers: int, *, fork: bool = False) -> Executor:
     fork = fork and sys.platform.startswith("linux")
     context = multiprocessing.get_context("fork" if fork else "spawn")
     pool = _Pool(workers, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),))
-    # Start the processes now (the executor starts one per job submitted, when it is
-    # submitted): each takes ~80 ms to import what a job needs, time the caller can use.
-    for _ in range(workers):
-        pool.submit(os.getpid)
+    before = set(multiprocessing.active_children())
+    # Ctrl-C in a terminal reaches the whole process group, workers included: they are
+    # started with SIGINT blocked (a mask survives fork and exec), so one still importing
+    # what it needs cannot print a KeyboardInterrupt traceback, and ignore it from their
+    # initializer on. Blocked here, not ignored, a Ctrl-C meanwhile is delivered to the
+    # caller once the processes are started (the method of CPython's resource tracker).
+    masked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        # Start the processes now (the executor starts one per job submitted, when it
+        # is submitted): each takes ~80 ms to import what a job needs, time the caller
+        # can use.
+        for _ in range(workers):
+            pool.submit(os.getpid)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, masked)
+    pool.processes = [p for p in multiprocessing.active_children() if p not in before]
     return pool
 
 
 class _Pool(ProcessPoolExecutor):
-    """A process pool that says how many processes it has."""
+    """A process pool that says how many processes it has, and ends them at once when
+    its ``with`` block is left by an exception."""
 
     def __init__(self, workers: int, **kwargs: Any) -> None:
         super().__init__(max_workers=workers, **kwargs)
         self.workers = workers
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+        if exc_type is None:
+            return super().__exit__(exc_type, exc, tb)
+        self.terminate()
+        return None
+
+    def terminate(self) -> None:
+        """Cancel every job and end the processes now, not after their running jobs
+        (SIGTERM: a job's results are lost with it, and only the caller writes them)."""
+        self.shutdown(wait=False, cancel_futures=True)
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.join(_TERMINATE_SECONDS)
+            if process.exitcode is None:
+                process.kill()
+        self.shutdown(wait=True)  # the executor's thread sees them gone and ends
 
 
 def _die_with_parent(parent: int) -> None:
@@ -639,6 +675,8 @@ def _die_with_parent(parent: int) -> None:
 
     # Ctrl-C in a terminal reaches the whole process group: the daemon (or `freshd
     # index`) stops the pool itself, and a worker interrupted while it waits for a job
-    # only printed a KeyboardInterrupt traceback.
+    # only printed a KeyboardInterrupt traceback. Ignored before it is unblocked: one
+    # pending since the start is discarded (make_pool).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     threading.Thread(target=watch, name="freshd-parent-watch", daemon=True).start()
