@@ -30,6 +30,7 @@ FRESHD = Path(sys.executable).parent / "freshd"
 SIGNAL_DEADLINE_S = 60.0  # for progress to show; generous: the machine is shared
 GONE_DEADLINE_S = 3.0  # a hang detector, not a speed claim (bench/bench_interrupt.py)
 READ_BEFORE_SIGNAL = 20 << 20  # bytes read: well past the imports (~3 MB)
+IMPORTING = 256 << 10  # bytes read by a new worker: its interpreter is up, importing
 SITE = "lib/python3.11/site-packages"
 
 
@@ -196,7 +197,11 @@ def test_ctrl_c_while_the_workers_start_prints_no_traceback(
     """The terminal signals the whole group: workers still importing what they need
     used to print a KeyboardInterrupt traceback each."""
     proc = _start(["index", mono, "--db", tmp_path / "db", "--workers", "2"], env)
-    _wait_for(proc, lambda: bool(_children(proc.pid)), "a worker started")
+    _wait_for(
+        proc,
+        lambda: any(_read_bytes(c) > IMPORTING for c in _children(proc.pid)),
+        "a worker importing",
+    )
     _interrupt(proc, group=True)
 
 
