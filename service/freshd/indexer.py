@@ -50,7 +50,6 @@ Progress = Callable[[int, int], None]
 
 _BATCH_SECONDS = 0.25
 _BATCH_RECORDS = 4000  # or sooner: the last batch, written once the workers are done, stays small
-_TERMINATE_SECONDS = 1.0  # a terminated worker that has not exited by then is killed
 _JOBS_PER_WORKER = 4  # of the guided schedule's first round (more follow, smaller)
 
 
@@ -235,10 +234,41 @@ def rescan_job(
 _READERS: dict[str, tuple[MapGate, Any, Any, Any]] = {}
 
 
+class JobStoppedError(Exception):
+    """A worker's job stopped by its pool (``_Pool.stop_jobs``): its work is thrown away."""
+
+
+_STOP_SIGNAL = signal.SIGUSR1
+_stopping = False  # in a worker: its pool stopped its jobs, every later one stops at once
+_in_job = False  # in a worker: a job runs, and may be stopped where it stands
+
+
+def _stop_jobs(_signum: int, _frame: object) -> None:
+    """In a worker, on ``_STOP_SIGNAL``: raise in the running job, if any. The executor
+    sends the exception back whole, as any job's; never raised while a result is being
+    sent (killing the worker there left a part of a message in the results pipe, and the
+    executor's thread waiting for the rest for ever: the interpreter's exit hung)."""
+    global _stopping
+    _stopping = True
+    if _in_job:
+        raise JobStoppedError("stopped by its pool")
+
+
 def _worker_job(paths: list[str], index_dir: str, sealed: bool = False) -> list[Outcome]:
     """Runs in a worker process: for each package, read the stored records read-only,
     scan, encode. ``sealed``: a package whose seal holds is not scanned (the start-up
     crawl's; a rescan after events always scans)."""
+    global _in_job
+    try:
+        _in_job = True
+        if _stopping:
+            raise JobStoppedError("stopped by its pool")
+        return _worker_scan(paths, index_dir, sealed)
+    finally:
+        _in_job = False
+
+
+def _worker_scan(paths: list[str], index_dir: str, sealed: bool) -> list[Outcome]:
     if index_dir not in _READERS:
         env = sc.open_env(index_dir, readonly=True)
         try:
@@ -599,8 +629,8 @@ def make_pool(workers: int, *, fork: bool = False) -> Executor:
     lock and no socket open yet: a forked child holds copies of them all (Linux only;
     elsewhere the processes are spawned).
 
-    Leaving a ``with`` block of the pool by an exception (Ctrl-C) ends its processes at
-    once, their jobs' work thrown away (``_Pool.__exit__``)."""
+    Leaving a ``with`` block of the pool by an exception (Ctrl-C) stops its jobs at once,
+    their work thrown away (``_Pool.stop_jobs``)."""
     if workers <= 1:
         return _InlineExecutor()
     # spawn: workers start from a clean process, never from one holding LMDB or threads,
@@ -615,7 +645,8 @@ def make_pool(workers: int, *, fork: bool = False) -> Executor:
     # what it needs cannot print a KeyboardInterrupt traceback, and ignore it from their
     # initializer on. Blocked here, not ignored, a Ctrl-C meanwhile is delivered to the
     # caller once the processes are started (the method of CPython's resource tracker).
-    masked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    # The stop signal too: a worker gets its handler before it can be stopped.
+    masked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, _STOP_SIGNAL})
     try:
         # Start the processes now (the executor starts one per job submitted, when it
         # is submitted): each takes ~80 ms to import what a job needs, time the caller
@@ -629,8 +660,8 @@ def make_pool(workers: int, *, fork: bool = False) -> Executor:
 
 
 class _Pool(ProcessPoolExecutor):
-    """A process pool that says how many processes it has, and ends them at once when
-    its ``with`` block is left by an exception."""
+    """A process pool that says how many processes it has, and stops their jobs at once
+    when its ``with`` block is left by an exception."""
 
     def __init__(self, workers: int, **kwargs: Any) -> None:
         super().__init__(max_workers=workers, **kwargs)
@@ -638,22 +669,19 @@ class _Pool(ProcessPoolExecutor):
         self.processes: list[multiprocessing.process.BaseProcess] = []
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
-        if exc_type is None:
-            return super().__exit__(exc_type, exc, tb)
-        self.terminate()
-        return None
+        if exc_type is not None:
+            self.stop_jobs()
+        return super().__exit__(exc_type, exc, tb)
 
-    def terminate(self) -> None:
-        """Cancel every job and end the processes now, not after their running jobs
-        (SIGTERM: a job's results are lost with it, and only the caller writes them)."""
+    def stop_jobs(self) -> None:
+        """Cancel the jobs not started and stop the running ones where they stand
+        (``JobStoppedError``, in each worker): the pool then shuts down at once instead
+        of after every job running. Their results are lost: only the caller writes them."""
         self.shutdown(wait=False, cancel_futures=True)
         for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            process.join(_TERMINATE_SECONDS)
-            if process.exitcode is None:
-                process.kill()
-        self.shutdown(wait=True)  # the executor's thread sees them gone and ends
+            with contextlib.suppress(ProcessLookupError):  # already gone
+                if process.pid is not None:
+                    os.kill(process.pid, _STOP_SIGNAL)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -678,5 +706,6 @@ def _die_with_parent(parent: int) -> None:
     # only printed a KeyboardInterrupt traceback. Ignored before it is unblocked: one
     # pending since the start is discarded (make_pool).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(_STOP_SIGNAL, _stop_jobs)  # blocked until now too: its default kills
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, _STOP_SIGNAL})
     threading.Thread(target=watch, name="freshd-parent-watch", daemon=True).start()
