@@ -827,10 +827,13 @@ class Engine:
         unsearched = {i for i, n in short.items() if (i, n) not in self._searched}
         if unsearched:  # names in packages scanned before the link was made
             self._searched.update((i, short[i]) for i in unsearched)
-            for package, rel, inode in self._stored_names(unsearched):
-                if package not in scanned:  # its stored records are older than the scan
-                    self._links.add_name(package, rel, inode)
-            short = self._links.short()
+            # None when every package was just scanned (the start-up crawl): the search
+            # is a pass over every stored file record.
+            if not self._tracked.keys() <= scanned:
+                for package, rel, inode in self._stored_names(unsearched):
+                    if package not in scanned:  # its stored records are older than the scan
+                        self._links.add_name(package, rel, inode)
+                short = self._links.short()
         outside = self._links.holders(short)
         linked_out = []
         # Only a package linked out now or before can change (the linked out ones are
