@@ -60,6 +60,7 @@ bench: install
 	$(BIN)/python bench/bench_canary.py
 	$(BIN)/python bench/bench_scrub.py
 	$(BIN)/python bench/bench_ci.py
+	$(BIN)/python bench/bench_links.py
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache

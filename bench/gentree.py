@@ -8,6 +8,11 @@ few levels of subpackages, ``tests/``, executable ``scripts/``, larger
 ``__pycache__/*.pyc`` and ``*.log`` files (excluded by the package's
 ``.gitignore``).
 
+With ``hardlinks``, every regular file of the file sets is written once under
+``DEST/cache/`` and hard linked into its package (``os.link``), as a uv or pnpm
+cache copied into packages with ``cp -al``: each has a second name outside
+``DEST/packages`` (the root to watch), which no event there reports.
+
 File sizes are skewed: most files are small ``.py`` files, about 6 % are data
 files roughly twenty times larger, together averaging ``mean_size`` bytes.
 Everything (names, sizes, contents, modes) is a function of the parameters
@@ -134,13 +139,20 @@ def _package(
     mean: int,
     seed: int,
     pools: _Pools,
+    cache: str | None = None,
 ) -> TreeStats:
-    """Write one package; return its counts (``root`` left empty)."""
+    """Write one package; return its counts (``root`` left empty). ``cache``: the
+    directory its files are written to first, then linked from (``hardlinks``)."""
     rng = random.Random(f"freshd-bench:{seed}:{index}")
     stats = TreeStats(root="")
 
     def put(rel: str, data: bytes, mode: int = 0o644) -> None:
-        _write(os.path.join(pkg_dir, rel), data, mode)
+        if cache is None:
+            _write(os.path.join(pkg_dir, rel), data, mode)
+        else:
+            first = os.path.join(cache, f"{name}-{stats.regular_files}")
+            _write(first, data, mode)
+            os.link(first, os.path.join(pkg_dir, rel))
         stats.files += 1
         stats.regular_files += 1
         stats.bytes += len(data)
@@ -211,8 +223,10 @@ def generate(
     files_per_package: int = DEFAULT_FILES_PER_PACKAGE,
     mean_size: int = DEFAULT_MEAN_SIZE,
     seed: int = DEFAULT_SEED,
+    hardlinks: bool = False,
 ) -> TreeStats:
-    """Write the monorepo under ``dest`` (which must not exist or be empty)."""
+    """Write the monorepo under ``dest`` (which must not exist or be empty); with
+    ``hardlinks``, each file-set file is a hard link to a file under ``dest/cache``."""
     if packages < 1:
         raise ValueError("packages must be at least 1")
     if files_per_package < MIN_FILES_PER_PACKAGE:
@@ -227,11 +241,16 @@ def generate(
     os.makedirs(os.path.join(dest, "packages"), exist_ok=True)
     _write(os.path.join(dest, "README.md"), b"A generated monorepo for the freshd benchmarks.\n")
     total = TreeStats(root=os.path.abspath(dest))
+    cache = os.path.join(dest, "cache") if hardlinks else None
+    if cache is not None:
+        os.mkdir(cache)
     for index in range(packages):
         name = f"pkg_{index:0{width}d}"
         pkg_dir = os.path.join(dest, "packages", name)
         os.mkdir(pkg_dir)
-        one = _package(pkg_dir, name, index, width, files_per_package, mean_size, seed, pools)
+        one = _package(
+            pkg_dir, name, index, width, files_per_package, mean_size, seed, pools, cache
+        )
         total.packages += 1
         for key in (
             "files",
@@ -266,6 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files-per-package", type=int, default=DEFAULT_FILES_PER_PACKAGE)
     parser.add_argument("--mean-size", type=int, default=DEFAULT_MEAN_SIZE, help="bytes")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--hardlinks",
+        action="store_true",
+        help="write each file under DEST/cache and hard link it into its package",
+    )
     parser.add_argument("--json", action="store_true", help="print the counts as JSON")
     args = parser.parse_args(argv)
     try:
@@ -275,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             files_per_package=args.files_per_package,
             mean_size=args.mean_size,
             seed=args.seed,
+            hardlinks=args.hardlinks,
         )
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

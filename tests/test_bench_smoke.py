@@ -96,3 +96,18 @@ def test_bench_ci_quick() -> None:
     # daemon's closure digests equal the hashed ones).
     lines = [line for line in proc.stdout.splitlines() if line.rstrip().endswith(" s")]
     assert len(lines) == 9, proc.stdout
+
+
+@pytest.mark.slow
+def test_bench_links_quick() -> None:
+    cmd = [sys.executable, str(BENCH / "bench_links.py"), "--quick", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    # What it measures, not how fast: both trees started; the linked one said so in one
+    # line and was not rehashed in a loop after ready.
+    assert set(report["median_s"]) == {"plain", "hardlinks"}
+    linked, plain = report["after_ready"]["hardlinks"], report["after_ready"]["plain"]
+    assert (linked["warnings"], plain["warnings"]) == (1, 0)
+    assert linked["linked_out_packages"] == report["tree"]["packages"]
+    assert linked["rescans_total"] == plain["rescans_total"] == 0

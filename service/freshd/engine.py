@@ -84,6 +84,12 @@ come back in time (see ``Engine._canary``)."""
 Publish = Callable[[str, dict[str, Any]], None]
 """Called with ("package", PackageInfo) or ("removed", {"path": …}) after each write."""
 
+LINKED_OUT = (
+    "a hard-linked file has another name outside every watched file set, through which "
+    "it can change with no event: never fresh while it has"
+)
+"""The ``error`` of a package kept ``dirty`` for a hard link out (``PackageInfo``)."""
+
 _MAX_SETTLE_FACTOR = 20  # a steady stream of events is processed at least this often
 _POOL_MIN_PACKAGES = 4  # fewer dirty packages are scanned on the engine thread
 _POOL_IDLE_SECONDS = 60.0
@@ -139,7 +145,13 @@ class Tracked:
     @property
     def rehash_for_sync(self) -> bool:
         """Whether a sync answer rehashes it first: no event tells of its changes."""
-        return self.linked_out or self.indirect
+        return self.indirect
+
+    @property
+    def rescanned(self) -> bool:
+        """Whether it is rescanned every ``rescan_seconds``: never clean for a cause a
+        rescan can clear. Not for a hard link out alone (``Engine._check_links``)."""
+        return self.polled or self.indirect or self.unwatched is not None or self.suspect
 
 
 class _StopRequestedError(Exception):
@@ -708,6 +720,7 @@ class Engine:
                 files=old.files if old else 0,
                 generation=self.index.next_generation(txn),
                 updated_ns=now,
+                error=LINKED_OUT if tracked.linked_out else None,
                 workspace=pkg.workspace,
             )
             self.index.put_package(txn, record, None)
@@ -815,11 +828,15 @@ class Engine:
         unsearched = {i for i, n in short.items() if (i, n) not in self._searched}
         if unsearched:  # names in packages scanned before the link was made
             self._searched.update((i, short[i]) for i in unsearched)
-            for package, rel, inode in self._stored_names(unsearched):
-                if package not in scanned:  # its stored records are older than the scan
-                    self._links.add_name(package, rel, inode)
-            short = self._links.short()
+            # None when every package was just scanned (the start-up crawl): the search
+            # is a pass over every stored file record.
+            if not self._tracked.keys() <= scanned:
+                for package, rel, inode in self._stored_names(unsearched):
+                    if package not in scanned:  # its stored records are older than the scan
+                        self._links.add_name(package, rel, inode)
+                short = self._links.short()
         outside = self._links.holders(short)
+        linked_out = []
         # Only a package linked out now or before can change (the linked out ones are
         # among the never clean): not a loop over every package at each rescan.
         for path in sorted(outside | self._never_clean):
@@ -827,19 +844,30 @@ class Engine:
             if tracked is None:
                 continue
             if path in outside and not tracked.linked_out:
-                log.warning(
-                    "%s holds a hard-linked file with a name outside every watched file "
-                    "set; it stays unknown (never fresh) and is rehashed every %.0f s and "
-                    "before each sync answer",
-                    path,
-                    self.cfg.rescan_seconds,
-                )
+                linked_out.append(path)
+                log.debug("%s holds a hard-linked file with a name outside every file set", path)
+                self._newly_dirty.add(path)  # at once, without a rehash (a crawl wrote it)
                 if path not in scanned:
                     self._touch(path)  # its link counts may be older than this news
             elif tracked.linked_out and path not in outside and path not in scanned:
                 self._touch(path)  # kept dirty until now: rehash it to write it clean
             tracked.linked_out = path in outside
             self._note_never_clean(path)
+        self.metrics.linked_out.set(sum(p in self._tracked for p in outside))
+        if linked_out:
+            # One line, not one per package: a uv or pnpm cache linked into packages
+            # (cp -al) makes thousands of them (issue 21).
+            log.warning(
+                "%d package(s) hold hard-linked files with another name outside every "
+                "watched file set (%s%s), which no event reports: they stay unknown (never "
+                "fresh), not rehashed in a loop; the stat sweep finds changes made through "
+                "the other names within %.0f s (names at debug level)",
+                len(linked_out),
+                linked_out[0],
+                ", …" if len(linked_out) > 1 else "",
+                self.cfg.scrub_seconds,
+            )
+            self._flush_marks()
 
     def _touch_linked(self, paths: Iterable[str]) -> None:
         """New names of files that have others (``ln``, ``cp -al``): the packages holding
@@ -1206,8 +1234,18 @@ class Engine:
         return self._kernel
 
     def _queue_polled(self) -> None:
+        """Rescan the packages that are never clean for a cause a rescan may clear.
+
+        A package holding a hard link with a name outside every watched file set is not
+        rescanned: it answers unknown (never fresh) whatever a rehash finds, and the
+        rehash of thousands of them every few seconds (a uv cache linked into packages)
+        was the daemon's whole load. A write through the other name moves the shared
+        inode's mtime and ctime, and losing that name its ctime: the stat sweep
+        (``freshd.scrub``) finds both, and an event on any name in a file set rescans it
+        at once."""
         for path in sorted(self._never_clean):
-            self._touch(path)
+            if self._tracked[path].rescanned:
+                self._touch(path)
 
     def _tick(self, now: float) -> None:
         if self._unlink_later and now >= self._unlink_at:

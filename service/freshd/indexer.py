@@ -231,10 +231,41 @@ def rescan_job(
 _READERS: dict[str, tuple[MapGate, Any, Any, Any]] = {}
 
 
+class JobStoppedError(Exception):
+    """A worker's job stopped by its pool (``_Pool.stop_jobs``): its work is thrown away."""
+
+
+_STOP_SIGNAL = signal.SIGUSR1
+_stopping = False  # in a worker: its pool stopped its jobs, every later one stops at once
+_in_job = False  # in a worker: a job runs, and may be stopped where it stands
+
+
+def _stop_jobs(_signum: int, _frame: object) -> None:
+    """In a worker, on ``_STOP_SIGNAL``: raise in the running job, if any. The executor
+    sends the exception back whole, as any job's; never raised while a result is being
+    sent (killing the worker there left a part of a message in the results pipe, and the
+    executor's thread waiting for the rest for ever: the interpreter's exit hung)."""
+    global _stopping
+    _stopping = True
+    if _in_job:
+        raise JobStoppedError("stopped by its pool")
+
+
 def _worker_job(paths: list[str], index_dir: str, sealed: bool = False) -> list[Outcome]:
     """Runs in a worker process: for each package, read the stored records read-only,
     scan, encode. ``sealed``: a package whose seal holds is not scanned (the start-up
     crawl's; a rescan after events always scans)."""
+    global _in_job
+    try:
+        _in_job = True
+        if _stopping:
+            raise JobStoppedError("stopped by its pool")
+        return _worker_scan(paths, index_dir, sealed)
+    finally:
+        _in_job = False
+
+
+def _worker_scan(paths: list[str], index_dir: str, sealed: bool) -> list[Outcome]:
     if index_dir not in _READERS:
         env = sc.open_env(index_dir, readonly=True)
         try:
@@ -593,7 +624,10 @@ def make_pool(workers: int, *, fork: bool = False) -> Executor:
     (each spawned one spends ~80 ms of CPU importing what a job needs, on a core the
     caller may need). Only for a caller that has no thread, no LMDB environment, no
     lock and no socket open yet: a forked child holds copies of them all (Linux only;
-    elsewhere the processes are spawned)."""
+    elsewhere the processes are spawned).
+
+    Leaving a ``with`` block of the pool by an exception (Ctrl-C) stops its jobs at once,
+    their work thrown away (``_Pool.stop_jobs``)."""
     if workers <= 1:
         return _InlineExecutor()
     # spawn: workers start from a clean process, never from one holding LMDB or threads,
@@ -602,19 +636,49 @@ def make_pool(workers: int, *, fork: bool = False) -> Executor:
     fork = fork and sys.platform.startswith("linux")
     context = multiprocessing.get_context("fork" if fork else "spawn")
     pool = _Pool(workers, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),))
-    # Start the processes now (the executor starts one per job submitted, when it is
-    # submitted): each takes ~80 ms to import what a job needs, time the caller can use.
-    for _ in range(workers):
-        pool.submit(os.getpid)
+    before = set(multiprocessing.active_children())
+    # Ctrl-C in a terminal reaches the whole process group, workers included: they are
+    # started with SIGINT blocked (a mask survives fork and exec), so one still importing
+    # what it needs cannot print a KeyboardInterrupt traceback, and ignore it from their
+    # initializer on. Blocked here, not ignored, a Ctrl-C meanwhile is delivered to the
+    # caller once the processes are started (the method of CPython's resource tracker).
+    # The stop signal too: a worker gets its handler before it can be stopped.
+    masked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, _STOP_SIGNAL})
+    try:
+        # Start the processes now (the executor starts one per job submitted, when it
+        # is submitted): each takes ~80 ms to import what a job needs, time the caller
+        # can use.
+        for _ in range(workers):
+            pool.submit(os.getpid)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, masked)
+    pool.processes = [p for p in multiprocessing.active_children() if p not in before]
     return pool
 
 
 class _Pool(ProcessPoolExecutor):
-    """A process pool that says how many processes it has."""
+    """A process pool that says how many processes it has, and stops their jobs at once
+    when its ``with`` block is left by an exception."""
 
     def __init__(self, workers: int, **kwargs: Any) -> None:
         super().__init__(max_workers=workers, **kwargs)
         self.workers = workers
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+        if exc_type is not None:
+            self.stop_jobs()
+        return super().__exit__(exc_type, exc, tb)
+
+    def stop_jobs(self) -> None:
+        """Cancel the jobs not started and stop the running ones where they stand
+        (``JobStoppedError``, in each worker): the pool then shuts down at once instead
+        of after every job running. Their results are lost: only the caller writes them."""
+        self.shutdown(wait=False, cancel_futures=True)
+        for process in self.processes:
+            with contextlib.suppress(ProcessLookupError):  # already gone
+                if process.pid is not None:
+                    os.kill(process.pid, _STOP_SIGNAL)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -636,6 +700,9 @@ def _die_with_parent(parent: int) -> None:
 
     # Ctrl-C in a terminal reaches the whole process group: the daemon (or `freshd
     # index`) stops the pool itself, and a worker interrupted while it waits for a job
-    # only printed a KeyboardInterrupt traceback.
+    # only printed a KeyboardInterrupt traceback. Ignored before it is unblocked: one
+    # pending since the start is discarded (make_pool).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(_STOP_SIGNAL, _stop_jobs)  # blocked until now too: its default kills
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, _STOP_SIGNAL})
     threading.Thread(target=watch, name="freshd-parent-watch", daemon=True).start()

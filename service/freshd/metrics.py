@@ -25,6 +25,7 @@ class Metrics:
     queue_depth: Gauge
     dirty: Gauge
     packages: Gauge
+    linked_out: Gauge
     index_bytes: Gauge
     stale_readers: Gauge
     queries: Counter
@@ -69,6 +70,12 @@ class Metrics:
         )
         self.dirty = Gauge("freshd_dirty_packages", "Packages waiting to be rehashed", registry=r)
         self.packages = Gauge("freshd_packages", "Packages in the index", registry=r)
+        self.linked_out = Gauge(
+            "freshd_linked_out_packages",
+            "Packages holding a hard-linked file with a name outside every watched file set "
+            "(unknown, never fresh)",
+            registry=r,
+        )
         self.index_bytes = Gauge("freshd_index_bytes", "Size of the LMDB data file", registry=r)
         self.stale_readers = Gauge(
             "freshd_stale_readers_cleared",
