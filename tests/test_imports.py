@@ -197,9 +197,9 @@ def test_an_untouched_freshd_run_reads_no_json(
     assert sorted(m for m in unwanted if m in modules) == []
 
 
-def test_freshd_status_and_ls_read_their_answers_without_json_or_re() -> None:
-    """``freshd status`` and ``ls`` decode the daemon's JSON with the C scanner
-    (``freshd_client.wire``): ``json`` would load ``re``, ~6 ms of their start-up."""
+def test_freshd_status_and_ls_stay_light() -> None:
+    """``freshd status`` and ``ls`` ask the daemon with the stdlib client alone: no web
+    stack, no ``http.client``."""
     from client_fakes import FakeServer
     from test_client_http import daemon_route
 
@@ -223,14 +223,14 @@ def test_freshd_status_and_ls_read_their_answers_without_json_or_re() -> None:
     finally:
         server.close()
         os.rmdir(sock_dir)
-    assert "freshd_client.wire" in modules
-    assert sorted(m for m in ("json", "re", "argparse") if m in modules) == []
+    assert heavy(modules) == []
+    assert sorted(m for m in ("http.client", "argparse") if m in modules) == []
 
 
 def test_the_daemon_serves_before_loading_fastapi() -> None:
-    """A starting daemon answers health and the hot routes from ``freshd.guard`` and
-    ``freshd.lean``; FastAPI and pydantic (~0.3 s) load once the index is ready."""
-    modules = loaded_by("import freshd.guard, freshd.lean, freshd.queries, uvicorn")
+    """A starting daemon answers health from ``freshd.guard``; FastAPI and pydantic
+    (~0.3 s) load once the index is ready."""
+    modules = loaded_by("import freshd.guard, freshd.queries, uvicorn")
     assert sorted(m for m in modules if m.split(".")[0] in ("fastapi", "pydantic")) == []
 
 

@@ -9,9 +9,10 @@ bodies, keep-alive, and one reconnect when the server has closed an idle connect
 
 from __future__ import annotations
 
+import json
 import socket
 
-from freshd_client import locations, trust, wire
+from freshd_client import locations, trust
 from freshd_client.errors import (
     ApiMismatchError,
     DaemonError,
@@ -185,7 +186,7 @@ class HttpTransport:
         ApiMismatchError when the daemon speaks another API version, and
         DaemonError when the daemon fails or answers something that is not JSON.
         """
-        payload = b"" if body is None else wire.dumps(body)
+        payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self._host}\r\nAccept: application/json\r\n"
             f"{self._auth}"
@@ -203,8 +204,8 @@ class HttpTransport:
             self.close()
             raise ApiMismatchError(_api_mismatch(self.address, api))
         try:
-            return status, wire.loads(raw) if raw else None
-        except ValueError:
+            return status, json.loads(raw) if raw else None
+        except (ValueError, RecursionError):  # RecursionError: nesting too deep to decode
             raise DaemonError(f"the freshd daemon at {self.address} sent invalid JSON") from None
 
     def call(self, method: str, path: str, body: object | None = None) -> Any:
@@ -289,8 +290,8 @@ def _reason(exc: OSError) -> str:
 
 def _describe(status: int, raw: bytes) -> str:
     try:
-        message = wire.loads(raw)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
+        message = json.loads(raw)["error"]["message"]
+    except (ValueError, RecursionError, KeyError, TypeError):
         message = raw[:200].decode("utf-8", "replace").strip()
     return f"HTTP {status} {message}".rstrip()
 

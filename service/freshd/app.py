@@ -1,12 +1,13 @@
 """The HTTP API (FastAPI): DESIGN.md's routes and their models.
 
 Every answer is JSON; bad input is a 4xx ``{"error": {"code", "message"}}``. What each
-route answers lives in ``freshd.queries``. The guard in front (``freshd.guard``) checks
-every request and hands health and the hot routes (``POST /v1/fresh``, ``POST
-/v1/sync``, ``GET /v1/packages/lookup``) to the lean path (``freshd.lean``), which
-answers well-formed ones without FastAPI's ~150 µs of routing and validation. The
-FastAPI routes stay declared: they answer the rest, word every validation error, and
-are the OpenAPI schema.
+route answers lives in ``freshd.queries``; the models here are the one description of
+each request, which FastAPI validates and documents (the OpenAPI schema). The guard in
+front (``freshd.guard``) checks every request and answers health.
+
+The hot routes (``POST /v1/fresh``, ``POST /v1/sync``, ``GET /v1/packages/lookup``)
+return their JSON already encoded: their ``response_model`` documents the answer, and
+FastAPI does not validate and serialise it a second time (~25 µs a request).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from freshd import __version__, queries
 from freshd.guard import Guard
-from freshd.lean import LEAN_ROUTES
+from freshd.guard import health as health_response
 from freshd.queries import (
     DEFAULT_TIMEOUT_MS,
     MAX_DIGEST_CHARS,
@@ -173,13 +174,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 # -- the app --------------------------------------------------------------------------
 
 
-def create_app(ctx: Context, *, lean: bool = True) -> Guard:
+def create_app(ctx: Context) -> Guard:
     """The ASGI application of one daemon: FastAPI, built now, wrapped in the guard (the
-    daemon itself serves ``freshd.guard.staged_app``, which builds it later).
-
-    ``lean=False`` sends every request through FastAPI, health and the hot routes too
-    (the tests compare both ways)."""
-    return Guard(build_fastapi(ctx), ctx, LEAN_ROUTES if lean else {})
+    daemon itself serves ``freshd.guard.staged_app``, which builds it later)."""
+    return Guard(build_fastapi(ctx), ctx)
 
 
 def build_fastapi(ctx: Context) -> FastAPI:
@@ -209,8 +207,9 @@ def build_fastapi(ctx: Context) -> FastAPI:
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.get("/v1/health", response_model=Health)
-    def health() -> dict[str, Any]:
-        return queries.health(ctx)
+    async def health() -> Response:
+        """Answered by the guard in front; declared here for the schema."""
+        return await health_response(ctx)
 
     @app.get("/v1/packages", response_model=PackageList)
     def packages() -> dict[str, Any]:
@@ -220,19 +219,19 @@ def build_fastapi(ctx: Context) -> FastAPI:
     async def lookup(
         path: Annotated[str | None, Query(max_length=MAX_PATH_CHARS)] = None,
         name: Annotated[str | None, Query(max_length=MAX_NAME_CHARS)] = None,
-    ) -> dict[str, Any]:
-        return queries.lookup(ctx, path, name)
+    ) -> Response:
+        return PathSafeJSONResponse(queries.lookup(ctx, path, name))
 
     @app.post("/v1/fresh", response_model=FreshResponse, responses=_ERRORS)
-    async def fresh(body: FreshRequest) -> dict[str, Any]:
+    async def fresh(body: FreshRequest) -> Response:
         items = [(item.path, item.digest, item.scope) for item in body.items]
-        return await queries.fresh(ctx, items, body.sync, body.timeout_ms)
+        return PathSafeJSONResponse(await queries.fresh(ctx, items, body.sync, body.timeout_ms))
 
     @app.post("/v1/sync", response_model=SyncAnswer, responses=_ERRORS)
-    async def sync(body: SyncRequest) -> dict[str, Any]:
+    async def sync(body: SyncRequest) -> Response:
         """Return once every change made before the request is in the index (the roots of
         ``paths``, or every root)."""
-        return await queries.sync_paths(ctx, body.paths, body.timeout_ms)
+        return PathSafeJSONResponse(await queries.sync_paths(ctx, body.paths, body.timeout_ms))
 
     @app.post("/v1/roots", response_model=RootsAnswer, responses=_ERRORS)
     async def add_root(body: RootRequest) -> RootsAnswer:

@@ -1,7 +1,7 @@
 """What the HTTP API answers, however the request was parsed.
 
-The route logic behind DESIGN.md's routes, shared by the FastAPI app (``freshd.app``)
-and the lean path (``freshd.lean``) so both give the same answers: the daemon's shared
+The route logic behind DESIGN.md's routes, for the FastAPI app (``freshd.app``) and
+the guard in front of it (``freshd.guard``, which answers health): the daemon's shared
 state (``Context``), the request limits, the 4xx ``ApiError`` and its JSON body, and one
 function per route. Queries read LMDB in the event loop (a read transaction costs
 microseconds); nothing a client sends makes the daemon read a file: paths are looked up
@@ -106,15 +106,14 @@ class Context:
                 q.put_nowait(None)
 
 
-# -- what the routes answer: one function each, for FastAPI and the lean path ----------
+# -- what the routes answer: one function each ----------------------------------------
 
 Item = tuple[str, str, Scope | None]
 """A FreshItem as (path, digest, scope)."""
 
 
 def health(ctx: Context) -> dict[str, Any]:
-    """A Health answer, its fields in the model's order (the lean path's bytes are
-    FastAPI's)."""
+    """A Health answer, its fields in the model's order."""
     engine = ctx.engine
     packages, files = totals(ctx.index)
     progress = engine.progress
