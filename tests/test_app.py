@@ -325,9 +325,7 @@ def test_the_answers_themselves(apps: Apps) -> None:
         "synced": False,
     }
     latin1 = f"{apps.root}/caf" + os.fsdecode(b"\xe9")
-    _status, _headers, raw = apps.ask(
-        "POST", "/v1/fresh", fresh({"path": latin1, "digest": OTHER})
-    )
+    _status, _headers, raw = apps.ask("POST", "/v1/fresh", fresh({"path": latin1, "digest": OTHER}))
     assert os.fsencode(json.loads(raw)["results"][0]["path"]) == os.fsencode(latin1)
     _status, _headers, raw = apps.ask("POST", "/v1/sync", b'{"paths": ["/etc"]}')
     assert json.loads(raw) == {"synced": True}
@@ -416,9 +414,7 @@ _good_queries = st.one_of(
         st.one_of(_good_queries, _queries).map(lambda q: ("GET", f"/v1/packages/lookup?{q}", None)),
     )
 )
-def test_generated_requests_get_answers(
-    apps: Apps, request: tuple[str, str, bytes | None]
-) -> None:
+def test_generated_requests_get_answers(apps: Apps, request: tuple[str, str, bytes | None]) -> None:
     method, target, body = request
     # "/r/…" stands for the fixture's root
     target = target.replace("=/r/", f"={quote(str(apps.root))}/")
