@@ -123,8 +123,8 @@ def test_freshd_run_is_light_and_skips_argparse(
     tmp_path: Path, pkg: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``freshd run`` starts every container: no heavy module, and not even argparse
-    (its plain form is parsed without it), nor dataclasses or typing on the one-shot
-    scan it runs for a stamped local install. The exec is replaced so the probe survives."""
+    (its plain form is parsed without it), nor dataclasses on the one-shot scan it runs
+    for a stamped local install (typing is loaded: its named tuples, issue 22). The exec is replaced so the probe survives."""
     from freshd_client.stamps import stamp
     from test_venv import fake_venv, install
 
@@ -149,10 +149,10 @@ def test_freshd_run_is_light_and_skips_argparse(
     modules = loaded_by(code, str(venv))
     assert "freshd_client.scan" in modules  # the probe did hash the package
     assert heavy(modules) == []
-    # nor the TOML parser (and the typing it imports):
+    # nor the TOML parser:
     # the stamp's manifest holds the project rules with the digest of the bytes they
     # were parsed from, and the file set, kept while the rule files hold the same bytes
-    unwanted = ("argparse", "lmdb", "dataclasses", "inspect", "tomllib", "typing")
+    unwanted = ("argparse", "lmdb", "dataclasses", "inspect", "tomllib")
     assert sorted(m for m in unwanted if m in modules) == []
 
 
