@@ -124,7 +124,8 @@ def test_freshd_run_is_light_and_skips_argparse(
 ) -> None:
     """``freshd run`` starts every container: no heavy module, and not even argparse
     (its plain form is parsed without it), nor dataclasses on the one-shot scan it runs
-    for a stamped local install (typing is loaded: its named tuples, issue 22). The exec is replaced so the probe survives."""
+    for a stamped local install (typing is loaded: its named tuples, issue 22). The exec
+    is replaced so the probe survives."""
     from freshd_client.stamps import stamp
     from test_venv import fake_venv, install
 
