@@ -18,16 +18,10 @@ from __future__ import annotations
 import os
 
 from freshd_client import quick
-from freshd_client.errors import FreshdError
+from freshd_client.errors import FreshdError, VenvError
 from freshd_client.venv import STAMP_DIR as STAMP_DIR
 from freshd_client.venv import STAMP_FILE as STAMP_FILE
-from freshd_client.venv import (
-    LocalInstall,
-    VenvError,
-    freshd_file,
-    local_installs,
-    read_json,
-)
+from freshd_client.venv import LocalInstall, freshd_file, local_installs, read_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

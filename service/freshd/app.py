@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from freshd import __version__, queries
+from freshd.errors import ApiError
 from freshd.guard import Guard
 from freshd.guard import health as health_response
 from freshd.queries import (
@@ -37,7 +38,6 @@ from freshd.queries import (
     MAX_NAME_CHARS,
     MAX_PATH_CHARS,
     MAX_TIMEOUT_MS,
-    ApiError,
     PathSafeJSONResponse,
     Scope,
     error_response,
