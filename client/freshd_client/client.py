@@ -11,6 +11,7 @@ else direct when the index can be opened read-only, else http.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     """``{"name", "path", "state", "tree", "meta", "files", "generation", "error"}``."""
 
 TRANSPORT_ENV = "FRESHD_CLIENT_TRANSPORT"
-_MAX_CACHED_DIGESTS = 4096
 _POLL_S = (0.001, 0.05)  # wait_clean: first and longest pause between looks
 _HTTP_SLACK_S = 5.0
 _MAX_TIMEOUT_MS = 60_000  # the daemon's limit for one request's sync
@@ -78,7 +78,6 @@ class Client:
         self._state: Literal["unopened", "open", "closed"] = "unopened"
         self._direct: DirectTransport | None = None
         self._http: HttpTransport | None = None
-        self._digests: dict[tuple[str, str | None], tuple[Scope, bytes]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -139,7 +138,7 @@ class Client:
         ``scope`` defaults to the digest's own; a mismatch raises ValueError. ``sync``
         first proves that every file change made before the call has been processed.
         """
-        target = self._digests.get((digest, scope)) or self._parse(digest, scope)
+        target = _parsed(digest, scope)
         direct = self._direct if self._state == "open" else self._ready()
         if direct is not None and consistency == "fast":
             return direct.is_fresh(path, target[0], target[1])
@@ -149,10 +148,7 @@ class Client:
         self, items: Iterable[tuple[str, str]], consistency: Consistency = "fast"
     ) -> list[bool | None]:
         """``is_fresh`` for each ``(path, digest)``, answered from one snapshot."""
-        questions = [
-            (path, digest, *(self._digests.get((digest, None)) or self._parse(digest, None)))
-            for path, digest in items
-        ]
+        questions = [(path, digest, *_parsed(digest, None)) for path, digest in items]
         direct = self._ready()
         if direct is not None and consistency == "fast":
             return direct.check_many([(p, s, r) for p, _d, s, r in questions])
@@ -244,17 +240,6 @@ class Client:
             self._http = HttpTransport(self._socket_path, timeout=self.timeout + _HTTP_SLACK_S)
         return self._http
 
-    def _parse(self, digest: str, scope: Scope | None) -> tuple[Scope, bytes]:
-        from freshd_client.digest import parse
-
-        found, raw = parse(digest)
-        if scope is not None and scope != found:
-            raise ValueError(f"digest {digest!r} is a {found} digest, not {scope}")
-        if len(self._digests) >= _MAX_CACHED_DIGESTS:
-            self._digests.clear()
-        self._digests[(digest, scope)] = (found, raw)
-        return found, raw
-
     def _check(
         self, questions: list[tuple[str, str, Scope, bytes]], consistency: Consistency
     ) -> list[bool | None]:
@@ -292,6 +277,20 @@ class Client:
         items = [{"path": os.path.realpath(p), "digest": _ZERO_TREE} for p in paths]
         body = {"items": items, "sync": True, "timeout_ms": timeout_ms}
         return bool(self._transport_http().call("POST", "/v1/fresh", body).get("synced"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(digest: str, scope: Scope | None) -> tuple[Scope, bytes]:
+    """A digest's scope and raw bytes; ValueError when it is not one (of ``scope``).
+
+    Cached: a caller asks about the same few digests again and again, and parsing one is
+    most of the cost of a direct ``is_fresh``."""
+    from freshd_client.digest import parse
+
+    found, raw = parse(digest)
+    if scope is not None and scope != found:
+        raise ValueError(f"digest {digest!r} is a {found} digest, not {scope}")
+    return found, raw
 
 
 _ZERO_TREE = "b3t2:" + "0" * 64

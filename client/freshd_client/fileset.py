@@ -19,6 +19,7 @@ the seals and the stat caches all take the file set from ``walk``.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Iterable, Mapping
@@ -115,20 +116,14 @@ class Walk:
 
 def _rules(lines: tuple[bytes, ...]) -> RuleList | None:
     """The compiled rules of these pattern lines (None: no pattern)."""
-    if not lines:
-        return None
-    rules = _COMPILED.get(lines)
-    if rules is None:
-        if len(_COMPILED) >= _COMPILED_MAX:
-            _COMPILED.clear()
-        rules = _COMPILED[lines] = RuleList(lines)
-    return rules
+    return _compiled(lines) if lines else None
 
 
-# Compiled rules by their lines: the packages of a monorepo often share a .gitignore, and
+# Cached by their lines: the packages of a monorepo often share a .gitignore, and
 # compiling one costs more than walking a small package (a RuleList is never modified).
-_COMPILED: dict[tuple[bytes, ...], RuleList] = {}
-_COMPILED_MAX = 256
+@functools.lru_cache(maxsize=256)
+def _compiled(lines: tuple[bytes, ...]) -> RuleList:
+    return RuleList(lines)
 
 
 def project_rules(patterns: tuple[str, ...]) -> RuleList | None:
