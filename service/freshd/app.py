@@ -255,6 +255,9 @@ def build_fastapi(ctx: Context) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         default_response_class=PathSafeJSONResponse,
+        # no OpenTelemetry here: FastAPI need not look for a provider on every request
+        # (older releases keep the keyword as an unused extra)
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
 
     # The hot routes first: a request is matched against the routes in order.
