@@ -55,6 +55,7 @@ bench: install
 	$(BIN)/python bench/bench_index.py
 	$(BIN)/python bench/bench_daemon.py
 	$(BIN)/python bench/bench_client.py
+	$(BIN)/python bench/bench_asgi.py
 	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/bench_uv.py
 	$(BIN)/python bench/bench_canary.py

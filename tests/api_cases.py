@@ -1,7 +1,7 @@
 """Requests the HTTP API must refuse with a 4xx JSON error.
 
 Shared by tests/test_daemon.py, which sends them to a real daemon, and tests/test_app.py,
-which checks that the daemon's lean routes answer them exactly as FastAPI does.
+which checks the in-process app answers each with its 4xx error body.
 """
 
 from __future__ import annotations

@@ -1,54 +1,31 @@
-"""The client's ``_realpath``: exactly ``os.path.realpath``, only faster when the path is
-already canonical (the kernel resolves it in one open(O_PATH), /proc names the result).
+"""The paths the HTTP client asks the daemon about: canonical, whatever form was given.
 
-Every generated path over a tree of symlinks (absolute, relative, through ``..``,
-dangling, looping), a FIFO, odd names and missing entries must give what
-``os.path.realpath`` gives, or raise what it raises, and leave no descriptor open.
+The daemon looks paths up in its index by their canonical name, so the client resolves
+each one first (``os.path.realpath``): through absolute and relative symlinks, ``..``
+after a symlink, relative to the working directory, and to the name a missing, dangling
+or looping path would have. A fake daemon records what was asked.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from freshd_client import client as client_module
-from freshd_client.client import _realpath
+from client_fakes import FakeServer
+from freshd_client import Client
 
-NAMES = [
-    "d",
-    "e",
-    "f",
-    "fifo",
-    "abs",
-    "rel",
-    "up",
-    "back",
-    "tofile",
-    "dangling",
-    "loop1",
-    "self",
-    "x (deleted)",
-    "new\nline",
-    "caf" + os.fsdecode(b"\xe9"),
-    "missing",
-    ".",
-    "..",
-    "",
-    "a\x00b",
-]
+TREE = "b3t2:" + "ab" * 32
 
 
 @pytest.fixture
 def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "t"
+    root = Path(os.path.realpath(tmp_path)) / "t"
     (root / "d/e").mkdir(parents=True)
     (root / "d/f").write_text("f\n")
-    (root / "x (deleted)").mkdir()
     (root / "new\nline").mkdir()
     (root / os.fsdecode(b"caf\xe9")).mkdir()
     os.mkfifo(root / "fifo")
@@ -56,13 +33,11 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "abs": str(root / "d"),
         "rel": "d/e",
         "up": "d/e/..",
-        "d/back": "..",
         "d/e/back": "../../d",
         "tofile": "d/f",
         "dangling": "nowhere",
         "loop1": "loop2",
         "loop2": "loop1",
-        "self": "self",
     }
     for name, target in links.items():
         os.symlink(target, root / name)
@@ -70,75 +45,66 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def outcome(fn: Callable[[str], str], path: str) -> tuple[str, object]:
+@pytest.fixture
+def asked(tree: Path) -> Iterator[tuple[Client, list[Any]]]:
+    """A client over HTTP to a fake daemon; the list of request bodies and targets."""
+    seen: list[Any] = []
+
+    def route(method: str, target: str, body: Any) -> tuple[int, Any]:
+        seen.append(body if method == "POST" else target)
+        if method == "GET":
+            return 404, {"error": {"code": "not_found", "message": "not indexed"}}
+        results = [
+            {"path": i["path"], "fresh": None, "state": "unknown", "digest": None}
+            for i in body["items"]
+        ]
+        return 200, {"results": results, "synced": False}
+
+    sock_dir = tree / "s"
+    sock_dir.mkdir()
+    server = FakeServer(route, socket_path=str(sock_dir / "sock"))
     try:
-        return "returned", fn(path)
-    except Exception as exc:  # what realpath raises, _realpath must raise
-        return "raised", type(exc)
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-@settings(
-    max_examples=500,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-@given(
-    start=st.sampled_from(["root", "root/", "", "/", "//", "///"]),
-    parts=st.lists(st.sampled_from(NAMES), max_size=5),
-    trailing=st.sampled_from(["", "/"]),
-)
-def test_the_same_as_os_path_realpath(
-    tree: Path, start: str, parts: list[str], trailing: str
-) -> None:
-    prefix = start.replace("root", str(tree))
-    path = prefix + "/".join(parts) + trailing
-    before = open_fds()
-    assert outcome(_realpath, path) == outcome(os.path.realpath, path), repr(path)
-    assert open_fds() == before
+        with Client(socket_path=server.address, transport="http") as client:
+            yield client, seen
+    finally:
+        server.close()
 
 
 @pytest.mark.parametrize(
-    "rel",
+    ("given", "canonical"),
     [
-        "",
-        "d",
-        "d/e",
-        "d/f",
-        "fifo",
-        "x (deleted)",
-        "new\nline",
-        "caf" + os.fsdecode(b"\xe9"),
-        "abs",
-        "abs/e",
-        "d/e/back/f",
-        "tofile",
-        "up",
-        "d/missing",
-        "missing/x",
+        ("{t}/d/e", "{t}/d/e"),
+        ("{t}/d/e/", "{t}/d/e"),
+        ("{t}//d/./e", "{t}/d/e"),
+        ("{t}/abs/e", "{t}/d/e"),  # an absolute symlink
+        ("{t}/rel", "{t}/d/e"),  # a relative one
+        ("{t}/up", "{t}/d"),  # a symlink to d/e/..: .. after resolving, not before
+        ("{t}/abs/e/back/f", "{t}/d/f"),  # symlinks within symlinks
+        ("{t}/tofile", "{t}/d/f"),
+        ("{t}/fifo", "{t}/fifo"),
+        ("{t}/new\nline", "{t}/new\nline"),
+        ("{t}/caf\udce9", "{t}/caf\udce9"),  # a name that is not UTF-8
+        ("e", "{t}/d/e"),  # relative to the working directory
+        ("../abs/../d/f", "{t}/d/f"),
+        ("{t}/missing/x", "{t}/missing/x"),
+        ("{t}/dangling", "{t}/nowhere"),  # the name it would have
+        ("{t}/loop1", "{t}/loop1"),  # a loop: resolved as far as it goes
     ],
 )
-def test_canonical_and_linked_paths(tree: Path, rel: str) -> None:
-    for path in (os.path.realpath(tree / rel), os.path.join(tree, rel)):
-        assert _realpath(path) == os.path.realpath(path), repr(path)
-    assert _realpath("/") == "/"
-
-
-@pytest.mark.skipif(not hasattr(os, "O_PATH"), reason="open(O_PATH) is Linux's")
-def test_a_canonical_path_is_not_walked_in_python(
-    tree: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_daemon_is_asked_about_the_canonical_path(
+    tree: Path, asked: tuple[Client, list[Any]], given: str, canonical: str
 ) -> None:
-    canonical = os.path.realpath(tree / "d/e")
-    through_a_link = str(tree / "abs/e")
+    client, seen = asked
+    path, want = given.format(t=tree), canonical.format(t=tree)
+    assert client.is_fresh(path, TREE) is None
+    assert seen[-1]["items"] == [{"path": want, "digest": TREE, "scope": "tree"}]
+    assert client.check_many([(path, TREE), ("/", TREE)]) == [None, None]
+    assert [i["path"] for i in seen[-1]["items"]] == [want, "/"]
+    assert client.lookup(path) is None
+    assert seen[-1] == "/v1/packages/lookup?path=" + _quoted(want)
 
-    def walked(path: str) -> str:
-        raise AssertionError(f"os.path.realpath({path!r}) was called")
 
-    monkeypatch.setattr(client_module.os.path, "realpath", walked)
-    assert _realpath(canonical) == canonical
-    with pytest.raises(AssertionError, match="was called"):
-        _realpath(through_a_link)
+def _quoted(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(os.fsencode(path))

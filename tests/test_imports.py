@@ -123,8 +123,9 @@ def test_freshd_run_is_light_and_skips_argparse(
     tmp_path: Path, pkg: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``freshd run`` starts every container: no heavy module, and not even argparse
-    (its plain form is parsed without it), nor dataclasses or typing on the one-shot
-    scan it runs for a stamped local install. The exec is replaced so the probe survives."""
+    (its plain form is parsed without it), nor dataclasses on the one-shot scan it runs
+    for a stamped local install (typing is loaded: its named tuples, issue 22). The exec
+    is replaced so the probe survives."""
     from freshd_client.stamps import stamp
     from test_venv import fake_venv, install
 
@@ -149,10 +150,10 @@ def test_freshd_run_is_light_and_skips_argparse(
     modules = loaded_by(code, str(venv))
     assert "freshd_client.scan" in modules  # the probe did hash the package
     assert heavy(modules) == []
-    # nor the TOML parser (and the typing it imports):
+    # nor the TOML parser:
     # the stamp's manifest holds the project rules with the digest of the bytes they
     # were parsed from, and the file set, kept while the rule files hold the same bytes
-    unwanted = ("argparse", "lmdb", "dataclasses", "inspect", "tomllib", "typing")
+    unwanted = ("argparse", "lmdb", "dataclasses", "inspect", "tomllib")
     assert sorted(m for m in unwanted if m in modules) == []
 
 
@@ -197,9 +198,9 @@ def test_an_untouched_freshd_run_reads_no_json(
     assert sorted(m for m in unwanted if m in modules) == []
 
 
-def test_freshd_status_and_ls_read_their_answers_without_json_or_re() -> None:
-    """``freshd status`` and ``ls`` decode the daemon's JSON with the C scanner
-    (``freshd_client.wire``): ``json`` would load ``re``, ~6 ms of their start-up."""
+def test_freshd_status_and_ls_stay_light() -> None:
+    """``freshd status`` and ``ls`` ask the daemon with the stdlib client alone: no web
+    stack, no ``http.client``."""
     from client_fakes import FakeServer
     from test_client_http import daemon_route
 
@@ -223,14 +224,14 @@ def test_freshd_status_and_ls_read_their_answers_without_json_or_re() -> None:
     finally:
         server.close()
         os.rmdir(sock_dir)
-    assert "freshd_client.wire" in modules
-    assert sorted(m for m in ("json", "re", "argparse") if m in modules) == []
+    assert heavy(modules) == []
+    assert sorted(m for m in ("http.client", "argparse") if m in modules) == []
 
 
 def test_the_daemon_serves_before_loading_fastapi() -> None:
-    """A starting daemon answers health and the hot routes from ``freshd.guard`` and
-    ``freshd.lean``; FastAPI and pydantic (~0.3 s) load once the index is ready."""
-    modules = loaded_by("import freshd.guard, freshd.lean, freshd.queries, uvicorn")
+    """A starting daemon answers health from ``freshd.guard``; FastAPI and pydantic
+    (~0.3 s) load once the index is ready."""
+    modules = loaded_by("import freshd.guard, freshd.queries, uvicorn")
     assert sorted(m for m in modules if m.split(".")[0] in ("fastapi", "pydantic")) == []
 
 

@@ -239,7 +239,7 @@ def small(tmp_path: Path) -> Iterator[tuple[Index, Any, str]]:
         socket="/run/freshd.sock",
     )
     try:
-        yield index, create_app(ctx, lean=False), core
+        yield index, create_app(ctx), core
     finally:
         index.close()
 

@@ -27,7 +27,7 @@ import pytest
 
 from freshd.cli import main
 from freshd_client import stamps
-from freshd_client.stamps import check, exit_code, read_stamps, stamp
+from freshd_client.stamps import exit_code, read_stamps, stamp, verify
 from freshd_client.venv import (
     VenvError,
     file_url_path,
@@ -362,7 +362,7 @@ def test_stamp_then_check_is_fresh(installed: Path, pkg: Path) -> None:
     assert [(r["name"], r["scope"], r["source"]) for r in written] == [
         ("demo-pkg", "tree", str(pkg))
     ]
-    verdicts = check(str(installed))
+    verdicts = verify(str(installed))[0]
     assert [(v.name, v.state, v.by) for v in verdicts] == [("demo-pkg", "fresh", "one-shot")]
     assert exit_code(verdicts) == 0
 
@@ -372,7 +372,7 @@ def test_an_edit_is_stale_and_names_the_file(
 ) -> None:
     stamp(str(installed))
     (pkg / "src" / "demo" / "core.py").write_text("def answer():\n    return 43\n")
-    [verdict] = check(str(installed))
+    [verdict] = verify(str(installed))[0]
     assert verdict.state == "stale"
     assert verdict.changes == ["changed src/demo/core.py (content)"]
 
@@ -396,7 +396,7 @@ def test_other_changes_are_named(
 ) -> None:
     stamp(str(installed))
     change(pkg)
-    [verdict] = check(str(installed))
+    [verdict] = verify(str(installed))[0]
     assert (verdict.state, verdict.changes) == ("stale", [expected])
 
 
@@ -417,7 +417,7 @@ def test_bytecode_caches_and_ignored_files_stay_fresh(
     path = pkg / junk
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\x00not source")
-    [verdict] = check(str(installed))
+    [verdict] = verify(str(installed))[0]
     assert verdict.state == "fresh"
 
 
@@ -426,9 +426,9 @@ def test_editable_install_tracks_build_inputs_only(venv: Path, pkg: Path) -> Non
     [record], _ = stamp(str(venv))
     assert record["scope"] == "meta" and META_DIGEST.fullmatch(record["digest"])
     (pkg / "src" / "demo" / "core.py").write_text("def answer():\n    return 43\n")
-    assert [v.state for v in check(str(venv))] == ["fresh"]
+    assert [v.state for v in verify(str(venv))[0]] == ["fresh"]
     (pkg / "pyproject.toml").write_text('[project]\nname = "Demo_Pkg"\nversion = "0.2.0"\n')
-    [verdict] = check(str(venv))
+    [verdict] = verify(str(venv))[0]
     assert verdict.state == "stale"
     assert verdict.changes == ["changed pyproject.toml (content)"]
 
@@ -458,7 +458,7 @@ def test_a_reinstall_with_other_files_is_unknown(installed: Path, pkg: Path) -> 
     dist_info = installed / SITE / "demo_pkg-0.1.0.dist-info"
     line = installed_line(pkg, "demo/__init__.py", "src/demo/__init__.py")
     write_record(dist_info, [line, "demo/new.py,sha256=b,2"])
-    [verdict] = check(str(installed))
+    [verdict] = verify(str(installed))[0]
     assert verdict.state == "unknown"
     assert "reinstalled since it was stamped" in verdict.reason
     assert exit_code([verdict]) == 2
@@ -472,7 +472,7 @@ def test_the_same_build_installed_again_stays_fresh(installed: Path, pkg: Path) 
     line = installed_line(pkg, "demo/__init__.py", "src/demo/__init__.py")
     write_record(dist_info, [line], installer="pip")
     (dist_info / "INSTALLER").write_text("pip\n")
-    assert [v.state for v in check(str(installed))] == ["fresh"]
+    assert [v.state for v in verify(str(installed))[0]] == ["fresh"]
 
 
 def test_an_unstamped_install_is_unknown(installed: Path, tmp_path: Path) -> None:
@@ -481,7 +481,7 @@ def test_an_unstamped_install_is_unknown(installed: Path, tmp_path: Path) -> Non
     (other / "src").mkdir(parents=True)
     (other / "pyproject.toml").write_text('[project]\nname = "other"\nversion = "1"\n')
     add_dist(installed, "other", "1", {"url": other.as_uri(), "dir_info": {}})
-    states = {v.name: (v.state, v.reason) for v in check(str(installed))}
+    states = {v.name: (v.state, v.reason) for v in verify(str(installed))[0]}
     assert states["demo-pkg"] == ("fresh", "")
     assert states["other"] == ("unknown", "not stamped (run: freshd stamp)")
 
@@ -492,7 +492,7 @@ def test_stale_wins_over_unknown_in_the_exit_code(
     stamp(str(installed))
     add_dist(installed, "other", "1", {"url": (tmp_path / "gone").as_uri(), "dir_info": {}})
     (pkg / "README.md").write_text("changed\n")
-    verdicts = check(str(installed))
+    verdicts = verify(str(installed))[0]
     assert sorted(v.state for v in verdicts) == ["stale", "unknown"]
     assert exit_code(verdicts) == 1
 
@@ -582,12 +582,12 @@ def test_a_lock_that_moved_is_still_reported_after_a_partial_restamp(
     lock = installed.parent / "uv.lock"  # uv's layout: the lock beside the project's .venv
     lock.write_text("version = 1\n# iniconfig 1.1.1\n")
     stamp(str(installed))
-    assert stamps.lockfile_changed(str(installed)) is None
+    assert verify(str(installed))[1] is None
     lock.write_text("version = 1\n# iniconfig 2.0.0\n")
     (pkg / "README.md").write_text("changed\n")
     _written, problems = stamp(str(installed), names=["demo-pkg"], force=True)
     assert problems == []
-    assert stamps.lockfile_changed(str(installed)) is not None
+    assert verify(str(installed))[1] is not None
 
 
 def test_a_venv_moved_away_from_its_lock_says_that_it_moved(
@@ -602,7 +602,7 @@ def test_a_venv_moved_away_from_its_lock_says_that_it_moved(
     moved = tmp_path / "elsewhere" / "venv"
     moved.parent.mkdir()
     shutil.copytree(installed, moved, symlinks=True)
-    why = stamps.lockfile_changed(str(moved))
+    why = verify(str(moved))[1]
     assert why is not None and "moved" in why and "removed" not in why
     assert str(lock) in why
 
@@ -624,7 +624,7 @@ def test_a_full_disk_leaves_the_old_stamps_whole(
         stamp(str(installed), force=True)
     assert "\n" not in str(info.value) and "No space left on device" in str(info.value)
     assert {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()} == before
-    [verdict] = check(str(installed))  # the old stamp still answers, by content
+    [verdict] = verify(str(installed))[0]  # the old stamp still answers, by content
     assert verdict.state == "stale"
 
 
@@ -746,11 +746,11 @@ def test_new_cache_keys_are_read_although_the_memo_names_the_old_ones(
     assert stamp(str(venv))[1] == []
     manifest = json.loads((venv / ".freshd" / "manifests" / "demo-pkg.json").read_text())
     assert manifest["project"]["rules"]["cache_keys"] == [["a.txt", None, False, False, None]]
-    assert [v.state for v in check(str(venv))] == ["fresh"]
+    assert [v.state for v in verify(str(venv))[0]] == ["fresh"]
     (pkg / "pyproject.toml").write_text(
         '[project]\nname = "demo-pkg"\n[tool.uv]\ncache-keys = ["b.txt"]\n'
     )
-    [verdict] = check(str(venv))
+    [verdict] = verify(str(venv))[0]
     assert verdict.state == "stale"
     assert verdict.changes == ["added b.txt", "removed a.txt"]
 

@@ -25,7 +25,7 @@ import pytest
 from freshd_client import identity, quick, verified
 from freshd_client.identity import RACY_WINDOW_NS
 from freshd_client.oneshot import digest_path
-from freshd_client.stamps import STAMP_DIR, check, read_stamps, stamp, verify
+from freshd_client.stamps import STAMP_DIR, read_stamps, stamp, verify
 from test_venv import SITE, add_dist, install, no_daemon  # noqa: F401 - the autouse fixture
 from test_venv import venv as venv  # the fixture, re-exported
 
@@ -45,7 +45,7 @@ def oracle_state(venv: Path, name: str = "demo-pkg") -> str:
 
 
 def answer(venv: Path) -> tuple[str, str]:
-    [verdict] = check(str(venv))
+    [verdict] = verify(str(venv))[0]
     return verdict.state, verdict.by
 
 
@@ -157,7 +157,7 @@ def test_the_cache_is_refilled_after_a_miss(warm: Path, pkg: Path) -> None:
 def test_a_reinstall_does_not_use_the_old_entry(warm: Path) -> None:
     record = warm / "lib/python3.11/site-packages/demo_pkg-0.1.0.dist-info/RECORD"
     record.write_text(record.read_text() + "demo/extra.py,sha256=x,1\n")
-    [verdict] = check(str(warm))
+    [verdict] = verify(str(warm))[0]
     assert verdict.state == "unknown"
     assert verdict.by == ""
 
@@ -203,12 +203,12 @@ def test_editable_cache_notices_src_and_a_new_setup_py(
 ) -> None:
     install(venv, pkg, editable=True)
     assert stamp(str(venv))[1] == []
-    check(str(venv))
+    verify(str(venv))[0]
     assert answer(venv) == ("fresh", "stat cache")
     (pkg / "setup.py").write_text("from setuptools import setup\nsetup()\n")
     assert answer(venv) == ("stale", "one-shot")
     (pkg / "setup.py").unlink()
-    check(str(venv))
+    verify(str(venv))[0]
     assert answer(venv) == ("fresh", "stat cache")
     shutil.rmtree(pkg / "src")
     assert answer(venv) == ("stale", "one-shot")
@@ -367,7 +367,7 @@ def test_just_verified_files_keep_no_verdict(venv: Path, pkg: Path) -> None:
     """With the real racy window, nothing written a moment ago is vouched for."""
     install(venv, pkg)
     assert stamp(str(venv))[1] == []
-    check(str(venv))
+    verify(str(venv))[0]
     stamps_file = venv / STAMP_DIR / "stamps.json"
     if time.time_ns() - stamps_file.lstat().st_ctime_ns < RACY_WINDOW_NS:
         assert quick.load(str(venv)) is None

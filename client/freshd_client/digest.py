@@ -10,22 +10,14 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from collections import namedtuple
+from collections.abc import Iterable
+from typing import Literal, NamedTuple
 
 from blake3 import blake3
 
 from freshd_client.errors import DigestFormatError
 
-# dataclasses and typing cost ~15 ms of a short-lived process's start-up (inspect, ast):
-# the types exist for the type checker, the run time gets a plain named tuple.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-    from typing import Literal, NamedTuple
-
-    Scope = Literal["tree", "meta"]
-else:
-    Scope = str
+Scope = Literal["tree", "meta"]
 SCOPES: tuple[Scope, ...] = ("tree", "meta")
 
 # Version 2 (issue 19): the same encoding over file sets exactly as git sees them and
@@ -50,17 +42,12 @@ _SMALL_READ = 1 << 20
 _CHUNK = 1 << 20
 
 
-if TYPE_CHECKING:
+class Entry(NamedTuple):
+    """One member of a package digest."""
 
-    class Entry(NamedTuple):
-        """One member of a package digest."""
-
-        path: bytes  # relative POSIX path, raw file-system bytes
-        kind: bytes  # one of KINDS
-        digest: bytes  # 32 bytes
-
-else:
-    Entry = namedtuple("Entry", ("path", "kind", "digest"))
+    path: bytes  # relative POSIX path, raw file-system bytes
+    kind: bytes  # one of KINDS
+    digest: bytes  # 32 bytes
 
 
 def kind_of(mode: int) -> bytes:

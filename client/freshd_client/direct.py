@@ -192,14 +192,6 @@ class DirectTransport:
             _release(self._h)
             self._h = fresh
 
-    def live(self) -> bool:
-        """Whether a ready daemon with a recent heartbeat keeps this index current."""
-        with self._h.gate.reading() as txn:
-            if self._live(txn):
-                return True
-        self._adopt_rebuilt()
-        return False
-
     # -- records --------------------------------------------------------------------------
 
     def lookup(self, path: str | None = None, name: str | None = None) -> list[dict[str, Any]]:

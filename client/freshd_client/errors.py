@@ -11,6 +11,7 @@
     │   └── UntrustedIndexError     the index directory is another user's, or others can write to it
     ├── AmbiguousNameError      a project name matches several packages
     ├── UnsafePathError         a directory or file freshd relies on is not private to this user
+    ├── VenvError               a virtual environment is missing or an install record is malformed
     └── DaemonError                 talking to the daemon failed
         ├── DaemonNotRunningError   nothing answers on the socket (or TCP address)
         ├── ApiMismatchError        the daemon speaks another API version
@@ -86,8 +87,14 @@ class UnsafePathError(FreshdError):
     symlink, another user's, or open to other users (docs/security.md)."""
 
 
+class VenvError(FreshdError):
+    """The virtual environment is missing, or one of its install records is malformed."""
+
+
 class DaemonError(FreshdError):
-    """The daemon could not be reached or did not answer properly."""
+    """Talking to the daemon failed: it could not be reached or did not answer properly.
+
+    (A daemon that cannot start raises the service's ``DaemonStartError``.)"""
 
 
 class DaemonNotRunningError(DaemonError):

@@ -19,9 +19,11 @@ the seals and the stat caches all take the file set from ``walk``.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
-from collections import namedtuple
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple, Protocol
 
 from freshd_client.errors import UnreadableError
 from freshd_client.identity import is_link
@@ -30,16 +32,11 @@ from freshd_client.project import Project, is_package_dir
 from freshd_client.records import COOKIE_PREFIX
 from freshd_client.smallfile import read_small
 
-TYPE_CHECKING = False
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
-    from typing import NamedTuple, Protocol
+class Known(Protocol):
+    """A stored record of a file-set member (``schema.FileRecord``)."""
 
-    class Known(Protocol):
-        """A stored record of a file-set member (``schema.FileRecord``)."""
-
-        def reusable_for(self, st: os.stat_result) -> bool: ...
+    def reusable_for(self, st: os.stat_result) -> bool: ...
 
 
 VCS_NAMES = frozenset({".git", ".hg", ".svn", ".bzr", "_darcs", ".jj", ".pijul"})
@@ -96,16 +93,11 @@ def outside_file_set(rel: str, is_dir: bool) -> bool:
     return False
 
 
-if TYPE_CHECKING:
+class WalkedFile(NamedTuple):
+    """A regular file or symlink in the file set, with the lstat the walk took."""
 
-    class WalkedFile(NamedTuple):
-        """A regular file or symlink in the file set, with the lstat the walk took."""
-
-        rel: str  # relative POSIX path; non-UTF-8 names carry surrogate escapes
-        st: os.stat_result | None  # None: listed as a regular file, not stat'ed
-
-else:  # the same named tuple, without loading typing
-    WalkedFile = namedtuple("WalkedFile", ("rel", "st"))
+    rel: str  # relative POSIX path; non-UTF-8 names carry surrogate escapes
+    st: os.stat_result | None  # None: listed as a regular file, not stat'ed
 
 
 class Walk:
@@ -124,20 +116,14 @@ class Walk:
 
 def _rules(lines: tuple[bytes, ...]) -> RuleList | None:
     """The compiled rules of these pattern lines (None: no pattern)."""
-    if not lines:
-        return None
-    rules = _COMPILED.get(lines)
-    if rules is None:
-        if len(_COMPILED) >= _COMPILED_MAX:
-            _COMPILED.clear()
-        rules = _COMPILED[lines] = RuleList(lines)
-    return rules
+    return _compiled(lines) if lines else None
 
 
-# Compiled rules by their lines: the packages of a monorepo often share a .gitignore, and
+# Cached by their lines: the packages of a monorepo often share a .gitignore, and
 # compiling one costs more than walking a small package (a RuleList is never modified).
-_COMPILED: dict[tuple[bytes, ...], RuleList] = {}
-_COMPILED_MAX = 256
+@functools.lru_cache(maxsize=256)
+def _compiled(lines: tuple[bytes, ...]) -> RuleList:
+    return RuleList(lines)
 
 
 def project_rules(patterns: tuple[str, ...]) -> RuleList | None:

@@ -9,9 +9,10 @@ bodies, keep-alive, and one reconnect when the server has closed an idle connect
 
 from __future__ import annotations
 
+import json
 import socket
 
-from freshd_client import locations, trust, wire
+from freshd_client import locations, trust
 from freshd_client.errors import (
     ApiMismatchError,
     DaemonError,
@@ -25,6 +26,9 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms at
 if TYPE_CHECKING:
     from typing import Any
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+"""Compact JSON, ASCII-only (``\\udcXX`` for a path that is not UTF-8): one encoder for
+every request rather than one ``json.dumps`` builds each time."""
 _MAX_HEAD = 64 * 1024
 # Received into one buffer per connection: a new 256 KiB object per recv() was above
 # glibc's mmap threshold and cost ~30 µs a request (an mmap, a page fault, an munmap).
@@ -185,7 +189,7 @@ class HttpTransport:
         ApiMismatchError when the daemon speaks another API version, and
         DaemonError when the daemon fails or answers something that is not JSON.
         """
-        payload = b"" if body is None else wire.dumps(body)
+        payload = b"" if body is None else _encode(body).encode()
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self._host}\r\nAccept: application/json\r\n"
             f"{self._auth}"
@@ -203,8 +207,8 @@ class HttpTransport:
             self.close()
             raise ApiMismatchError(_api_mismatch(self.address, api))
         try:
-            return status, wire.loads(raw) if raw else None
-        except ValueError:
+            return status, json.loads(raw) if raw else None
+        except (ValueError, RecursionError):  # RecursionError: nesting too deep to decode
             raise DaemonError(f"the freshd daemon at {self.address} sent invalid JSON") from None
 
     def call(self, method: str, path: str, body: object | None = None) -> Any:
@@ -289,8 +293,8 @@ def _reason(exc: OSError) -> str:
 
 def _describe(status: int, raw: bytes) -> str:
     try:
-        message = wire.loads(raw)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
+        message = json.loads(raw)["error"]["message"]
+    except (ValueError, RecursionError, KeyError, TypeError):
         message = raw[:200].decode("utf-8", "replace").strip()
     return f"HTTP {status} {message}".rstrip()
 

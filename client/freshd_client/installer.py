@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 from freshd_client.errors import FreshdError
 from freshd_client.stamps import Verdict, stamp, verify
@@ -27,34 +28,38 @@ from freshd_client.venv import venv_dir
 STALE_ENV = "FRESHD_STALE"
 
 
-def prepare(venv: str | None, *, sync_cmd: str | None) -> dict[str, str]:
+def prepare(
+    venv: str | None, *, sync_cmd: str | None, note: Callable[[str], None]
+) -> dict[str, str]:
     """Bring VENV's local installs up to date by content; the environment to run the
-    command with. Notes go to stderr, one line each. A daemon is asked with sync
-    consistency: a change made just before the start is never missed for its settle
-    window."""
+    command with. What it does and why is told to ``note``, one line each (the CLI prints
+    them). A daemon is asked with sync consistency: a change made just before the start
+    is never missed for its settle window."""
     env = dict(os.environ)
     try:
         path = venv_dir(venv)
         verdicts, moved = verify(path, sync=True)
     except FreshdError as exc:
-        _note(f"{exc}; running the command unchanged")
+        note(f"{exc}; running the command unchanged")
         return env
     stale = [v for v in verdicts if v.state == "stale"]
     if stale:
-        _reinstall(path, stale, sync_cmd)
+        _reinstall(path, stale, sync_cmd, note)
         verdicts, moved = verify(path, sync=True)
     unsure = [v for v in verdicts if v.state != "fresh"]
     if not unsure and moved is None:
         return env
     if moved is not None:
-        _note(f"{moved}: the installer syncs (then record it with: freshd stamp)")
+        note(f"{moved}: the installer syncs (then record it with: freshd stamp)")
     for v in unsure:
-        _note(f"{v.name} is {v.state}: {v.reason or 'cannot be verified'}")
-    _note("running the command unchanged: the installer decides")
+        note(f"{v.name} is {v.state}: {v.reason or 'cannot be verified'}")
+    note("running the command unchanged: the installer decides")
     return env
 
 
-def _reinstall(venv: str, stale: list[Verdict], sync_cmd: str | None) -> None:
+def _reinstall(
+    venv: str, stale: list[Verdict], sync_cmd: str | None, note: Callable[[str], None]
+) -> None:
     """Reinstall the stale packages, then stamp the ones whose content held still."""
     import subprocess
 
@@ -62,7 +67,7 @@ def _reinstall(venv: str, stale: list[Verdict], sync_cmd: str | None) -> None:
 
     names = [v.name for v in stale]
     for v in stale:
-        _note(f"{v.name} changed ({v.reason}): reinstalling")
+        note(f"{v.name} changed ({v.reason}): reinstalling")
     before: dict[str, str | None] = {}
     for v in stale:
         try:
@@ -86,7 +91,7 @@ def _reinstall(venv: str, stale: list[Verdict], sync_cmd: str | None) -> None:
         )
     _written, problems = stamp(venv, names=names, expect=before)
     for problem in problems:
-        _note(f"not stamped: {problem}")
+        note(f"not stamped: {problem}")
 
 
 def _installer(venv: str, stale: list[Verdict], sync_cmd: str | None) -> list[str]:
@@ -131,7 +136,3 @@ def _venv_python(venv: str) -> str:
         if os.path.exists(candidate):
             return candidate
     raise FreshdError(f"{venv}: no Python interpreter in it")
-
-
-def _note(text: str) -> None:
-    print(f"freshd: {text}", file=sys.stderr)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections import namedtuple
+from typing import Any, NamedTuple
 
 from freshd_client.errors import ProjectFileError
 from freshd_client.smallfile import read_small
@@ -17,54 +17,28 @@ MARKERS = ("pyproject.toml", "setup.py", "setup.cfg")
 """A directory holding any of these is a package."""
 
 
-# Named tuples, declared for the type checker and built with collections.namedtuple at
-# run time: dataclasses and typing cost ~15 ms of `freshd check`'s start-up.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any, NamedTuple
+class CacheKey(NamedTuple):
+    """One entry of ``[tool.uv] cache-keys``: a file/glob, a directory, git state or
+    an environment variable."""
 
-    class CacheKey(NamedTuple):
-        """One entry of ``[tool.uv] cache-keys``: a file/glob, a directory, git state or
-        an environment variable."""
+    file: str | None = None
+    dir: str | None = None
+    git_commit: bool = False
+    git_tags: bool = False
+    env: str | None = None
 
-        file: str | None = None
-        dir: str | None = None
-        git_commit: bool = False
-        git_tags: bool = False
-        env: str | None = None
 
-    class Project(NamedTuple):
-        """The parts of a package's project files that freshd uses."""
+class Project(NamedTuple):
+    """The parts of a package's project files that freshd uses."""
 
-        name: str | None = None
-        cache_keys: tuple[CacheKey, ...] | None = None  # None: uv's defaults apply
-        ignored_cache_keys: tuple[str, ...] = ()  # entries freshd cannot read (unknown kinds)
-        include: tuple[str, ...] = ()
-        exclude: tuple[str, ...] = ()
-        workspace_members: tuple[str, ...] | None = None  # None: not a workspace root
-        workspace_exclude: tuple[str, ...] = ()
-        digest_env: tuple[str, ...] = ()  # FRESHD_DIGEST_* cache keys: freshd fills them
-
-else:
-    CacheKey = namedtuple(
-        "CacheKey",
-        ("file", "dir", "git_commit", "git_tags", "env"),
-        defaults=(None, None, False, False, None),
-    )
-    Project = namedtuple(
-        "Project",
-        (
-            "name",
-            "cache_keys",
-            "ignored_cache_keys",
-            "include",
-            "exclude",
-            "workspace_members",
-            "workspace_exclude",
-            "digest_env",
-        ),
-        defaults=(None, None, (), (), (), None, (), ()),
-    )
+    name: str | None = None
+    cache_keys: tuple[CacheKey, ...] | None = None  # None: uv's defaults apply
+    ignored_cache_keys: tuple[str, ...] = ()  # entries freshd cannot read (unknown kinds)
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    workspace_members: tuple[str, ...] | None = None  # None: not a workspace root
+    workspace_exclude: tuple[str, ...] = ()
+    digest_env: tuple[str, ...] = ()  # FRESHD_DIGEST_* cache keys: freshd fills them
 
 
 def normalize_name(name: str) -> str:

@@ -8,46 +8,32 @@ container's start counts.
 from __future__ import annotations
 
 import os
-from collections import namedtuple
+from typing import NamedTuple
 
 from freshd_client import digest as dg
 from freshd_client import identity as ids
 from freshd_client.identity import stat_identity
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import NamedTuple
-
 COOKIE_PREFIX = ".freshd-cookie-"
 """Name prefix of sync cookie files: never part of a file set; acknowledged in ``cookies``."""
 
-_FIELDS = ("rel", "size", "mtime_ns", "ctime_ns", "ino", "dev", "kind", "digest", "hashed_at_ns")
 
-if TYPE_CHECKING:
-
-    class _Record(NamedTuple):
-        rel: str
-        size: int
-        mtime_ns: int
-        ctime_ns: int
-        ino: int
-        dev: int
-        kind: bytes
-        digest: bytes
-        hashed_at_ns: int
-
-else:  # the same named tuple, without loading typing (~5 ms of start-up)
-    _Record = namedtuple("_Record", _FIELDS)
-
-
-class FileRecord(_Record):
+class FileRecord(NamedTuple):
     """A ``files`` value: a file's stat identity and its entry digest.
 
     A named tuple rather than a dataclass: a warm pass decodes one per file, and
     tuples are several times cheaper to build.
     """
 
-    __slots__ = ()
+    rel: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+    dev: int
+    kind: bytes
+    digest: bytes
+    hashed_at_ns: int
 
     def same_stat(self, st: os.stat_result) -> bool:
         """Whether ``st`` shows the file exactly as it was when hashed."""

@@ -164,10 +164,6 @@ class DaemonRecord:
     socket: str | None = None
     version: str | None = None
 
-    def live(self, now_ns: int) -> bool:
-        """Whether the index is being kept current: ready, and a heartbeat within LIVENESS_NS."""
-        return self.status == "ready" and 0 <= now_ns - self.heartbeat_ns < LIVENESS_NS
-
 
 def encode_daemon(r: DaemonRecord) -> bytes:
     """Encode the ``daemon`` meta value: fixed 24-byte head, then a UTF-8 JSON object."""
@@ -175,21 +171,6 @@ def encode_daemon(r: DaemonRecord) -> bytes:
         r.api_version, DAEMON_STATUSES.index(r.status), r.pid, r.heartbeat_ns, r.started_ns
     )
     return head + json.dumps({"socket": r.socket, "version": r.version}).encode()
-
-
-def decode_daemon(raw: Raw) -> DaemonRecord:
-    """Decode the ``daemon`` meta value."""
-    api, status, pid, heartbeat, started = DAEMON_HEAD.unpack_from(raw)
-    tail = json.loads(bytes(raw[DAEMON_HEAD.size :]))
-    return DaemonRecord(
-        api,
-        DAEMON_STATUSES[status],
-        pid,
-        heartbeat,
-        started,
-        tail.get("socket"),
-        tail.get("version"),
-    )
 
 
 @dataclass(frozen=True, slots=True)

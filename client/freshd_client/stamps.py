@@ -18,16 +18,10 @@ from __future__ import annotations
 import os
 
 from freshd_client import quick
-from freshd_client.errors import FreshdError
+from freshd_client.errors import FreshdError, VenvError
 from freshd_client.venv import STAMP_DIR as STAMP_DIR
 from freshd_client.venv import STAMP_FILE as STAMP_FILE
-from freshd_client.venv import (
-    LocalInstall,
-    VenvError,
-    freshd_file,
-    local_installs,
-    read_json,
-)
+from freshd_client.venv import LocalInstall, freshd_file, local_installs, read_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -326,18 +320,14 @@ def _lockfile(venv: str) -> dict[str, str] | None:
     return {"path": path, "digest": "b3:" + blake3(data).hexdigest()}
 
 
-def lockfile_changed(venv: str) -> str | None:
+def _lock_moved(venv: str, document: dict[str, Any] | None) -> str | None:
     """Why the project's ``uv.lock`` no longer matches the stamps (None when it does).
 
     Local packages can all be fresh while the lock moved (a pull that upgraded a
     dependency): then uv must sync, and ``freshd run`` must not set UV_NO_SYNC.
     """
-    return _lock_moved(venv, _document(venv))
-
-
-def _lock_moved(venv: str, document: dict[str, Any] | None) -> str | None:
     if document is None:
-        return None  # no stamps: check() says so
+        return None  # no stamps: verify says so
     stamped = document["lockfile"]
     now = _lockfile(venv)
     if stamped == now:
@@ -402,11 +392,6 @@ def _document(venv: str) -> dict[str, Any] | None:
 
 
 # -- checking -------------------------------------------------------------------------
-
-
-def check(venv: str, *, sync: bool = False, daemon: bool = True) -> list[Verdict]:
-    """``verify``'s verdicts alone."""
-    return verify(venv, sync=sync, daemon=daemon)[0]
 
 
 def verify(

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 
 PRIVATE_DIR_MODE = 0o700
-PRIVATE_FILE_MODE = 0o600
 _UCRED = "iII"
 """Linux ``struct ucred``: pid_t pid, uid_t uid, gid_t gid."""
 _XUCRED_HEAD = "II"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from freshd_client.errors import FreshdError
+from freshd_client.errors import VenvError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,10 +31,6 @@ STAMP_FILE = "stamps.json"
 def freshd_file(venv: str, name: str) -> str:
     """The path of freshd's file ``name`` in ``venv`` (in ``STAMP_DIR``)."""
     return os.path.join(venv, STAMP_DIR, name)
-
-
-class VenvError(FreshdError):
-    """The virtual environment is missing, or one of its install records is malformed."""
 
 
 class LocalInstall:

@@ -393,12 +393,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if is_uv(command):
         values, notes = digest_env(command, args.venv, env)
         env.update(values)
-        for note in notes:
-            print(f"freshd: {note}", file=sys.stderr)
+        for text in notes:
+            _note(text)
     else:
         from freshd_client.installer import prepare
 
-        env = prepare(args.venv, sync_cmd=args.sync_cmd)
+        env = prepare(args.venv, sync_cmd=args.sync_cmd, note=_note)
         if made_by_uv(args.venv, env):
             # a uv venv: whatever runs uv below this command gets the digests too
             env.update(digest_env(command, args.venv, env)[0])
@@ -410,6 +410,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"Error: cannot run {command[0]}: {exc.strerror or exc}", file=sys.stderr)
         return 127 if isinstance(exc, FileNotFoundError) else 126
     return EXIT_ERROR  # not reached: exec replaced this process
+
+
+def _note(text: str) -> None:
+    """What ``freshd run`` did and why: one line on stderr (stdout is the command's)."""
+    print(f"freshd: {text}", file=sys.stderr)
 
 
 # -- CI agents sharing task results (issue 23, docs/ci.md): graph, affected, exec -------

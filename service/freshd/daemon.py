@@ -27,22 +27,18 @@ from typing import Any
 from freshd import __version__
 from freshd.config import Config
 from freshd.engine import Engine
+from freshd.errors import DaemonStartError
 from freshd.index import Index
 from freshd.indexer import make_pool
 from freshd.metrics import Metrics
 from freshd.recent import RecentLog
 from freshd.roots import choose, describe, here
 from freshd_client import locations, trust
-from freshd_client.errors import FreshdError
 
 log = logging.getLogger("freshd")
 
 _GRACEFUL_SECONDS = 3
 _HEAD_START_S = 0.25
-
-
-class DaemonError(FreshdError):
-    """The daemon cannot start (socket in use, unsafe directory, …)."""
 
 
 def serve(cfg: Config, roots: list[str]) -> int:
@@ -155,7 +151,7 @@ def _run(
         engine.stop()
         log.info("stopped")
     if engine.fatal:
-        raise DaemonError(engine.fatal)
+        raise DaemonStartError(engine.fatal)
     return 0
 
 
@@ -211,7 +207,7 @@ def _unix_socket(path: str) -> socket.socket:
         sock.bind(path)
     except OSError as exc:
         sock.close()
-        raise DaemonError(f"cannot bind {path}: {exc.strerror or exc}") from exc
+        raise DaemonStartError(f"cannot bind {path}: {exc.strerror or exc}") from exc
     finally:
         os.umask(old)
     try:
@@ -219,10 +215,12 @@ def _unix_socket(path: str) -> socket.socket:
         st = os.lstat(directory)
     except OSError as exc:
         sock.close()
-        raise DaemonError(f"cannot use {path}: {exc.strerror or exc}") from exc
+        raise DaemonStartError(f"cannot use {path}: {exc.strerror or exc}") from exc
     if (st.st_dev, st.st_ino) != identity:  # bound by path: the checked directory must hold it
         sock.close()
-        raise DaemonError(f"socket directory {directory} was replaced while the socket was bound")
+        raise DaemonStartError(
+            f"socket directory {directory} was replaced while the socket was bound"
+        )
     sock.listen(128)
     return sock
 
@@ -234,21 +232,21 @@ def _clear_stale(path: str) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(st.st_mode):
-        raise DaemonError(f"{path} exists and is not a socket")
+        raise DaemonStartError(f"{path} exists and is not a socket")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
         probe.connect(path)
     except OSError as exc:
         if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
-            raise DaemonError(f"cannot check socket {path}: {exc.strerror or exc}") from exc
+            raise DaemonStartError(f"cannot check socket {path}: {exc.strerror or exc}") from exc
         log.info("removing stale socket %s", path)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         return
     finally:
         probe.close()
-    raise DaemonError(f"another daemon is serving {path} (stop it first)")
+    raise DaemonStartError(f"another daemon is serving {path} (stop it first)")
 
 
 def _tcp_socket(host: str, port: int) -> socket.socket:
@@ -259,7 +257,7 @@ def _tcp_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise DaemonError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        raise DaemonStartError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     sock.listen(128)
     return sock
 
@@ -293,9 +291,9 @@ def _token(index_dir: str) -> str:
                 return _token(index_dir)
             token = trust.read_private(path, "token file").strip()
         except OSError as exc:
-            raise DaemonError(f"cannot read token file {path}: {exc.strerror or exc}") from exc
+            raise DaemonStartError(f"cannot read token file {path}: {exc.strerror or exc}") from exc
         if len(token) < 32:
-            raise DaemonError(
+            raise DaemonStartError(
                 f"token file {path} is malformed; delete it to make a new one"
             ) from None
         return token

@@ -2,7 +2,9 @@
 
 FreshdError (freshd_client.errors)
 ├── ConfigError         a setting has a bad value (names the key and the value)
-└── IndexLockedError    another process is the index's writer
+├── IndexLockedError    another process is the index's writer
+├── DaemonStartError    the daemon cannot start or stops on a fatal error (socket in use, …)
+└── ApiError            a request the HTTP API refuses: its 4xx status, code and message
 """
 
 from __future__ import annotations
@@ -20,3 +22,18 @@ class ConfigError(FreshdError):
 
 class IndexLockedError(FreshdError):
     """The index already has a writer."""
+
+
+class DaemonStartError(FreshdError):
+    """The daemon cannot start (socket in use, unsafe directory, …) or its engine failed.
+
+    Not freshd_client's ``DaemonError``, which a client raises when talking to a daemon
+    fails."""
+
+
+class ApiError(FreshdError):
+    """A 4xx answer of the HTTP API, ``{"error": {"code", "message"}}``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message

@@ -1,15 +1,15 @@
 """The guard in front of every route, and a daemon that answers before FastAPI is loaded.
 
 The guard (pure ASGI) checks every request — body size, the TCP token — adds the API
-version header, counts it in the metrics, and hands the lean routes (``freshd.lean``:
-health and the hot routes) to the lean path. Everything else goes to the FastAPI app
-(``freshd.app``), which words every validation error and is the OpenAPI schema.
+version header, counts it in the metrics, and answers ``GET /v1/health`` itself (it has
+no input to parse). Every other request goes to the FastAPI app (``freshd.app``): the one
+place requests are parsed and validated, words every error and is the OpenAPI schema.
 
 Importing FastAPI and building its app costs ~0.3 s of CPU, which a starting daemon
 would pay while it watches and crawls, on the same interpreter lock. So the daemon
-serves a *staged* guard: health and the lean routes answer at once, and the FastAPI
-app is built in a thread once the index is ready, or when a request needs it first
-(that request waits for it). Neither this module nor ``freshd.lean`` imports FastAPI.
+serves a *staged* guard: health answers at once, and the FastAPI app is built in a
+thread once the index is ready, or when a request needs it first (that request waits
+for it). This module does not import FastAPI.
 """
 
 from __future__ import annotations
@@ -26,14 +26,15 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from freshd.lean import LEAN_ROUTES, LeanRoute, answer
-from freshd.queries import Context, error_response
+from freshd import queries
+from freshd.queries import Context, PathSafeJSONResponse, error_response
 from freshd_client import locations
 
 log = logging.getLogger("freshd")
 
 MAX_BODY = 1 << 20
 API_HEADER = (locations.API_HEADER.encode(), str(locations.API_VERSION).encode())
+HEALTH = "/v1/health"
 OTHER_ROUTE = "other"
 """The metrics' route label of a request to no declared route."""
 ROUTES = frozenset(
@@ -54,20 +55,15 @@ route labels of the metrics, known before the app is built."""
 
 
 class Guard:
-    """Pure ASGI middleware in front of every route; hands the ``lean`` routes to the lean
-    path, every other request to ``app``: the FastAPI app, or, while it is None, the one
-    ``build`` makes (``prepare``)."""
+    """Pure ASGI middleware in front of every route; answers health, and hands every other
+    request to ``app``: the FastAPI app, or, while it is None, the one ``build`` makes
+    (``prepare``)."""
 
     def __init__(
-        self,
-        app: ASGIApp | None,
-        ctx: Context,
-        lean: dict[tuple[str, str], LeanRoute],
-        build: Callable[[], ASGIApp] | None = None,
+        self, app: ASGIApp | None, ctx: Context, build: Callable[[], ASGIApp] | None = None
     ) -> None:
         self.app = app
         self.ctx = ctx
-        self.lean = lean
         self._build = build
         self._built: concurrent.futures.Future[ASGIApp] | None = None
         self._lock = threading.Lock()
@@ -134,11 +130,10 @@ class Guard:
                 (b"content-type", b"application/json"),
             ]
         denial = self._deny(scope)
-        lean = self.lean.get((scope["method"], path))
         if denial is not None:
             await denial(scope, receive, send_with_header)
-        elif lean is not None:
-            await answer(lean, self.ctx, self._fallback, scope, receive, send_with_header)
+        elif path == HEALTH and scope["method"] == "GET":
+            await (await health(self.ctx))(scope, receive, send_with_header)
         else:
             await self._fallback(scope, receive, send_with_header)
         self.ctx.metrics.queries.labels(route, str(status_seen[0])).inc()
@@ -165,8 +160,14 @@ class Guard:
         return None
 
 
+async def health(ctx: Context) -> PathSafeJSONResponse:
+    """The answer of ``GET /v1/health``. It counts every package record: off the event
+    loop, so that hot queries do not wait."""
+    return PathSafeJSONResponse(await asyncio.to_thread(queries.health, ctx))
+
+
 def staged_app(ctx: Context) -> Guard:
-    """The daemon's app: lean routes now, the FastAPI app when ``prepare`` is called or a
+    """The daemon's app: health now, the FastAPI app when ``prepare`` is called or a
     request needs it."""
 
     def build() -> ASGIApp:
@@ -174,4 +175,4 @@ def staged_app(ctx: Context) -> Guard:
 
         return build_fastapi(ctx)
 
-    return Guard(None, ctx, LEAN_ROUTES, build)
+    return Guard(None, ctx, build)

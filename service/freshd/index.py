@@ -152,11 +152,6 @@ class Index:
         """The stored per-file records of one package, by relative path."""
         return self.read(lambda txn: sc.get_files(txn, self.dbs[sc.DB_FILES], package_path))
 
-    def meta_int(self, key: bytes) -> int:
-        """An integer from the meta database (0 when unset)."""
-        raw = self.read(lambda txn: txn.get(key, db=self.dbs[sc.DB_META]))
-        return sc.U64.unpack(raw)[0] if raw else 0
-
     # -- writes (inside a write transaction) ------------------------------------
 
     def next_generation(self, txn: lmdb.Transaction) -> int:

@@ -1,8 +1,8 @@
 """What the HTTP API answers, however the request was parsed.
 
-The route logic behind DESIGN.md's routes, shared by the FastAPI app (``freshd.app``)
-and the lean path (``freshd.lean``) so both give the same answers: the daemon's shared
-state (``Context``), the request limits, the 4xx ``ApiError`` and its JSON body, and one
+The route logic behind DESIGN.md's routes, for the FastAPI app (``freshd.app``) and
+the guard in front of it (``freshd.guard``, which answers health): the daemon's shared
+state (``Context``), the request limits, the JSON body of an ``ApiError``, and one
 function per route. Queries read LMDB in the event loop (a read transaction costs
 microseconds); nothing a client sends makes the daemon read a file: paths are looked up
 in the index, and resolved on disk only when they lie inside a root.
@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse  # FastAPI's is this one: no FastAP
 
 from freshd import __version__
 from freshd.engine import Engine
+from freshd.errors import ApiError
 from freshd.index import Index
 from freshd.indexer import canonical_root
 from freshd.metrics import Metrics
@@ -43,14 +44,6 @@ Scope = Literal["tree", "meta"]
 
 
 # -- answers and errors ----------------------------------------------------------------
-
-
-class ApiError(Exception):
-    """A 4xx answer with a machine-readable code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 class PathSafeJSONResponse(JSONResponse):
@@ -106,15 +99,14 @@ class Context:
                 q.put_nowait(None)
 
 
-# -- what the routes answer: one function each, for FastAPI and the lean path ----------
+# -- what the routes answer: one function each ----------------------------------------
 
 Item = tuple[str, str, Scope | None]
 """A FreshItem as (path, digest, scope)."""
 
 
 def health(ctx: Context) -> dict[str, Any]:
-    """A Health answer, its fields in the model's order (the lean path's bytes are
-    FastAPI's)."""
+    """A Health answer, its fields in the model's order."""
     engine = ctx.engine
     packages, files = totals(ctx.index)
     progress = engine.progress
