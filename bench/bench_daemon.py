@@ -710,6 +710,9 @@ def measure(args: argparse.Namespace, tree: str, work: str, home: str, binary: s
     subprocess.run(["cp", "-a", "--reflink=auto", tree, root], check=True)  # keeps mtimes
     os.sync()  # no write-back of the copy during the measurements
     log(f"copied the tree to {root} in {time.perf_counter() - started:.1f} s")
+    # The copy keeps mtimes, not ctimes: until its ctimes are older than freshd's racy
+    # window, a warm restart would rightly rehash them.
+    trusted_at = time.monotonic() + RACY_WAIT_S
     fs = collect_fileset(root)
     log(f"warmed the page cache: read {warm_page_cache(root) / 1e6:.1f} MB")
     targets = pick_targets(root, fs, args.edits or (EDITS_QUICK if args.quick else EDITS))
@@ -722,8 +725,11 @@ def measure(args: argparse.Namespace, tree: str, work: str, home: str, binary: s
             wm_figures = run_watchman(wm, root, targets, args.runs, args.seed)
         finally:
             wm.stop()
-        log(f"waiting {RACY_WAIT_S} s: Watchman's edits must be older than freshd's racy window")
-        time.sleep(RACY_WAIT_S)
+        trusted_at = time.monotonic() + RACY_WAIT_S  # Watchman's edits, likewise
+    wait = trusted_at - time.monotonic()
+    if wait > 0:
+        log(f"waiting {wait:.1f} s: the tree's last changes must be older than the racy window")
+        time.sleep(wait)
     session = Session(root, os.path.join(work, "index"), os.path.join(home, "freshd.sock"), work)
     log(f"freshd ({args.runs} runs):")
     churn = args.churn or (CHURN_QUICK if args.quick else CHURN)
