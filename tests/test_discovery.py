@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Link, Spec, make_tree
-from freshd.discovery import Discovery, Package, discover, never_entered
+from freshd_client.discovery import Discovery, Package, discover, never_entered
 from freshd.indexer import canonical_root
 from freshd_client.project import normalize_name, project_or_none
 

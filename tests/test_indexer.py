@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Link, Spec, make_tree
-from freshd.discovery import discover
+from freshd_client.discovery import discover
 from freshd.index import Index
 from freshd.indexer import _jobs, index_roots, make_pool
 from freshd_client import identity

@@ -52,7 +52,7 @@ from watchdog.observers.api import BaseObserver
 
 from freshd import __version__, watchset
 from freshd.config import Config
-from freshd.discovery import Package, discover, never_entered, workspace_members
+from freshd_client.discovery import Package, discover, never_entered, workspace_members
 from freshd.index import Index
 from freshd.indexer import (
     DirIdentity,

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import lmdb
 
 from freshd import seals
-from freshd.discovery import (
+from freshd_client.discovery import (
     Package,
     discover,
     found_inside,
