@@ -96,9 +96,9 @@ def test_client_side_cli_verbs_are_light(tmp_path: Path, pkg: Path) -> None:
     code = textwrap.dedent(
         """
         import json, sys
-        from freshd.cli import build_parser, main
+        from freshd.cli import main, verb_parsers
         verbs = json.loads(sys.argv[1])
-        commands = build_parser()._subparsers._group_actions[0].choices
+        commands = verb_parsers()
         if "check" in commands and sys.argv[3] == "with-check":
             verbs.append(["check", "--venv", sys.argv[2]])
         for argv in verbs:
@@ -119,12 +119,10 @@ def test_the_guard_notices_a_heavy_import() -> None:
     assert heavy(loaded_by("import freshd_client, starlette")) == ["starlette"]
 
 
-def test_freshd_run_is_light_and_skips_argparse(
-    tmp_path: Path, pkg: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``freshd run`` starts every container: no heavy module, and not even argparse
-    (its plain form is parsed without it), nor dataclasses or typing on the one-shot
-    scan it runs for a stamped local install. The exec is replaced so the probe survives."""
+def test_freshd_run_is_light(tmp_path: Path, pkg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``freshd run`` starts every container: no heavy module, no logging (unless asked
+    for), nor dataclasses or typing on the one-shot scan it runs for a stamped local
+    install. The exec is replaced so the probe survives."""
     from freshd_client.stamps import stamp
     from test_venv import fake_venv, install
 
@@ -152,7 +150,7 @@ def test_freshd_run_is_light_and_skips_argparse(
     # nor the TOML parser (and the typing it imports):
     # the stamp's manifest holds the project rules with the digest of the bytes they
     # were parsed from, and the file set, kept while the rule files hold the same bytes
-    unwanted = ("argparse", "lmdb", "dataclasses", "inspect", "tomllib", "typing")
+    unwanted = ("lmdb", "dataclasses", "inspect", "tomllib", "typing", "logging", "shtab")
     assert sorted(m for m in unwanted if m in modules) == []
 
 

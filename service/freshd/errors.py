@@ -2,7 +2,8 @@
 
 FreshdError (freshd_client.errors)
 ├── ConfigError         a setting has a bad value (names the key and the value)
-└── IndexLockedError    another process is the index's writer
+├── IndexLockedError    another process is the index's writer
+└── UsageError          the command line is wrong (names the help to read)
 """
 
 from __future__ import annotations
@@ -20,3 +21,11 @@ class ConfigError(FreshdError):
 
 class IndexLockedError(FreshdError):
     """The index already has a writer."""
+
+
+class UsageError(FreshdError):
+    """The command line is wrong: the message names the help to read (``hint``)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(f"{message} (see: {hint} --help)")
+        self.hint = hint
