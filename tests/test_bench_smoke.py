@@ -74,3 +74,18 @@ def test_bench_scrub_quick() -> None:
     # What it measures, not how fast: every sweep compared every recorded file.
     assert sweep["files"] == 6000
     assert {row["checked"] for row in sweep["periods"].values()} == {6000}
+
+
+def test_bench_cli_quick() -> None:
+    freshd = str(Path(sys.executable).parent / "freshd")
+    cmd = [sys.executable, str(BENCH / "bench_cli.py"), "--runs", "1", "--json"]
+    proc = subprocess.run(
+        [*cmd, "--baseline", freshd], capture_output=True, text=True, timeout=200, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout)["rows"]
+    assert {(r["what"], r["build"]) for r in rows} >= {
+        ("freshd status", "this build"),
+        ("freshd status", "baseline"),
+        ("python -S -c pass", "floor"),
+    }

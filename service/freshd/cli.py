@@ -86,6 +86,36 @@ shell completion:
 """
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter (descriptions as written), given the terminal's width: without
+    one, argparse imports shutil (and with it bz2, lzma, fnmatch: ~5 ms) to ask, for
+    every argument added, though only help output needs it."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:
+            width = _terminal_columns() - 2  # as argparse does
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``: $COLUMNS, else stdout's terminal, else 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    stdout = sys.__stdout__
+    try:
+        return os.get_terminal_size(stdout.fileno()).columns or 80 if stdout else 80
+    except (ValueError, OSError):
+        return 80
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are raised (one line, in ``main``), not printed
     with the usage of whichever parser noticed them."""
@@ -563,12 +593,11 @@ def _build(only: str | None) -> tuple[argparse.ArgumentParser, dict[str, argpars
         prog="freshd",
         description="Content-addressed freshness for local Python packages.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"freshd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    raw = argparse.RawDescriptionHelpFormatter
-    common = _Parser(add_help=False)
+    common = _Parser(add_help=False, formatter_class=_Formatter)
     common.add_argument(
         "-v",
         "--verbose",
@@ -592,7 +621,7 @@ def _build(only: str | None) -> tuple[argparse.ArgumentParser, dict[str, argpars
     def verb(name: str, fn: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
         short, long = _doc(fn)
         p = sub.add_parser(
-            name, help=short, description=long, formatter_class=raw, parents=[common]
+            name, help=short, description=long, formatter_class=_Formatter, parents=[common]
         )
         p.set_defaults(func=fn)
         verbs[name] = p
