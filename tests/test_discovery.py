@@ -59,7 +59,7 @@ EXPECTED: dict[str, tuple[str | None, str | None]] = {
     "packages/core/plugins/extra": ("core-extra", None),
     "apps/cli": ("mono-cli", "."),
     "apps/experimental-ui": ("exp-ui", None),
-    "tools/old": (None, None),
+    "tools/old": ("old-tool", None),  # setup.py's literal name= (issue 21)
     "tools/cfgonly": ("cfg-only-tool", None),
     "tools/nameless": (None, None),
 }
