@@ -74,5 +74,4 @@ def configure(level: str, *, timestamps: bool, env: Mapping[str, str]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # watchdog's own overflow warnings are reported by the engine (unless asked for all)
-    logging.getLogger("watchdog").setLevel("DEBUG" if level == "DEBUG" else "ERROR")
+    logging.getLogger("watchdog").setLevel("ERROR")  # its overflow warnings: reported by us
