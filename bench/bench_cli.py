@@ -6,7 +6,8 @@ Starts a real ``freshd serve`` on a small generated tree, then times whole proce
 interleaved (one run of each command, then again, so that the machine's load hits them
 alike), median and min of ``--runs``:
 
-- ``python -S -c pass`` and ``python -c pass`` (the floors);
+- ``python -S -c pass``, ``python -c pass`` and ``python -c 'import argparse'`` (the
+  floors; the last is the start-up issue 22 lets ``status``/``ls`` grow by);
 - ``freshd status``, ``freshd ls`` (against the daemon), ``freshd run -- true`` (no
   venv: the command runs unchanged), ``freshd digest PKG`` and ``freshd --version``;
 - the same commands of ``--baseline FRESHD`` (e.g. a checkout of main with its own
@@ -97,6 +98,8 @@ def run(runs: int, baseline: str | None) -> tuple[list[dict[str, object]], dict[
         specs: list[tuple[str, str, list[str]]] = [
             ("python -S -c pass", "floor", [sys.executable, "-S", "-c", "pass"]),
             ("python -c pass", "floor", [sys.executable, "-c", "pass"]),
+            # what one argparse parser costs before it parses anything (issue 22's trade)
+            ("python -c 'import argparse'", "floor", [sys.executable, "-c", "import argparse"]),
         ]
         for what, argv in forms.items():
             specs.append((f"freshd {what}", "this build", [FRESHD, *argv]))
