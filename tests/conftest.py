@@ -64,6 +64,41 @@ DEMO_FILES: dict[str, Spec] = {
 }
 
 
+def wait_out_racy_window(root: Path, deadline_s: float = 10.0) -> None:
+    """Wait until the newest mtime and ctime below ``root`` is older than the racy window
+    (``identity.RACY_WINDOW_NS``): only then may a stored hash of them be reused."""
+    import time
+
+    from freshd_client.identity import RACY_WINDOW_NS
+
+    newest = 0
+    for dirpath, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            st = os.lstat(os.path.join(dirpath, name))
+            newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
+    deadline = time.monotonic() + deadline_s
+    while time.time_ns() <= newest + RACY_WINDOW_NS:
+        assert time.monotonic() < deadline, "the racy window did not pass"
+        time.sleep(0.05)  # polling a clock: the condition is the time itself
+
+
+def past_every_stamp(top: Path, probe: Path) -> None:
+    """Wait until the file system's clock is later than every mtime and ctime in ``top``
+    (``probe``: a file, outside ``top`` or not, written until its ctime says so)."""
+    import time
+
+    stamps = [os.lstat(top)]
+    for base, dirs, files in os.walk(top):
+        stamps += [os.lstat(os.path.join(base, name)) for name in dirs + files]
+    latest = max(max(st.st_mtime_ns, st.st_ctime_ns) for st in stamps)
+    deadline = time.monotonic() + 10
+    while True:
+        probe.write_bytes(b"")
+        if os.lstat(probe).st_ctime_ns > latest:
+            return
+        assert time.monotonic() < deadline, "the file system's clock did not move"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("soak", "the long seeded reliability runs (make soak)")
     group.addoption(

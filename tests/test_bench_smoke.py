@@ -76,6 +76,16 @@ def test_bench_scrub_quick() -> None:
     assert {row["checked"] for row in sweep["periods"].values()} == {6000}
 
 
+def test_bench_hotpaths(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    made = [sys.executable, str(BENCH / "gentree.py"), str(tree), "--packages", "2"]
+    subprocess.run([*made, "--files-per-package", "20"], check=True, capture_output=True)
+    cmd = [sys.executable, str(BENCH / "bench_hotpaths.py"), str(tree), "--packages", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)) == 4
+
+
 def test_bench_cli_quick() -> None:
     freshd = str(Path(sys.executable).parent / "freshd")
     cmd = [sys.executable, str(BENCH / "bench_cli.py"), "--runs", "1", "--json"]

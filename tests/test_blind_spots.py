@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_tree
-from freshd_client import Client
+from freshd_client import Client, identity
 from freshd_client.fileset import outside_file_set, walk
 from freshd_client.project import read_project
 
@@ -204,7 +204,7 @@ def test_freshd_checks_stat_cache_never_vouches_for_a_linked_project_file(
     from freshd_client import verified
     from freshd_client.scan import scan
 
-    monkeypatch.setattr(verified, "RACY_WINDOW_NS", 0)  # files just written may be cached
+    monkeypatch.setattr(identity, "RACY_WINDOW_NS", 0)  # files just written may be cached
     shared = tmp_path / "shared.toml"
     shared.write_text('[project]\nname = "p"\n')
     pkg = make_tree(tmp_path / "p", {"notes.txt": "n\n", "src/p/a.py": "a = 1\n"})
@@ -225,11 +225,10 @@ def test_a_rescan_rereads_rules_a_linked_project_file_changed(
     as they were; a linked ``pyproject.toml`` is as it was whatever its target says, so
     a file its new rules exclude stayed in the set, and a hard link's other package was
     answered fresh (churn seed 639247675)."""
-    from freshd_client import records
     from freshd_client.oneshot import digest_path
     from freshd_client.scan import scan
 
-    monkeypatch.setattr(records, "RACY_WINDOW_NS", 0)  # files just written may be reused
+    monkeypatch.setattr(identity, "RACY_WINDOW_NS", 0)  # files just written may be reused
     shared = tmp_path / "shared.toml"
     shared.write_text('[project]\nname = "p"\n')
     pkg = make_tree(tmp_path / "p", {"notes.txt": "n\n", "src/p/a.py": "a = 1\n"})

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PYPROJECT, Exec, Link, make_tree, oracle_tree_digest
+from conftest import PYPROJECT, Exec, Link, make_tree, oracle_tree_digest, wait_out_racy_window
 from freshd.index import Index
 from freshd_client.oneshot import digest_path
 
@@ -210,10 +210,12 @@ def test_digest_non_utf8_fifo_name_note(pkg: Path) -> None:
 
 
 def make_old(root: Path) -> None:
-    """Set every mtime 10 s in the past: outside the 2 s racy window of the next scan."""
+    """Set every mtime 10 s in the past, then wait until every ctime (which that moved)
+    is outside the racy window of the next scan too: a stored hash is reused only then."""
     old = time.time_ns() - 10_000_000_000
     for path in [root, *root.rglob("*")]:
         os.utime(path, ns=(old, old), follow_symlinks=False)
+    wait_out_racy_window(root)
 
 
 @pytest.fixture

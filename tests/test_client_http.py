@@ -322,6 +322,16 @@ def test_add_and_remove(server: FakeServer, tmp_path: Path) -> None:
     assert proc.stderr == "Error: not a root: /src/elsewhere\n"
 
 
+@pytest.mark.parametrize("verb", ["add", "remove"])
+def test_an_empty_root_is_refused_before_the_daemon_is_asked(server: FakeServer, verb: str) -> None:
+    """``freshd add ""`` (an unset ``"$ROOT"``) names no directory: never the current one."""
+    before = len(server.requests)
+    proc = freshd(verb, "", "--socket", server.address)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == "Error: an empty path names no directory\n"
+    assert len(server.requests) == before
+
+
 @pytest.mark.parametrize("verb", [["status"], ["ls"], ["add", "."], ["remove", "."]])
 def test_no_daemon_is_one_line_and_exit_2(sock_dir: str, verb: list[str]) -> None:
     missing = os.path.join(sock_dir, "freshd.sock")

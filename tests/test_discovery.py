@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import Link, Spec, make_tree
-from freshd.discovery import Discovery, Package, discover, project_of
+from freshd.discovery import Discovery, Package, discover, never_entered
 from freshd.indexer import canonical_root
-from freshd_client.project import normalize_name
+from freshd_client.project import normalize_name, project_or_none
 
 WORKSPACE_ROOT = """\
 [project]
@@ -99,12 +99,12 @@ def test_discovery_lists_each_package_once_with_canonical_paths(
 def test_discovery_without_reading_finds_the_same_packages_and_reads_them_after(
     monorepo: Path,
 ) -> None:
-    """The crawl's way: packages first, their project files later (``project_of``)."""
+    """The crawl's way: packages first, their project files later (``project_or_none``)."""
     whole = discover(str(monorepo), inside_packages=False)
     bare = discover(str(monorepo), inside_packages=False, read=False)
     assert [p.path for p in bare.packages] == [p.path for p in whole.packages]
     assert {(p.name, p.workspace, p.project) for p in bare.packages} == {(None, None, None)}
-    assert [project_of(p.path) for p in bare.packages] == [p.project for p in whole.packages]
+    assert [project_or_none(p.path) for p in bare.packages] == [p.project for p in whole.packages]
     with pytest.raises(ValueError, match="inside_packages"):
         discover(str(monorepo), read=False)
 
@@ -178,3 +178,29 @@ def test_discovery_never_opens_a_fifo_named_like_a_project_file(tmp_path: Path) 
         thread.join(5.0)
         pytest.fail("discover() opened a FIFO named pyproject.toml and blocked")
     assert "ok" in {Path(p.path).name for p in done[0].packages}
+
+
+def test_never_entered_says_what_discovery_skips(tmp_path: Path) -> None:
+    """The engine's test for a directory that appeared (``never_entered``) and the walk
+    of ``discover`` are one rule: a package is found exactly where it says entered."""
+    project = '[project]\nname = "p"\n'
+    places = [
+        "plain/lib",
+        ".git/lib",
+        "node_modules/lib",
+        "x.egg-info/lib",
+        "deep/__pycache__/lib",
+        "venv/lib",  # venv holds pyvenv.cfg
+        "venv/sub/lib",
+        "build/lib",  # build/ is pruned only at a package's top, not in a root
+        "a/.tox/b/lib",
+    ]
+    root = make_tree(
+        tmp_path / "root",
+        {"venv/pyvenv.cfg": "", **{f"{p}/pyproject.toml": project for p in places}},
+    )
+    found = {p.path for p in discover(str(root)).packages}
+    for place in places:
+        path = str(root / place)
+        assert (path in found) == (not never_entered(path, str(root))), place
+    assert not never_entered(str(root), str(root))

@@ -13,6 +13,7 @@ from typing import Any
 import lmdb
 import pytest
 
+from conftest import wait_out_racy_window
 from freshd.errors import IndexLockedError
 from freshd.index import Index
 from freshd.indexer import index_roots
@@ -33,11 +34,13 @@ def _package(root: Path, name: str, files: int = 3) -> Path:
 
 
 def _age(root: Path, seconds: float = 10.0) -> None:
-    """Move every mtime into the past, out of the racy window."""
+    """Move every mtime into the past, then wait until every ctime (which that moved) is
+    out of the racy window too."""
     past = time.time() - seconds
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
             os.utime(os.path.join(dirpath, f), (past, past), follow_symlinks=False)
+    wait_out_racy_window(root)
 
 
 def test_index_matches_oneshot_oracle(tmp_path: Path) -> None:

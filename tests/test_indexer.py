@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from conftest import Link, Spec, make_tree
-from freshd import seals
 from freshd.discovery import discover
 from freshd.index import Index
 from freshd.indexer import _jobs, index_roots, make_pool
+from freshd_client import identity
 from freshd_client.oneshot import digest_path
 from test_discovery import MONOREPO
 
@@ -171,7 +171,7 @@ def test_the_crawl_names_every_directory_a_scan_listed(
     """The daemon checks each directory a scan listed against the kernel's watches
     (``watchset``): the crawl must name them all, each package's own, from a walk and
     from a seal alike (the warm crawl)."""
-    monkeypatch.setattr(seals, "RACY_WINDOW_NS", 0)  # files just written may be sealed
+    monkeypatch.setattr(identity, "RACY_WINDOW_NS", 0)  # files just written may be sealed
     tree = _random_tree(random.Random(seed))  # noqa: S311 (reproducible by seed, not secret)
     root = str(make_tree(tmp_path / "root", tree).resolve())
     with Index(str(tmp_path / "db")) as index:

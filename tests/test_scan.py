@@ -19,8 +19,8 @@ from blake3 import blake3
 
 from freshd_client import digest as dg
 from freshd_client.fileset import walk
+from freshd_client.identity import RACY_WINDOW_NS
 from freshd_client.project import read_project
-from freshd_client.records import RACY_WINDOW_NS
 from freshd_client.scan import hash_path, scan
 
 

@@ -20,7 +20,7 @@ from freshd.errors import ConfigError
 from freshd.index import Index
 from freshd.indexer import index_roots
 from freshd.scrub import Scrub
-from freshd_client import records
+from freshd_client import identity
 
 pytest.register_assert_rewrite("daemon_harness")
 from daemon_harness import (  # noqa: E402
@@ -38,7 +38,7 @@ PERIOD = 10.0
 @pytest.fixture
 def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """Records of files written by the test are trusted at once (the rule has a test)."""
-    monkeypatch.setattr(records, "RACY_WINDOW_NS", 0)
+    monkeypatch.setattr(identity, "RACY_WINDOW_NS", 0)
 
 
 def _indexed(tmp_path: Path, packages: int, files: int) -> tuple[Index, list[str]]:

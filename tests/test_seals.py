@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 
 from churn_model import Churn
-from conftest import Exec, Link, Spec, make_tree
-from freshd import indexer, seals
+from conftest import Exec, Link, Spec, make_tree, past_every_stamp
+from freshd import indexer
 from freshd.discovery import discover
 from freshd.index import Index
 from freshd.indexer import index_roots, make_pool, rescan_job, scan_packages, store
+from freshd_client import identity
 from freshd_client import schema as sc
 from freshd_client.oneshot import digest_path
 
@@ -47,25 +48,7 @@ PACKAGE: dict[str, Spec] = {
 
 @pytest.fixture(autouse=True)
 def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(seals, "RACY_WINDOW_NS", 0)
-
-
-def _stamps(top: Path) -> Iterator[os.stat_result]:
-    yield os.lstat(top)
-    for base, dirs, files in os.walk(top):
-        for name in dirs + files:
-            yield os.lstat(os.path.join(base, name))
-
-
-def _past_every_stamp(top: Path, probe: Path) -> None:
-    """Wait until the file system's clock is later than every mtime and ctime in ``top``."""
-    latest = max(max(st.st_mtime_ns, st.st_ctime_ns) for st in _stamps(top))
-    deadline = time.monotonic() + 10
-    while True:
-        probe.write_bytes(b"")
-        if os.lstat(probe).st_ctime_ns > latest:
-            return
-        assert time.monotonic() < deadline, "the file system's clock did not move"
+    monkeypatch.setattr(identity, "RACY_WINDOW_NS", 0)
 
 
 def _counting_scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -157,7 +140,7 @@ def test_a_seal_holds_until_anything_the_digests_read_changes(
 ) -> None:
     with _indexed(tmp_path, monkeypatch) as (root, pkg, scanned, index):
         before = index.package(str(pkg))
-        _past_every_stamp(root, tmp_path / "probe")
+        past_every_stamp(root, tmp_path / "probe")
         mutate = CHANGES[change]
         if mutate is not None:
             mutate(pkg)
@@ -195,7 +178,7 @@ def test_a_damaged_seal_is_ignored(
 def test_files_written_within_the_racy_window_get_no_seal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(seals, "RACY_WINDOW_NS", sc.RACY_WINDOW_NS)
+    monkeypatch.setattr(identity, "RACY_WINDOW_NS", sc.RACY_WINDOW_NS)
     pkg = make_tree(tmp_path / "root" / "sealed", PACKAGE)
     with Index(str(tmp_path / "db")) as index:
         index_roots(index, [str(tmp_path / "root")], workers=1)
@@ -279,7 +262,7 @@ def test_restarts_after_offline_churn_match_the_oracle(tmp_path: Path, seed: int
                 with churn.failure(f"crawl {_round}"):
                     _check_against_oracle(index)
                     assert any(_seal(index, str(p)) for p in churn.packages())
-                _past_every_stamp(churn.root.parent, tmp_path / "probe")
+                past_every_stamp(churn.root.parent, tmp_path / "probe")
                 for _ in range(rng.randint(1, 6)):
                     churn.log.append(churn.step())
     finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from freshd_client import uvcache, uvkeys, verified
+from freshd_client import identity, uvcache, uvkeys
 from freshd_client.errors import FreshdError
 from freshd_client.oneshot import digest_path
 
@@ -102,8 +102,7 @@ def test_an_unreadable_package_gets_a_value_no_install_recorded(
 @pytest.fixture
 def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """Files written just now count as settled (the tests cannot wait 2 s each)."""
-    for module in (uvcache, uvkeys, verified):
-        monkeypatch.setattr(module, "RACY_WINDOW_NS", 0)
+    monkeypatch.setattr(identity, "RACY_WINDOW_NS", 0)
 
 
 @pytest.mark.usefixtures("no_racy_window")
@@ -184,3 +183,27 @@ def test_an_untouched_start_answers_from_the_plain_text_verdict(
     assert values("run", "--no-editable")[0] != first  # another context: computed
     (workspace / "libs" / "lib" / "src" / "lib" / "__init__.py").write_text("VALUE = 3\n")
     assert values("run")[0] != first
+
+
+def test_before_a_lock_the_workspace_members_are_those_discovery_finds(tmp_path: Path) -> None:
+    """One expansion of ``[tool.uv.workspace]``: ``freshd run`` globbed the members itself,
+    taking the root's own ``[`` as a pattern and ignoring ``exclude``."""
+    from conftest import make_tree
+    from freshd.discovery import discover
+
+    workspace = (
+        '[project]\nname = "ws"\n[tool.uv.workspace]\n'
+        'members = ["libs/*"]\nexclude = ["libs/skip"]\n'
+    )
+    root = make_tree(
+        tmp_path / "ws[1]",
+        {
+            "pyproject.toml": workspace,
+            "libs/a/pyproject.toml": '[project]\nname = "a"\n',
+            "libs/skip/pyproject.toml": '[project]\nname = "skip"\n',
+        },
+    )
+    found = uvkeys.local_packages(str(root), str(root / ".venv"), uvcache.DigestCache(None))
+    assert found == {str(root): True, str(root / "libs" / "a"): True}
+    members = {p.path for p in discover(str(root)).packages if p.workspace == str(root)}
+    assert members == {p for p in found if p != str(root)}

@@ -753,3 +753,15 @@ def test_new_cache_keys_are_read_although_the_memo_names_the_old_ones(
     [verdict] = check(str(venv))
     assert verdict.state == "stale"
     assert verdict.changes == ["added b.txt", "removed a.txt"]
+
+
+@pytest.mark.parametrize("verb", ["stamp", "check", "run"])
+def test_an_empty_venv_names_none(
+    capsys: pytest.CaptureFixture[str], venv: Path, monkeypatch: pytest.MonkeyPatch, verb: str
+) -> None:
+    """``--venv ""`` (an unset ``"$VENV"``) is refused, never taken as ``$VIRTUAL_ENV``."""
+    monkeypatch.setenv("VIRTUAL_ENV", str(venv))
+    argv = [verb, "--venv", ""] + (["--", "true"] if verb == "run" else [])
+    code, out, err = cli(capsys, *argv)
+    assert (code, out) == (2 if verb == "check" else 1, "")  # check: 2 is "unknown or error"
+    assert only_error_line(err) == "Error: an empty path names no directory"

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from freshd_client import quick, verified
+from freshd_client import identity, quick, verified
+from freshd_client.identity import RACY_WINDOW_NS
 from freshd_client.oneshot import digest_path
-from freshd_client.records import RACY_WINDOW_NS
 from freshd_client.stamps import STAMP_DIR, check, read_stamps, stamp, verify
 from test_venv import SITE, add_dist, install, no_daemon  # noqa: F401 - the autouse fixture
 from test_venv import venv as venv  # the fixture, re-exported
@@ -34,8 +34,7 @@ DEADLINE_S = 5.0
 
 @pytest.fixture
 def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(verified, "RACY_WINDOW_NS", 0)
-    monkeypatch.setattr(quick, "RACY_WINDOW_NS", 0)
+    monkeypatch.setattr(identity, "RACY_WINDOW_NS", 0)
 
 
 def oracle_state(venv: Path, name: str = "demo-pkg") -> str:
@@ -178,7 +177,7 @@ def test_just_written_files_are_not_cached(venv: Path, pkg: Path) -> None:
     assert stamp(str(venv))[1] == []
     assert answer(venv) == ("fresh", "one-shot")
     newest = max(max(p.lstat().st_mtime_ns, p.lstat().st_ctime_ns) for p in pkg.rglob("*"))
-    if time.time_ns() - newest < verified.RACY_WINDOW_NS:
+    if time.time_ns() - newest < RACY_WINDOW_NS:
         assert "demo-pkg" not in cached(venv)
         assert answer(venv)[1] == "one-shot"
 
@@ -264,10 +263,6 @@ def test_an_unwritable_cache_costs_speed_not_answers(
 
 
 # -- the whole-venv verdict (freshd_client.quick) ------------------------------------------
-
-
-def test_both_caches_keep_the_same_racy_window() -> None:
-    assert quick.RACY_WINDOW_NS == verified.RACY_WINDOW_NS == RACY_WINDOW_NS
 
 
 def test_an_untouched_venv_is_answered_from_the_verdict_file(warm: Path) -> None:
@@ -374,5 +369,5 @@ def test_just_verified_files_keep_no_verdict(venv: Path, pkg: Path) -> None:
     assert stamp(str(venv))[1] == []
     check(str(venv))
     stamps_file = venv / STAMP_DIR / "stamps.json"
-    if time.time_ns() - stamps_file.lstat().st_ctime_ns < quick.RACY_WINDOW_NS:
+    if time.time_ns() - stamps_file.lstat().st_ctime_ns < RACY_WINDOW_NS:
         assert quick.load(str(venv)) is None

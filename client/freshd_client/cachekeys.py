@@ -257,15 +257,8 @@ def meta_paths(keys: tuple[CacheKey, ...] | None) -> list[str] | None:
         return list(DEFAULT_FILES) + list(DEFAULT_DIRS)
     paths = []
     for key in keys:
-        if key.git_commit or key.git_tags or key.env is not None:
-            return None
-        raw = key.file if key.file is not None else key.dir
-        if raw is None:
-            continue
-        if key.file is not None and is_glob(raw):
-            return None
-        name = label(raw)
-        if name is not None and (name.startswith("/") or PARENT in name.split("/")):
+        fixed, name = _read_path(key)
+        if not fixed or key.git_commit or key.git_tags:
             return None
         if name is not None:
             paths.append(name)
@@ -278,21 +271,27 @@ def local_only(package: str, keys: tuple[CacheKey, ...] | None) -> bool:
     a key read through a symlink (``ScanResult.meta_local``). Git state is not: the
     daemon watches the repository's refs itself."""
     for key in keys if keys is not None else _default_keys():
-        if key.env is not None:
-            return True
-        raw = key.file if key.file is not None else key.dir
-        if raw is None:
-            continue
-        if key.file is not None and is_glob(raw):
-            return True
-        name = label(raw)
-        if name is None:
-            continue
-        if name.startswith("/") or PARENT in name.split("/"):
-            return True
-        if _through_link(package, name):
+        fixed, name = _read_path(key)
+        if not fixed or (name is not None and _through_link(package, name)):
             return True
     return False
+
+
+def _read_path(key: CacheKey) -> tuple[bool, str | None]:
+    """Whether what ``key`` reads is a fixed path inside the package (or no path: git
+    state, the package directory itself), and that path relative to the package. Not
+    fixed: an environment variable, a glob, a path out of the package."""
+    if key.env is not None:
+        return False, None
+    raw = key.file if key.file is not None else key.dir
+    if raw is None:
+        return True, None
+    if key.file is not None and is_glob(raw):
+        return False, None
+    name = label(raw)
+    if name is not None and (name.startswith("/") or PARENT in name.split("/")):
+        return False, None
+    return True, name
 
 
 def _through_link(package: str, rel: str) -> bool:

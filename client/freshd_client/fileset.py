@@ -24,6 +24,7 @@ import stat
 from collections import namedtuple
 
 from freshd_client.errors import UnreadableError
+from freshd_client.identity import is_link
 from freshd_client.ignore import RuleList, split_lines
 from freshd_client.project import Project, is_package_dir
 from freshd_client.records import COOKIE_PREFIX
@@ -50,6 +51,25 @@ BYTECODE_SUFFIXES = (".pyc", ".pyo")
 VENV_MARKER = "pyvenv.cfg"
 
 
+def defines_rules(rel: str) -> bool:
+    """Whether the file at the relative path ``rel`` makes the file-set rules: the
+    package's ``pyproject.toml`` (``[tool.freshd]``) or a ``.gitignore`` at any depth.
+    A change of one may add or drop other files, so nothing judged by the old rules
+    stands (``walk``'s ``known``, ``scan.rescan_files``)."""
+    return rel == "pyproject.toml" or rel.rpartition("/")[2] == ".gitignore"
+
+
+def pruned_name(name: str) -> bool:
+    """Whether a directory of this name is outside every file set by its name alone,
+    wherever it is: a VCS directory or a tool cache (``__pycache__``, ``*.egg-info`` ...).
+    Discovery never enters one, and the daemon looks away from events below one."""
+    return name in VCS_NAMES or _tool_cache(name)
+
+
+def _tool_cache(name: str) -> bool:
+    return name in CACHE_DIRS or name.endswith(".egg-info")
+
+
 def excluded_by_default(rel: str, is_dir: bool) -> bool:
     """Whether the default soft exclusions drop the file or directory at the relative
     path ``rel``: tool caches, ``*.egg-info`` and ``build/``/``dist/`` at the top as
@@ -57,7 +77,7 @@ def excluded_by_default(rel: str, is_dir: bool) -> bool:
     the daemon's event filter (a *file* named ``build`` is in the file set)."""
     name = rel.rpartition("/")[2]
     if is_dir:
-        return name in CACHE_DIRS or name.endswith(".egg-info") or rel in TOP_BUILD_DIRS
+        return _tool_cache(name) or rel in TOP_BUILD_DIRS
     return name.endswith(BYTECODE_SUFFIXES)
 
 
@@ -353,7 +373,7 @@ def _rules_unchanged(
         return False
     # A rule file read through a link: the link's own identity says nothing of its
     # target's edits (churn seed 639247675: a package kept a file its rules now exclude).
-    return not stat.S_ISLNK(st.st_mode) and record.reusable_for(st)
+    return not is_link(st) and record.reusable_for(st)
 
 
 def _special_kind(mode: int) -> str:

@@ -18,14 +18,13 @@ from freshd_client.errors import (
     DaemonNotRunningError,
     DaemonRequestError,
 )
+from freshd_client.locations import API_HEADER as API_HEADER
+from freshd_client.locations import API_VERSION as API_VERSION
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms at start-up)
 if TYPE_CHECKING:
     from typing import Any
 
-API_VERSION = 1
-"""The daemon API this client speaks (the same value as ``schema.API_VERSION``)."""
-API_HEADER = "freshd-api"
 _MAX_HEAD = 64 * 1024
 # Received into one buffer per connection: a new 256 KiB object per recv() was above
 # glibc's mmap threshold and cost ~30 µs a request (an mmap, a page fault, an munmap).
@@ -155,7 +154,10 @@ class HttpTransport:
             self._target: str | tuple[str, int] = self.socket_path
             self._host = "localhost"
         else:
-            host, port = _split_host_port(tcp)
+            address = locations.split_host_port(tcp)
+            if address is None or address[1] == 0:
+                raise DaemonError(f"not a HOST:PORT address: {tcp!r}")
+            host, port = address
             self.socket_path = None
             self.address = tcp
             self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -271,14 +273,6 @@ class HttpTransport:
             ) from None
         except OSError as exc:
             raise DaemonError(f"cannot connect to {self.address}: {_reason(exc)}") from None
-
-
-def _split_host_port(raw: str) -> tuple[str, int]:
-    host, sep, port = raw.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise DaemonError(f"not a HOST:PORT address: {raw!r}")
-    return host, int(port)
 
 
 def _read_token() -> str:

@@ -1,8 +1,31 @@
-"""Where freshd keeps its state and its socket by default (``FRESHD_*`` overrides)."""
+"""Where things are: freshd's state and socket by default (``FRESHD_*`` overrides), a
+path a user names, and what a client and the daemon it finds must agree on to talk."""
 
 from __future__ import annotations
 
 import os
+
+from freshd_client.errors import PackagePathError
+
+API_VERSION = 1
+"""Version of the daemon's HTTP API and of the ``daemon`` meta record of the index: the
+one value both transports (``http``, ``direct``) and the daemon compare."""
+API_HEADER = "freshd-api"
+"""The HTTP header that carries ``API_VERSION`` in every answer of the daemon."""
+
+
+def named(path: str) -> str:
+    """A path given by a user, as given; PackagePathError for the empty path, which
+    ``realpath`` and ``abspath`` make the current directory (an unset ``"$ROOT"``, never
+    meant). The one refusal, for every command that takes a package, a root or a venv."""
+    if not path:
+        raise PackagePathError("an empty path names no directory")
+    return path
+
+
+def real_path(path: str) -> str:
+    """``os.path.realpath`` of a path given by a user (``named``: never the empty one)."""
+    return os.path.realpath(named(path))
 
 
 def home() -> str:
@@ -41,3 +64,16 @@ def socket_path() -> str:
 def token_path(index: str) -> str:
     """The bearer token for ``--tcp`` clients, kept (mode 0600) in the index directory."""
     return os.path.join(index, "token")
+
+
+def split_host_port(raw: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``[::1]:7420`` for IPv6) as (host, port); None when it is not one:
+    no ``:``, no host, or a port that is not an ASCII number from 0 to 65535. The one
+    reading of ``freshd serve --tcp`` and of the HTTP client's ``tcp`` address."""
+    host, sep, port = raw.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not (port.isascii() and port.isdigit()) or len(port) > 5:
+        return None
+    number = int(port)
+    return (host, number) if number <= 65535 else None

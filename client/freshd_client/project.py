@@ -8,7 +8,6 @@ members, and the ``[tool.freshd]`` include/exclude patterns. setup.py is never r
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections import namedtuple
 
@@ -70,8 +69,35 @@ else:
 
 
 def normalize_name(name: str) -> str:
-    """PEP 503 normalization: runs of ``-_.`` become ``-``, lower case."""
+    """PEP 503 normalization: runs of ``-_.`` become ``-``, lower case. The one
+    definition: project files, installed distributions (``venv``) and lookups by name."""
+    import re  # ~1 ms: not on the path of a check that a stat cache answers
+
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def workspace_member_dirs(root: str, project: Project) -> list[str]:
+    """The directories that the workspace at ``root`` names as members (``[tool.uv.workspace]
+    members``, less ``exclude``), as its glob patterns select them below ``root`` (whose
+    own name may hold glob characters: they are literal), sorted; not ``root`` itself.
+    The one expansion, for discovery and for ``freshd run -- uv`` before a lock exists."""
+    if project.workspace_members is None:
+        return []
+    import glob
+
+    def matches(patterns: tuple[str, ...]) -> list[str]:
+        base = glob.escape(root)
+        return [m for p in patterns for m in glob.glob(os.path.join(base, p))]
+
+    excluded = {os.path.realpath(p) for p in matches(project.workspace_exclude)}
+    real_root = os.path.realpath(root)
+    return sorted(
+        {
+            m
+            for m in matches(project.workspace_members)
+            if (real := os.path.realpath(m)) != real_root and real not in excluded
+        }
+    )
 
 
 def is_package_dir(names: set[str] | frozenset[str]) -> bool:
@@ -86,6 +112,16 @@ def read_project(directory: str) -> Project:
     or a freshd-relevant key has the wrong type.
     """
     return _parsed(directory, *_project_files(directory))
+
+
+def project_or_none(directory: str) -> Project | None:
+    """``read_project``, or None when the project files cannot be read: the directory is
+    still a package, and its scan reports the error (the one place that decides so, for
+    discovery, the engine's rescans and the indexer)."""
+    try:
+        return read_project(directory)
+    except ProjectFileError:
+        return None
 
 
 ProjectFiles = tuple[bytes | None, bytes | None, bytes | None]

@@ -21,13 +21,15 @@ The file is plain text, one path a line, the path as the hex of its bytes::
 
 It is never trusted when anything in it is malformed, and nothing whose mtime or
 ctime falls within the racy window of the verification is written (git's rule, as
-in ``verified``). Deleting it is always safe.
+in ``verified``: ``identity``). Deleting it is always safe.
 """
 
 from __future__ import annotations
 
 import os
-import stat
+
+from freshd_client.identity import lstat_identity, path_line, path_line_holds, racy
+from freshd_client.venv import STAMP_FILE, freshd_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,30 +37,10 @@ if TYPE_CHECKING:
 
 VERDICT_FILE = "verdict.txt"
 _HEADER = "freshd-verdict 2"  # 2: digests of format 2; a verdict of 1 is not trusted
-RACY_WINDOW_NS = 2_000_000_000  # records.RACY_WINDOW_NS, without loading the digests
-RECORD_KIND_BITS = {b"f": stat.S_IFREG, b"x": stat.S_IFREG | stat.S_IXUSR, b"l": stat.S_IFLNK}
-"""The type bits of ``identity`` for a file record's kind (file, executable, symlink)."""
-
-
-def identity(st: os.stat_result) -> list[int]:
-    """Size, mtime, ctime, inode, device, and the type with the execute bit of a
-    regular file (what a digest sees of a mode); a directory's size does not count."""
-    mode = st.st_mode
-    kind = stat.S_IFMT(mode) | (mode & stat.S_IXUSR if stat.S_ISREG(mode) else 0)
-    size = st.st_size if not stat.S_ISDIR(mode) else 0
-    return [size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, kind]
-
-
-def lstat_identity(path: str | bytes) -> list[int] | None:
-    """The identity of ``path`` (None when it does not exist); OSError otherwise."""
-    try:
-        return identity(os.lstat(path))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
 
 
 def path(venv: str) -> str:
-    return os.path.join(venv, ".freshd", VERDICT_FILE)
+    return freshd_file(venv, VERDICT_FILE)
 
 
 def load(venv: str) -> list[tuple[str, str, bool]] | None:
@@ -73,10 +55,7 @@ def load(venv: str) -> list[tuple[str, str, bool]] | None:
         for line in lines[1:]:
             tag, *fields = line.split(" ")
             if tag == "P":
-                expected = None if fields[1:] == ["-"] else [int(v) for v in fields[1:]]
-                if expected is not None and len(expected) != 6:
-                    return None
-                if lstat_identity(bytes.fromhex(fields[0])) != expected:
+                if not path_line_holds(fields):
                     return None
             elif tag == "V" and len(fields) == 3 and fields[2] in ("0", "1"):
                 name, source = (os.fsdecode(bytes.fromhex(f)) for f in fields[:2])
@@ -91,14 +70,12 @@ def load(venv: str) -> list[tuple[str, str, bool]] | None:
 def inputs(venv: str, lockfile: str) -> list[tuple[str, list[int] | None]]:
     """The identities of what a check reads besides the packages' content (see the
     module's description), taken before it reads them."""
-    from freshd_client.stamps import STAMP_DIR, STAMP_FILE
-
     found: list[tuple[str, list[int] | None]] = []
 
     def add(*paths: str) -> None:
         found.extend((p, lstat_identity(p)) for p in paths)  # a directory before its listing
 
-    add(os.path.join(venv, STAMP_DIR, STAMP_FILE), lockfile)
+    add(freshd_file(venv, STAMP_FILE), lockfile)
     sites = [os.path.join(venv, "Lib", "site-packages")]  # Windows
     for lib in ("lib", "lib64"):
         base = os.path.join(venv, lib)
@@ -138,39 +115,24 @@ def save(
     was modified within the racy window before ``started_ns`` (when the verification
     began); a venv that cannot be written to keeps none, silently."""
     kept = list(paths)
-    newest = max((max(i[1], i[2]) for _p, i in kept if i is not None), default=0)
-    if newest >= started_ns - RACY_WINDOW_NS:
+    if racy((i for _p, i in kept), started_ns):
         forget(venv)
         return
-    lines = [_HEADER, *path_lines(kept)]
+    lines = [_HEADER, *(path_line(p, i) for p, i in kept)]
     for name, source, editable in verdicts:
         lines.append(f"V {os.fsencode(name).hex()} {os.fsencode(source).hex()} {int(editable)}")
     write_lines(path(venv), lines)
 
 
-def path_lines(paths: Iterable[tuple[str, list[int] | None]]) -> list[str]:
-    """The ``P`` lines of a verdict file (``uvcache``'s too): each path in hex, then its
-    identity, or ``-`` when it was absent."""
-    lines = []
-    for p, ident in paths:
-        shown = "-" if ident is None else " ".join(str(v) for v in ident)
-        lines.append(f"P {os.fsencode(p).hex()} {shown}")
-    return lines
-
-
 def write_lines(target: str, lines: list[str]) -> None:
     """Replace ``target`` with ``lines`` atomically; a venv that cannot be written to
     keeps nothing, silently (a cache costs speed when missing, never answers)."""
-    tmp = f"{target}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, target)
-    except OSError:
-        import contextlib
+    from freshd_client.smallfile import write_atomic  # not on the path of an answer
 
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    try:
+        write_atomic(target, ("\n".join(lines) + "\n").encode("ascii"))
+    except OSError:
+        return  # the cache is kept another time
 
 
 def forget(venv: str) -> None:

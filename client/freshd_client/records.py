@@ -11,6 +11,8 @@ import os
 from collections import namedtuple
 
 from freshd_client import digest as dg
+from freshd_client import identity as ids
+from freshd_client.identity import stat_identity
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,19 +55,7 @@ class FileRecord(_Record):
         return identity == stat_identity(st) and self.kind == dg.kind_of(st.st_mode)
 
     def reusable_for(self, st: os.stat_result) -> bool:
-        """The stat fast path with git's racy rule."""
-        return self.same_stat(st) and st.st_mtime_ns < self.hashed_at_ns - RACY_WINDOW_NS
-
-
-def stat_identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
-    """What the stat fast path compares: size, mtime, ctime, inode, device."""
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-
-
-RACY_WINDOW_NS = 2_000_000_000
-"""A stored hash is reused only if the file's mtime is this much older than the hash.
-
-File timestamps come from a coarse clock (a kernel tick; a whole second on some
-file systems), so a write landing in the same tick as the hash can leave size
-and timestamps unchanged: git's racy-timestamp problem.
-"""
+        """The stat fast path with the racy rule of every stat cache (``identity.racy``),
+        written out: it runs once a file of a warm pass."""
+        limit = self.hashed_at_ns - ids.RACY_WINDOW_NS
+        return st.st_mtime_ns < limit and st.st_ctime_ns < limit and self.same_stat(st)

@@ -17,9 +17,11 @@ from freshd_client import cachekeys as ck
 from freshd_client import digest as dg
 from freshd_client import gitstate
 from freshd_client.errors import FreshdError, PackagePathError, UnreadableError
-from freshd_client.fileset import walk
-from freshd_client.project import CacheKey, Project, is_package_dir, read_project
-from freshd_client.records import FileRecord, stat_identity
+from freshd_client.fileset import defines_rules, walk
+from freshd_client.identity import stat_identity
+from freshd_client.locations import real_path
+from freshd_client.project import MARKERS, CacheKey, Project, is_package_dir, read_project
+from freshd_client.records import FileRecord
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -94,12 +96,36 @@ class ScanResult:
         return ["pyproject.toml", *self.gitignores]
 
 
-def real_path(path: str) -> str:
-    """``os.path.realpath`` of a path given by a user; PackagePathError for the empty path,
-    which realpath makes the current directory (an unset ``"$ROOT"``, never meant)."""
-    if not path:
-        raise PackagePathError("an empty path names no directory")
-    return os.path.realpath(path)
+def inputs_of(
+    keys: tuple[CacheKey, ...] | None,
+    scopes: tuple[dg.Scope, ...] = dg.SCOPES,
+    rule_files: Iterable[str] = ("pyproject.toml",),
+) -> list[str] | None:
+    """What a package's digests of ``scopes`` are computed from besides the members of
+    its file set and the directories its walk lists: paths relative to the package, each
+    read through a symlink if it is one. The one list that the seals of the crawl and
+    the stat caches of ``freshd check`` and ``freshd run`` rest on.
+
+    - tree: the files that make the rules (``rule_files``: ``ScanResult.rule_files``
+      after a scan: ``pyproject.toml`` and the ``.gitignore`` files the walk read);
+    - meta: ``pyproject.toml`` (it names the cache keys), the other project files (the
+      package's name), and every path a cache key (``keys``, uv's defaults when None)
+      reads (``cachekeys.meta_paths``).
+
+    None when the meta digest reads more than a fixed list of paths in the package (git
+    state, an environment variable, a glob, a path out of it): then nothing may rest on
+    a list. A cache must also refuse an input that is a symlink (``identity.is_link``):
+    the link's identity says nothing of its target's edits.
+    """
+    found: dict[str, None] = {}
+    if "tree" in scopes:
+        found.update(dict.fromkeys(rule_files))
+    if "meta" in scopes:
+        key_paths = ck.meta_paths(keys)
+        if key_paths is None:
+            return None
+        found.update(dict.fromkeys((*MARKERS, *key_paths)))
+    return list(found)
 
 
 def package_dir(path: str) -> str:
@@ -264,7 +290,7 @@ def rescan_files(
         result.name = project.name
         result.meta_local = ck.local_only(path, project.cache_keys)
         for rel in sorted(set(changed)):
-            if rel == "pyproject.toml" or os.path.basename(rel) == ".gitignore":
+            if defines_rules(rel):
                 return None  # the rules changed: other files may enter or leave the set
             abs_path = os.path.join(path, rel)
             try:
@@ -366,13 +392,9 @@ class _Member:
 def _stamped(path: str, members: Mapping[str, bytes]) -> dict[str, _Member]:
     other = _Member("", b"")  # not a rule file: only its membership is asked
     return {
-        rel: _Member(os.path.join(path, rel), digest) if _defines_rules(rel) else other
+        rel: _Member(os.path.join(path, rel), digest) if defines_rules(rel) else other
         for rel, digest in members.items()
     }
-
-
-def _defines_rules(rel: str) -> bool:
-    return rel == "pyproject.toml" or rel.rpartition("/")[2] == ".gitignore"
 
 
 def _note_link(result: ScanResult, rel: str, st: os.stat_result) -> None:

@@ -21,10 +21,11 @@ from blake3 import blake3
 from freshd_client import digest as dg
 from freshd_client import trust
 from freshd_client.errors import IndexMissingError, IndexStoreError, SchemaMismatchError
+from freshd_client.identity import RACY_WINDOW_NS as RACY_WINDOW_NS
+from freshd_client.identity import stat_identity as stat_identity
+from freshd_client.locations import API_VERSION as API_VERSION
 from freshd_client.records import COOKIE_PREFIX as COOKIE_PREFIX
-from freshd_client.records import RACY_WINDOW_NS as RACY_WINDOW_NS
 from freshd_client.records import FileRecord as FileRecord
-from freshd_client.records import stat_identity as stat_identity
 
 SCHEMA_VERSION = 2  # 2: digests of format 2 (issue 19); an index of 1 holds format-1 ones
 MAX_DBS = 8
@@ -42,8 +43,6 @@ META_GENERATION = b"generation"
 META_LAST_WRITE = b"last_write_ns"
 META_DAEMON = b"daemon"
 
-API_VERSION = 1
-"""Version of the daemon's HTTP API and of the ``daemon`` meta record."""
 HEARTBEAT_NS = 1_000_000_000
 """How often a running daemon rewrites its ``daemon`` record."""
 LIVENESS_NS = 5_000_000_000

@@ -1,4 +1,5 @@
-"""Read a small configuration file without ever blocking on a FIFO or a device."""
+"""Small files: read one without ever blocking on a FIFO or a device; replace one
+atomically."""
 
 from __future__ import annotations
 
@@ -40,3 +41,36 @@ def read_small(path: str, *, follow: bool = True) -> bytes | None:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def write_atomic(path: str, data: bytes, *, durable: bool = False, mode: int = 0o666) -> None:
+    """Replace the file at ``path`` with ``data`` in one step: written to a temporary
+    file beside it (created with ``mode``, less the umask), then renamed over it, so a
+    reader sees the old content or the new, never part of it. ``durable``: the data
+    reaches the disk before the rename, and the rename before the return (a crash or a
+    full disk leaves the old file whole). OSError when it cannot be written; the
+    temporary file is removed whatever happened (also on Ctrl-C)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        if durable:
+            directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+    except BaseException:
+        import contextlib
+
+        with contextlib.suppress(OSError):  # never made, or already renamed
+            os.unlink(tmp)
+        raise

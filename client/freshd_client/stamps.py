@@ -17,8 +17,17 @@ from __future__ import annotations
 
 import os
 
+from freshd_client import quick
 from freshd_client.errors import FreshdError
-from freshd_client.venv import LocalInstall, VenvError, local_installs, read_json
+from freshd_client.venv import STAMP_DIR as STAMP_DIR
+from freshd_client.venv import STAMP_FILE as STAMP_FILE
+from freshd_client.venv import (
+    LocalInstall,
+    VenvError,
+    freshd_file,
+    local_installs,
+    read_json,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,8 +37,6 @@ if TYPE_CHECKING:
     from freshd_client.digest import Scope
     from freshd_client.scan import ScanResult
 
-STAMP_DIR = ".freshd"
-STAMP_FILE = "stamps.json"
 MANIFESTS = "manifests"
 STAMP_FORMAT = 2  # 2: digests of format 2 (b3t2/b3m2, issue 19); older stamps are refused
 _LINKED_KINDS = ("f", "x", "l")  # entries whose files a ctime can be read from
@@ -352,20 +359,10 @@ def _by_name(record: dict[str, Any]) -> str:
 def _atomic_json(path: str, value: object) -> None:
     import json
 
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(value, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        import contextlib
+    from freshd_client.smallfile import write_atomic
 
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    raw = json.dumps(value, indent=1, sort_keys=True) + "\n"
+    write_atomic(path, raw.encode("utf-8"), durable=True)
 
 
 def read_stamps(venv: str) -> dict[str, dict[str, Any]] | None:
@@ -377,7 +374,7 @@ def read_stamps(venv: str) -> dict[str, dict[str, Any]] | None:
 def _document(venv: str) -> dict[str, Any] | None:
     """``stamps.json``, validated: ``packages`` by name and the ``lockfile`` record (or
     None). None when the venv was never stamped; VenvError, one line, when unreadable."""
-    path = os.path.join(venv, STAMP_DIR, STAMP_FILE)
+    path = freshd_file(venv, STAMP_FILE)
     data = read_json(path, "stamps (stamp again)")
     if data is None:
         return None
@@ -422,8 +419,6 @@ def verify(
     (``sync``: after every change made before the call); the rest is computed one-shot.
     A stale package's Verdict names the files that differ from the stamped manifest.
     """
-    from freshd_client import quick
-
     held = quick.load(venv)
     if held is not None:
         return [Verdict.held(name, source, editable) for name, source, editable in held], None

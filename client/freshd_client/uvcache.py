@@ -22,7 +22,9 @@ from __future__ import annotations
 import os
 import time
 
-from freshd_client.quick import RACY_WINDOW_NS, lstat_identity, path_lines, write_lines
+from freshd_client.identity import holds, lstat_identity, path_line, path_line_holds, racy
+from freshd_client.quick import write_lines
+from freshd_client.venv import freshd_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,7 +43,7 @@ class DigestCache:
     """The cache of one venv (or of none: ``venv`` None keeps nothing)."""
 
     def __init__(self, venv: str | None) -> None:
-        self.path = None if venv is None else os.path.join(venv, ".freshd", CACHE_FILE)
+        self.path = None if venv is None else freshd_file(venv, CACHE_FILE)
         self.started = time.time_ns()
         self._entries: dict[str, Any] | None = None  # read when first needed
         self.changed = False
@@ -68,9 +70,8 @@ class DigestCache:
                 return None
             for line in lines[2:]:
                 tag, *fields = line.split(" ")
-                if tag == "P" and len(fields) in (2, 7):
-                    expected = None if fields[1:] == ["-"] else [int(v) for v in fields[1:]]
-                    if lstat_identity(bytes.fromhex(fields[0])) != expected:
+                if tag == "P":
+                    if not path_line_holds(fields):
                         return None
                 elif tag == "V" and len(fields) == 2:
                     found[bytes.fromhex(fields[0]).decode()] = bytes.fromhex(fields[1]).decode()
@@ -88,12 +89,11 @@ class DigestCache:
         if self.path is None:
             return
         target = os.path.join(os.path.dirname(self.path), VERDICT_FILE)
-        newest = max((max(i[1], i[2]) for _p, i in paths if i is not None), default=0)
-        lines = [_HEADER, f"C {context.encode().hex()}", *path_lines(paths)]
+        lines = [_HEADER, f"C {context.encode().hex()}", *(path_line(p, i) for p, i in paths)]
         for name, value in sorted(values.items()):
             lines.append(f"V {name.encode().hex()} {value.encode().hex()}")
         try:
-            if newest >= self.started - RACY_WINDOW_NS or not values:
+            if racy((i for _p, i in paths), self.started) or not values:
                 os.unlink(target)
                 return
             os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -140,7 +140,7 @@ class DigestCache:
         """Cache ``sources`` of ``lock``, whose bytes have ``digest`` (``lock_digest``),
         read after its lstat was ``ident``; a lock changed within the racy window is
         kept by content only."""
-        if ident is not None and max(ident[1], ident[2]) >= self.started - RACY_WINDOW_NS:
+        if racy([ident], self.started):
             ident = None
         self.entries["lock"] = {"path": lock, "ident": ident, "sources": sources, "digest": digest}
         self.changed = True
@@ -170,7 +170,7 @@ class DigestCache:
         paths, names = entry.get("paths"), entry.get("env")
         if not isinstance(paths, list) or not isinstance(names, list):
             return None
-        if not self._holds(paths, source):
+        if not holds(paths, source):
             return None
         digest = entry.get("digest")
         if not all(isinstance(n, str) for n in names) or not isinstance(digest, (str, type(None))):
@@ -183,32 +183,21 @@ class DigestCache:
         self.entries[f"{scope} {source}"] = value
         self.changed = True
 
-    def _holds(self, paths: list[Any], source: str) -> bool:
-        try:
-            for rel, expected in paths:
-                if lstat_identity(os.path.join(source, rel)) != expected:
-                    return False
-        except (TypeError, ValueError, OSError):
-            return False  # a malformed entry, or a path that cannot be examined
-        return True
-
     def save(self) -> None:
         """Write the cache atomically when it changed; silently nothing when the venv
         cannot be written to."""
         if self.path is None or not self.changed:
             return
-        import contextlib
         import json
 
-        tmp = f"{self.path}.tmp{os.getpid()}"
+        from freshd_client.smallfile import write_atomic
+
+        raw = json.dumps({"format": FORMAT, "entries": self.entries}, separators=(",", ":"))
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump({"format": FORMAT, "entries": self.entries}, f, separators=(",", ":"))
-            os.replace(tmp, self.path)
+            write_atomic(self.path, raw.encode("utf-8"))
         except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            return  # the cache is kept another time
 
 
 def lock_digest(raw: bytes) -> str:

@@ -18,12 +18,11 @@ no install recorded, so uv rebuilds it (fail closed).
 from __future__ import annotations
 
 import os
-import stat
 import sys
 
 from freshd_client import quick
 from freshd_client.errors import FreshdError
-from freshd_client.quick import RACY_WINDOW_NS, lstat_identity
+from freshd_client.identity import is_link, lstat_identity, racy
 from freshd_client.uvcache import INSTALL, DigestCache, lock_digest
 
 TYPE_CHECKING = False
@@ -91,8 +90,10 @@ def project_root(args: list[str], env: dict[str, str]) -> str:
 def project_venv(root: str, venv: str | None, env: dict[str, str]) -> str:
     """The venv uv syncs: ``venv`` when given, else ``$UV_PROJECT_ENVIRONMENT`` (relative
     to the project root), else ``ROOT/.venv``."""
-    if venv:
-        return os.path.abspath(venv)
+    if venv is not None:
+        from freshd_client.locations import named
+
+        return os.path.abspath(named(venv))
     return os.path.join(root, env.get("UV_PROJECT_ENVIRONMENT") or ".venv")
 
 
@@ -124,7 +125,7 @@ def local_packages(root: str, venv: str, cache: DigestCache) -> dict[str, bool]:
 def _declared_sources(root: str) -> list[tuple[str, bool]]:
     """(directory, editable) of the workspace members and path sources that the project
     at ``root`` declares (``[tool.uv.workspace]``, ``[tool.uv.sources]``)."""
-    import glob
+    from freshd_client.project import read_project, workspace_member_dirs
 
     path = os.path.join(root, "pyproject.toml")
     raw = _read(path)
@@ -132,13 +133,10 @@ def _declared_sources(root: str) -> list[tuple[str, bool]]:
     uv = tool.get("uv", {}) if isinstance(tool, dict) else {}
     uv = uv if isinstance(uv, dict) else {}
     found: list[tuple[str, bool]] = []
-    workspace = uv.get("workspace", {})
-    members = workspace.get("members", []) if isinstance(workspace, dict) else []
-    for pattern in members if isinstance(members, list) else []:
-        if isinstance(pattern, str):
-            for member in sorted(glob.glob(os.path.join(root, pattern))):
-                if os.path.isfile(os.path.join(member, "pyproject.toml")):
-                    found.append((os.path.normpath(member), True))
+    if raw is not None:
+        for member in workspace_member_dirs(root, read_project(root)):
+            if os.path.isfile(os.path.join(member, "pyproject.toml")):
+                found.append((os.path.normpath(member), True))
     sources = uv.get("sources", {})
     for source in sources.values() if isinstance(sources, dict) else []:
         if isinstance(source, dict) and isinstance(source.get("path"), str):
@@ -256,8 +254,8 @@ def _package_digest(cache: DigestCache, source: str, scope: Scope) -> tuple[str 
         plain = [["pyproject.toml", pyproject]]
         trusted = (
             pyproject is not None
-            and stat.S_IFMT(pyproject[5]) != stat.S_IFLNK  # a link's target's edits do not show
-            and max(pyproject[1:3]) < cache.started - RACY_WINDOW_NS
+            and not is_link(pyproject)  # a link's target's edits do not show
+            and not racy([pyproject], cache.started)
         )
         cache.keep(source, scope, {"env": [], "paths": plain if trusted else None})
         return None, []

@@ -22,6 +22,17 @@ if TYPE_CHECKING:
     from freshd_client.digest import Scope
 
 
+STAMP_DIR = ".freshd"
+"""The directory inside a venv that holds freshd's records of it: the stamps and their
+manifests (``stamps``) and the stat caches (``verified``, ``quick``, ``uvcache``)."""
+STAMP_FILE = "stamps.json"
+
+
+def freshd_file(venv: str, name: str) -> str:
+    """The path of freshd's file ``name`` in ``venv`` (in ``STAMP_DIR``)."""
+    return os.path.join(venv, STAMP_DIR, name)
+
+
 class VenvError(FreshdError):
     """The virtual environment is missing, or one of its install records is malformed."""
 
@@ -55,7 +66,9 @@ def venv_dir(venv: str | None) -> str:
 
     VenvError when it is not a virtual environment (no ``pyvenv.cfg``).
     """
-    chosen = venv or os.environ.get("VIRTUAL_ENV") or ".venv"
+    from freshd_client.locations import named
+
+    chosen = named(venv) if venv is not None else os.environ.get("VIRTUAL_ENV") or ".venv"
     path = os.path.abspath(chosen)
     if not os.path.isdir(path):
         raise VenvError(f"{chosen}: no such virtual environment (give one with --venv)")
@@ -157,13 +170,6 @@ def file_url_path(url: str) -> str | None:
     return os.path.normpath(path) if os.path.isabs(path) else None
 
 
-def normalize(name: str) -> str:
-    """PEP 503 normalization (``project.normalize_name``, without loading the TOML parser)."""
-    import re  # loaded by json anyway, where names are read
-
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def _name_version(dist_info: str) -> tuple[str, str]:
     """Name and version from METADATA's headers; the directory name when it has none."""
     name = version = ""
@@ -183,4 +189,6 @@ def _name_version(dist_info: str) -> tuple[str, str]:
         stem = os.path.basename(dist_info)[: -len(".dist-info")]
         dir_name, _, dir_version = stem.partition("-")
         name, version = name or dir_name, version or dir_version
-    return normalize(name), version
+    from freshd_client.project import normalize_name  # its namedtuples: not on the fast path
+
+    return normalize_name(name), version

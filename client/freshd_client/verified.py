@@ -2,12 +2,13 @@
 
 After a from-scratch check finds a package fresh, the lstat of everything its digest
 was computed from is kept in ``VENV/.freshd/verified.json``: each file of the file set,
-each directory listed and the rule files the set excludes (tree scope), or each
-cache-key path and ``pyproject.toml`` (meta scope). A later check trusts that verdict
+each directory listed and the rule files the set excludes (tree scope), or the project
+files and each cache-key path (meta scope): ``scan.inputs_of``. A later check trusts that verdict
 only while every one of them has the same stat identity (size, mtime, ctime, inode,
 device, type and execute bit), without hashing and without loading the scanner: the
 same stat fast path as the index, with git's racy rule on both timestamps (nothing
-whose mtime or ctime is within ``RACY_WINDOW_NS`` of the verification is cached). A
+whose mtime or ctime is within ``identity.RACY_WINDOW_NS`` of the verification is
+cached). A
 directory's mtime moves when an entry is added, removed or renamed in it, so a new file
 anywhere the walk looked misses the cache.
 
@@ -20,10 +21,17 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 
-from freshd_client.quick import RECORD_KIND_BITS, identity, lstat_identity
-from freshd_client.records import RACY_WINDOW_NS as RACY_WINDOW_NS
+from freshd_client.identity import (
+    RECORD_KIND_BITS,
+    holds,
+    identity,
+    is_link,
+    lstat_identity,
+    racy,
+)
+from freshd_client.smallfile import write_atomic
+from freshd_client.venv import freshd_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,9 +45,7 @@ FORMAT = 1
 
 
 def _path(venv: str) -> str:
-    from freshd_client.stamps import STAMP_DIR
-
-    return os.path.join(venv, STAMP_DIR, VERIFIED_FILE)
+    return freshd_file(venv, VERIFIED_FILE)
 
 
 def load(venv: str) -> dict[str, Any]:
@@ -66,13 +72,7 @@ def still_fresh(entry: object, source: str, digest: str, install: str) -> bool:
         and isinstance(entry.get("paths"), list)
     ):
         return False
-    try:
-        for rel, expected in entry["paths"]:
-            if lstat_identity(os.path.join(source, rel)) != expected:
-                return False
-    except (TypeError, ValueError, OSError):
-        return False  # a malformed entry, or a path that cannot be examined
-    return True
+    return holds(entry["paths"], source)
 
 
 Snapshot = tuple[int, list[tuple[str, "list[int] | None"]]]
@@ -80,28 +80,25 @@ Snapshot = tuple[int, list[tuple[str, "list[int] | None"]]]
 
 def meta_snapshot(source: str, memo: object = None) -> tuple[Snapshot | None, Project]:
     """Before a meta scan: the time and the lstat of every path the meta digest reads
-    (``pyproject.toml`` first: it names the others), and the project read after that
-    lstat (``memo``: see ``project.load_project``). The snapshot is None when those are
-    not a fixed list of paths (``cachekeys.meta_paths``) or one is a symlink;
-    ProjectFileError when unreadable."""
+    (``scan.inputs_of``; ``pyproject.toml`` first: it names the others), and the project
+    read after that lstat (``memo``: see ``project.load_project``). The snapshot is None
+    when those are not a fixed list of paths or one is a symlink; ProjectFileError when
+    unreadable."""
     import time
 
-    from freshd_client.cachekeys import meta_paths
     from freshd_client.project import load_project
+    from freshd_client.scan import inputs_of
 
     started = time.time_ns()
     pyproject = lstat_identity(os.path.join(source, "pyproject.toml"))
     project = load_project(source, memo)[0]
-    keys = meta_paths(project.cache_keys)
-    if keys is None:
+    inputs = inputs_of(project.cache_keys, ("meta",))
+    if inputs is None:
         return None, project
     paths = [("pyproject.toml", pyproject)]
-    for rel in dict.fromkeys(keys):
-        if rel != "pyproject.toml":
-            ident = lstat_identity(os.path.join(source, rel))
-            if ident is not None and stat.S_ISLNK(ident[-1]):
-                return None, project  # read through the link: its target is not checked
-            paths.append((rel, ident))
+    paths += [(rel, lstat_identity(os.path.join(source, rel))) for rel in inputs[1:]]
+    if any(is_link(ident) for _rel, ident in paths):
+        return None, project  # read through the link: its target is not checked
     return (started, paths), project
 
 
@@ -112,10 +109,13 @@ def entry_for(
     dirs: list[tuple[str, os.stat_result]] | None = None,
     snapshot: Snapshot | None = None,
 ) -> dict[str, Any] | None:
-    """The cache entry of a package just verified fresh: from a tree scan's records and
-    the ``dirs`` its walk listed, or from the ``snapshot`` taken before a meta scan.
-    None when it must not be cached: something was modified too recently to trust its
-    timestamps, or the inputs are not a fixed list of paths."""
+    """The cache entry of a package just verified fresh: from a tree scan's records, the
+    ``dirs`` its walk listed and its rule files (``scan.inputs_of``), or from the
+    ``snapshot`` taken before a meta scan. None when it must not be cached: something
+    was modified too recently to trust its timestamps (``identity.racy``), an input is
+    read through a symlink, or the inputs are not a fixed list of paths."""
+    from freshd_client.scan import inputs_of
+
     paths: list[tuple[str, list[int] | None]]
     if dirs is not None:
         started = min((r.hashed_at_ns for r in result.records), default=0)
@@ -123,32 +123,24 @@ def entry_for(
         for r in result.records:
             bits = RECORD_KIND_BITS[r.kind]
             paths.append((r.rel, [r.size, r.mtime_ns, r.ctime_ns, r.ino, r.dev, bits]))
-        # The files that make the rules, where the set excludes them (a .gitignore that
-        # ignores itself): rewritten in place, they change the set and nothing else.
-        members = {r.rel for r in result.records}
+        members = {rel: n for n, (rel, _i) in enumerate(paths)}
         try:
-            for rel in result.rule_files():
-                if rel not in members:
-                    paths.append((rel, lstat_identity(os.path.join(result.path, rel))))
+            for rel in inputs_of(None, ("tree",), result.rule_files()) or ():
+                n = members.get(rel)
+                if n is None:  # excluded (a .gitignore that ignores itself), or absent
+                    ident = lstat_identity(os.path.join(result.path, rel))
+                    paths.append((rel, ident))
+                else:
+                    ident = paths[n][1]
+                if is_link(ident):
+                    return None  # its target's edits would change the set unseen
         except OSError:
             return None
     elif snapshot is not None:
         started, paths = snapshot
     else:
         return None
-    if not started:
-        return None
-    # A project or rule file that is a link: its identity says nothing of its target's
-    # edits, which change the file set or the meta digest (issue 17). Never cached.
-    rules = {"pyproject.toml", "setup.cfg", "setup.py", *result.rule_files()}
-    if any(
-        rel in rules and ident is not None and stat.S_IFMT(ident[5]) == stat.S_IFLNK
-        for rel, ident in paths
-    ):
-        return None
-    # mtime and ctime both: tar and cp -a set an old mtime on a file written just now
-    newest = max((max(i[1], i[2]) for _rel, i in paths if i is not None), default=0)
-    if newest >= started - RACY_WINDOW_NS:
+    if not started or racy((ident for _rel, ident in paths), started):
         return None  # changed too close to the verification: its stat may not show a change
     return {
         "source": result.path,
@@ -167,14 +159,8 @@ def save(venv: str, entries: dict[str, dict[str, Any] | None]) -> None:
             cache.pop(name, None)
         else:
             cache[name] = entry
-    path = _path(venv)
-    tmp = f"{path}.tmp{os.getpid()}"
+    raw = json.dumps({"format": FORMAT, "packages": cache}, separators=(",", ":"))
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"format": FORMAT, "packages": cache}, f, separators=(",", ":"))
-        os.replace(tmp, path)
+        write_atomic(_path(venv), raw.encode("utf-8"))
     except OSError:
-        import contextlib
-
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        return  # the cache is kept another time

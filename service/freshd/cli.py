@@ -309,8 +309,11 @@ def _cmd_add(args: argparse.Namespace) -> int:
         $ freshd add ~/src/other
         watching /home/me/src/other (2 roots)
     """
+    from freshd_client.locations import real_path
+
+    root = real_path(args.root)  # refuses "" (realpath would make it the cwd)
     with _daemon(args) as http:
-        answer = http.call("POST", "/v1/roots", {"path": os.path.realpath(args.root)})
+        answer = http.call("POST", "/v1/roots", {"path": root})
     return _print_roots(args, answer, "watching")
 
 
@@ -326,8 +329,11 @@ def _cmd_remove(args: argparse.Namespace) -> int:
     """
     from urllib.parse import quote
 
+    from freshd_client.locations import real_path
+
+    root = real_path(args.root)
     with _daemon(args) as http:
-        answer = http.call("DELETE", f"/v1/roots?path={quote(os.path.realpath(args.root))}")
+        answer = http.call("DELETE", f"/v1/roots?path={quote(root)}")
     return _print_roots(args, answer, "no longer watching")
 
 
@@ -438,6 +444,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(
             "freshd run needs a command: freshd run [--venv VENV] -- CMD ...", "freshd run"
         )
+    if args.venv is not None:
+        from freshd_client.locations import named
+
+        named(args.venv)  # bad input: an error, before anything runs unchanged
     env = dict(os.environ)
     if is_uv(command):
         values, notes = digest_env(command, args.venv, env)

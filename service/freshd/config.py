@@ -66,10 +66,12 @@ def _non_negative_float(key: str, raw: object) -> float:
 
 def parse_tcp(raw: str) -> tuple[str, int]:
     """``HOST:PORT`` for ``--tcp``; only loopback addresses are accepted."""
-    host, sep, port_text = raw.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host:
-        raise ConfigError("--tcp", raw, "Expected HOST:PORT, e.g. 127.0.0.1:7420.")
+    split = locations.split_host_port(raw)
+    if split is None:
+        raise ConfigError(
+            "--tcp", raw, "Expected HOST:PORT with PORT from 0 to 65535, e.g. 127.0.0.1:7420."
+        )
+    host, port = split
     if host == "localhost":
         host = "127.0.0.1"
     try:
@@ -78,12 +80,6 @@ def parse_tcp(raw: str) -> tuple[str, int]:
         raise ConfigError("--tcp", raw, "HOST must be a loopback IP address.") from None
     if not address.is_loopback:
         raise ConfigError("--tcp", raw, "Only loopback addresses are allowed (127.0.0.1 or ::1).")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ConfigError("--tcp", raw, "PORT is not an integer.") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError("--tcp", raw, "PORT must be between 0 and 65535.")
     return str(address), port
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass, field
 
-from freshd_client.errors import ProjectFileError
-from freshd_client.fileset import CACHE_DIRS, VCS_NAMES, VENV_MARKER
-from freshd_client.project import Project, is_package_dir, read_project
+from freshd_client.fileset import VENV_MARKER, pruned_name
+from freshd_client.project import (
+    Project,
+    is_package_dir,
+    project_or_none,
+    workspace_member_dirs,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +34,6 @@ class Discovery:
     problems: list[str] = field(default_factory=list)
 
 
-def pruned(name: str) -> bool:
-    """Whether discovery never enters a directory of this name (nor the daemon's event
-    filter looks below one outside every package)."""
-    return name in VCS_NAMES or name in CACHE_DIRS or name.endswith(".egg-info")
-
-
 def discover(
     root: str,
     *,
@@ -54,7 +51,7 @@ def discover(
 
     Without ``read`` (and ``inside_packages``), the project files are not read: the
     packages come without a name, a project or a workspace, for the caller to read with
-    ``project_of`` (the crawl does once its workers are busy; ~60 µs a package).
+    ``project.project_or_none`` (the crawl does once its workers are busy; ~60 µs a package).
     """
     if not read and inside_packages:
         raise ValueError("discover: read=False needs inside_packages=False")
@@ -86,7 +83,7 @@ def found_inside(
     for rel in nested:
         if _entered(rel):
             path = os.path.join(package, rel)
-            found[path] = project_of(path)
+            found[path] = project_or_none(path)
     for rel in hidden:
         if _entered(rel):
             top = os.path.join(package, rel)
@@ -96,7 +93,23 @@ def found_inside(
 
 def _entered(rel: str) -> bool:
     """Whether discovery walks down this relative path (no part of it is pruned)."""
-    return not any(pruned(part) for part in rel.split("/"))
+    return not any(pruned_name(part) for part in rel.split("/"))
+
+
+def never_entered(directory: str, root: str) -> bool:
+    """Whether discovery, walking ``root``, never enters ``directory`` (below it, or it):
+    a part of the way is a pruned name (``fileset.pruned_name``) or a virtual environment
+    (a directory holding ``pyvenv.cfg``), as ``discover`` decides while it walks."""
+    if directory == root:
+        return False
+    if not _entered(directory[len(root) + 1 :]):
+        return True
+    current = root
+    for part in directory[len(root) + 1 :].split("/"):
+        current = os.path.join(current, part)
+        if os.path.exists(os.path.join(current, VENV_MARKER)):
+            return True
+    return False
 
 
 def _search(
@@ -124,7 +137,7 @@ def _search(
         if VENV_MARKER in names and directory != root:
             continue
         if is_package_dir(names):
-            projects[directory] = project_of(directory) if read else None
+            projects[directory] = project_or_none(directory) if read else None
             if not inside_packages:
                 continue
         for entry in entries:
@@ -134,18 +147,9 @@ def _search(
                 continue
             if not is_dir:
                 continue
-            if not pruned(entry.name):
+            if not pruned_name(entry.name):
                 stack.append(entry.path)
     return projects
-
-
-def project_of(directory: str) -> Project | None:
-    """The project files of the package at ``directory``; None when they cannot be read
-    (it is still a package: its scan reports the error)."""
-    try:
-        return read_project(directory)
-    except ProjectFileError:
-        return None
 
 
 def workspace_members(projects: dict[str, Project | None]) -> dict[str, str]:
@@ -156,14 +160,8 @@ def workspace_members(projects: dict[str, Project | None]) -> dict[str, str]:
     for ws_root, project in sorted(projects.items()):
         if project is None or project.workspace_members is None:
             continue
-        excluded = {
-            os.path.realpath(p)
-            for pattern in project.workspace_exclude
-            for p in glob.glob(os.path.join(glob.escape(ws_root), pattern))
-        }
-        for pattern in project.workspace_members:
-            for match in glob.glob(os.path.join(glob.escape(ws_root), pattern)):
-                real = os.path.realpath(match)
-                if real != ws_root and real in projects and real not in excluded:
-                    members[real] = ws_root
+        for match in workspace_member_dirs(ws_root, project):
+            real = os.path.realpath(match)
+            if real in projects:
+                members[real] = ws_root
     return members

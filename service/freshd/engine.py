@@ -52,7 +52,7 @@ from watchdog.observers.api import BaseObserver
 
 from freshd import __version__, watchset
 from freshd.config import Config
-from freshd.discovery import Package, discover, pruned, workspace_members
+from freshd.discovery import Package, discover, never_entered, workspace_members
 from freshd.index import Index
 from freshd.indexer import (
     DirIdentity,
@@ -70,9 +70,9 @@ from freshd.scrub import Scrub
 from freshd.watcher import Identity, Watcher, identity, max_user_watches
 from freshd_client import schema as sc
 from freshd_client.errors import FreshdError
-from freshd_client.fileset import VENV_MARKER, outside_file_set
+from freshd_client.fileset import VENV_MARKER, outside_file_set, pruned_name
 from freshd_client.gitstate import find_git_dir
-from freshd_client.project import MARKERS, CacheKey, is_package_dir, read_project
+from freshd_client.project import MARKERS, CacheKey, is_package_dir, project_or_none
 from freshd_client.schema import COOKIE_PREFIX
 
 log = logging.getLogger("freshd.engine")
@@ -970,11 +970,11 @@ class Engine:
         if tracked is not None:
             # Its project files changed: name, include/exclude, workspace settings.
             before = tracked.pkg.project
-            self._track(replace(tracked.pkg, project=_project_or_none(directory)))
+            self._track(replace(tracked.pkg, project=project_or_none(directory)))
             changed |= _workspace_settings(before) != _workspace_settings(
                 self._tracked[directory].pkg.project
             )
-        elif _is_real_dir(directory) and not _pruned(directory, root):
+        elif _is_real_dir(directory) and not never_entered(directory, root):
             for pkg in discover(directory, within=root).packages:
                 if pkg.path not in self._tracked:
                     self._track(pkg)
@@ -1454,7 +1454,7 @@ def _noise(path: str, owner: str | None, root: str, is_dir: bool) -> bool:
     if owner is not None:
         return outside_file_set(path[len(owner) + 1 :], is_dir)
     parts = path[len(root) + 1 :].split("/")
-    return any(pruned(part) for part in (parts if is_dir else parts[:-1]))
+    return any(pruned_name(part) for part in (parts if is_dir else parts[:-1]))
 
 
 def _read_through_links(path: str, keys: Iterable[CacheKey] | None) -> bool:
@@ -1497,26 +1497,6 @@ def _is_real_dir(path: str) -> bool:
         return stat.S_ISDIR(os.lstat(path).st_mode)
     except OSError:
         return False
-
-
-def _pruned(directory: str, root: str) -> bool:
-    """Whether discovery would never enter ``directory`` (a VCS dir, a cache, a venv)."""
-    rel = directory[len(root) + 1 :] if directory != root else ""
-    current = root
-    for part in rel.split("/") if rel else []:
-        if pruned(part):
-            return True
-        current = os.path.join(current, part)
-        if os.path.exists(os.path.join(current, VENV_MARKER)):
-            return True
-    return False
-
-
-def _project_or_none(path: str) -> Any:
-    try:
-        return read_project(path)
-    except FreshdError:
-        return None  # the scan reports it as the package's error
 
 
 def _workspace_settings(project: Any) -> tuple[Any, Any]:

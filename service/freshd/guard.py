@@ -28,12 +28,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from freshd.lean import LEAN_ROUTES, LeanRoute, answer
 from freshd.queries import Context, error_response
-from freshd_client import schema as sc
+from freshd_client import locations
 
 log = logging.getLogger("freshd")
 
 MAX_BODY = 1 << 20
-API_HEADER = (b"freshd-api", str(sc.API_VERSION).encode())
+API_HEADER = (locations.API_HEADER.encode(), str(locations.API_VERSION).encode())
 OTHER_ROUTE = "other"
 """The metrics' route label of a request to no declared route."""
 ROUTES = frozenset(

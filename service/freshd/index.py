@@ -29,6 +29,7 @@ from freshd_client import locations, trust
 from freshd_client import schema as sc
 from freshd_client.errors import IndexStoreError, UntrustedIndexError
 from freshd_client.mapgate import MapGate, store_error
+from freshd_client.smallfile import write_atomic
 
 T = TypeVar("T")
 log = logging.getLogger("freshd")
@@ -297,24 +298,10 @@ def _begin_unsynced(path: str) -> bool:
     boot = sc.boot_id()
     if boot is None:
         return False
-    temporary = marker + ".tmp"
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, boot.encode("ascii") + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, marker)
-        directory = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_atomic(marker, boot.encode("ascii") + b"\n", durable=True, mode=0o600)
     except OSError as exc:
         log.warning("cannot write %s (%s): every commit is flushed", marker, exc.strerror or exc)
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
         return False
     return True
 

@@ -34,15 +34,15 @@ from freshd.discovery import (
     Package,
     discover,
     found_inside,
-    project_of,
     workspace_members,
 )
 from freshd.index import Index
 from freshd_client import schema as sc
-from freshd_client.errors import FreshdError, PackagePathError
+from freshd_client.errors import PackagePathError
+from freshd_client.locations import real_path
 from freshd_client.mapgate import MapGate
-from freshd_client.project import Project, read_project
-from freshd_client.scan import ScanResult, real_path, rescan_files, scan
+from freshd_client.project import Project, project_or_none
+from freshd_client.scan import ScanResult, rescan_files, scan
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
@@ -114,10 +114,7 @@ def _outcome(
 ) -> Outcome:
     clean_old = old is not None and old.state == "clean"
     started = time.time_ns()  # before anything is read: the seal's racy rule
-    try:
-        project = read_project(path)
-    except FreshdError:
-        project = None  # the scan reports it
+    project = project_or_none(path)  # None: the scan reports why
     dirs: list[tuple[str, os.stat_result]] = []
     result = scan(
         path,
@@ -419,7 +416,7 @@ class _Found:
     def packages(self) -> dict[str, Package]:
         """Every package found, by path, as discovery of each root describes it."""
         if self.unread:
-            self.projects.update((path, project_of(path)) for path in self.unread)
+            self.projects.update((path, project_or_none(path)) for path in self.unread)
             self.unread.clear()
             self._packages = None
         if self._packages is None:

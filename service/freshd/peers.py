@@ -22,7 +22,7 @@ import socket
 from typing import Any
 
 from freshd_client import trust
-from freshd_client.http import API_HEADER, API_VERSION
+from freshd_client.locations import API_HEADER, API_VERSION
 
 log = logging.getLogger("freshd")
 

@@ -15,8 +15,9 @@ A seal vouches only for the digests written beside it: it is used when the packa
 record is ``clean`` with those digests, and only by the start-up crawl (a rescan after
 an event always walks). A package whose meta digest reads more than a fixed list of
 paths in the package (git state, an environment variable, a glob, a path out of it,
-a cache key that is a symlink) gets none (``cachekeys.meta_paths``). The identities are those of
-``freshd_client.quick.identity`` (the stat cache of ``freshd check``), packed.
+a cache key that is a symlink) gets none. What it rests on beyond the file set and the
+listed directories is ``scan.inputs_of``, the same list as the stat caches of ``freshd
+check``; the identities and the racy rule are ``freshd_client.identity``'s, packed.
 """
 
 from __future__ import annotations
@@ -31,11 +32,9 @@ from typing import Any
 import lmdb
 
 from freshd_client import schema as sc
-from freshd_client.cachekeys import meta_paths
+from freshd_client.identity import RECORD_KIND_BITS, identity, is_link, racy, racy_limit
 from freshd_client.project import Project
-from freshd_client.quick import RECORD_KIND_BITS, identity
-from freshd_client.records import RACY_WINDOW_NS
-from freshd_client.scan import ScanResult
+from freshd_client.scan import ScanResult, inputs_of
 
 FORMAT = 1
 _HEAD = struct.Struct("<HxxIII")  # format, header length, paths, names length
@@ -85,7 +84,7 @@ class Seal:
 
 
 def _packed(st: os.stat_result) -> bytes:
-    """``quick.identity`` of ``st``, as a seal stores it."""
+    """``identity.identity`` of ``st``, as a seal stores it."""
     return _IDENT.pack(*identity(st))
 
 
@@ -97,12 +96,12 @@ def take(
 ) -> bytes:
     """The seal of a complete scan (``result``, of ``project``, whose walk listed ``dirs``),
     all of it read after the wall-clock ns ``started``; b"" when it cannot have one:
-    something changed within ``RACY_WINDOW_NS`` of ``started`` (its identity may not show
+    something changed within the racy window of ``started`` (its identity may not show
     a change made in the same clock tick), or the meta digest reads git state."""
-    key_paths = meta_paths(project.cache_keys)
+    inputs = inputs_of(project.cache_keys, rule_files=result.rule_files())
     if result.error is not None or result.tree is None or result.meta is None:
         return b""
-    if key_paths is None:
+    if inputs is None:
         return b""  # the meta digest reads more than a fixed list of paths in the package
     pack, kinds = _IDENT.pack, RECORD_KIND_BITS
     idents: dict[bytes, bytes] = {}
@@ -120,18 +119,19 @@ def take(
         idents[rel.encode(_FS_ENCODING, _FS_ERRORS)] = pack(
             size, mtime, ctime, ino, dev, kinds[kind]
         )
-    limit = started - RACY_WINDOW_NS
+    limit = racy_limit(started)  # identity.racy's rule, on the fields as they are packed
     if newest >= limit:
         return b""
-    # What the rules and the meta digest read beyond the file set. A name absent from a
-    # listed directory needs nothing more: adding it moves the directory's mtime.
-    extra = result.rule_files() + key_paths
-    followed = set(key_paths)  # read through a symlink: then its target is not sealed
+    # What the rules and the meta digest read beyond the file set, each through a link
+    # if it is one. A name absent from a listed directory needs nothing more: adding it
+    # moves the directory's mtime.
     listed = {rel for rel, _st in dirs}
     base = os.path.join(result.path, "")
-    for rel in extra:
+    for rel in inputs:
         raw = os.fsencode(rel)
-        if raw in idents and rel not in followed:
+        if raw in idents:  # a member: sealed above, unless a link (its target is read)
+            if is_link(list(_IDENT.unpack(idents[raw]))):
+                return b""
             continue
         try:
             st = os.lstat(base + rel)
@@ -141,11 +141,10 @@ def take(
             continue
         except OSError:
             return b""
-        if max(st.st_mtime_ns, st.st_ctime_ns) >= limit or (
-            rel in followed and stat.S_ISLNK(st.st_mode)
-        ):
+        ident = identity(st)
+        if racy([ident], started) or is_link(ident):
             return b""
-        idents[raw] = _packed(st)
+        idents[raw] = pack(*ident)
     nested, hidden = result.walked or ([], [])
     header = json.dumps(
         {
@@ -171,7 +170,15 @@ def load(txn: lmdb.Transaction, db: Any, record: sc.PackageRecord | None) -> Sea
     if record is None or record.state != "clean" or db is None:
         return None
     raw = txn.get(sc.path_key(record.path), db=db)
-    if raw is None or len(raw) < _HEAD.size:
+    seal = decode(raw) if raw is not None else None
+    if seal is None or (seal.tree, seal.meta, seal.name) != (record.tree, record.meta, record.name):
+        return None
+    return seal
+
+
+def decode(raw: bytes | memoryview) -> Seal | None:
+    """The seal ``take`` encoded as ``raw``; None when it is not one this version wrote."""
+    if len(raw) < _HEAD.size:
         return None
     fmt, header_len, count, names_len = _HEAD.unpack_from(raw)
     start = _HEAD.size + header_len
@@ -183,10 +190,4 @@ def load(txn: lmdb.Transaction, db: Any, record: sc.PackageRecord | None) -> Sea
         seal = Seal(header, names, bytes(raw[start + names_len :]))
     except (ValueError, KeyError, TypeError):
         return None  # not a seal this version wrote: the package is walked
-    if len(names) != count or (seal.tree, seal.meta, seal.name) != (
-        record.tree,
-        record.meta,
-        record.name,
-    ):
-        return None
-    return seal
+    return seal if len(names) == count else None
