@@ -14,9 +14,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: the daemon on the current directory (default index and socket; Ctrl-C stops it)
+## run: the daemon on your code, e.g. make run ROOT=~/src/yourcode (default index and
+## socket; Ctrl-C stops it; the index remembers ROOT: `.venv/bin/freshd serve` alone reuses it)
+ifneq ($(filter run,$(MAKECMDGOALS)),)
+ifeq ($(strip $(ROOT)),)
+$(error make run needs the directory to watch: make run ROOT=~/src/yourcode)
+endif
+ifeq ($(wildcard $(ROOT)/.),)
+$(error make run: ROOT=$(ROOT) is not a directory)
+endif
+endif
 run: install
-	$(BIN)/freshd serve .
+	$(BIN)/freshd serve $(ROOT)
 
 test: install
 	$(BIN)/pytest
@@ -51,6 +60,7 @@ bench: install
 	$(BIN)/python bench/bench_uv.py
 	$(BIN)/python bench/bench_canary.py
 	$(BIN)/python bench/bench_scrub.py
+	$(BIN)/python bench/bench_ci.py
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache

@@ -86,6 +86,18 @@ def test_bench_hotpaths(tmp_path: Path) -> None:
     assert len(json.loads(proc.stdout)) == 4
 
 
+@pytest.mark.slow
+def test_bench_ci_quick() -> None:
+    cmd = [sys.executable, str(BENCH / "bench_ci.py"), "--quick", "--runs", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # What it measures, not how fast: every figure is printed (the bench itself checks
+    # that agent B reran exactly the changed package and its dependents, and that the
+    # daemon's closure digests equal the hashed ones).
+    lines = [line for line in proc.stdout.splitlines() if line.rstrip().endswith(" s")]
+    assert len(lines) == 9, proc.stdout
+
+
 def test_bench_cli_quick() -> None:
     freshd = str(Path(sys.executable).parent / "freshd")
     cmd = [sys.executable, str(BENCH / "bench_cli.py"), "--runs", "1", "--json"]

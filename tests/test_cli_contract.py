@@ -62,6 +62,9 @@ FAILURES: dict[str, tuple[list[str], int, str]] = {
     "check": (["check", "--venv", "{tmp}/nope"], 2, "error"),
     "run": (["run", "--venv", "{tmp}/nope", "--", "{tmp}/no-such-command"], 127, "error"),
     "completion": (["completion", "fish"], 2, "usage"),
+    "graph": (["graph", "--root", "{tmp}/nope"], 1, "error"),
+    "affected": (["affected", "--task", "t", "--root", "{tmp}/nope"], 1, "error"),
+    "exec": (["exec", "--task", "t", "--root", "{tmp}/nope", "--", "true"], 1, "error"),
 }
 # The arguments each verb needs to parse.
 REQUIRED: dict[str, list[str]] = {
@@ -70,6 +73,8 @@ REQUIRED: dict[str, list[str]] = {
     "remove": ["."],
     "completion": ["bash"],
     "run": ["--", "true"],
+    "affected": ["--task", "t"],
+    "exec": ["--task", "t", "--", "true"],
 }
 
 

@@ -17,6 +17,15 @@
         ├── DaemonRequestError      the daemon refused a request (its error code and message)
         └── UntrustedDaemonError    the process answering runs as another user, or cannot be checked
 
+    FreshdError (freshd_client.ci: CI agents sharing task results, issue 23)
+    └── CiError
+        ├── GraphError              the local dependency graph cannot be built
+        │   ├── DependencyCycleError    local packages depend on each other in a cycle
+        │   └── MissingDependencyError  a local dependency names no local package
+        ├── RecordError             a stored result refused: malformed, unsigned, tampered, unsafe
+        └── StoreError              a result store cannot be used (bad URL, unreachable, refused)
+            └── StoreExtraError     the store needs an extra that is not installed (boto3)
+
 Only the CLI prints these and chooses exit codes; library code raises them.
 """
 
@@ -111,3 +120,36 @@ class DaemonRequestError(DaemonError):
 class UntrustedDaemonError(DaemonError):
     """The process serving the socket runs as another user, or its user cannot be
     verified: none of its answers is believed (docs/security.md)."""
+
+
+# -- freshd_client.ci (issue 23): one block, kept together -------------------------------
+
+
+class CiError(FreshdError):
+    """Base of the errors of ``freshd graph``, ``affected`` and ``exec``."""
+
+
+class GraphError(CiError):
+    """The local dependency graph cannot be built from the project files."""
+
+
+class DependencyCycleError(GraphError):
+    """Local packages depend on each other in a cycle (the message names it)."""
+
+
+class MissingDependencyError(GraphError):
+    """A local dependency (a path or workspace source) names no local package."""
+
+
+class RecordError(CiError):
+    """A stored result that must not be replayed: malformed, unsigned or wrongly signed
+    while ``FRESHD_CACHE_KEY`` is set, a blob that does not match its SHA-256, or an
+    output path that could leave its package. A refused record is a miss."""
+
+
+class StoreError(CiError):
+    """A result store cannot be used: a bad URL, or it is unreachable or refused a request."""
+
+
+class StoreExtraError(StoreError):
+    """The store needs an optional dependency that is not installed (``freshd[s3]``)."""

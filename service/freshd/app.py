@@ -120,6 +120,12 @@ class Progress(BaseModel):
     total: int
 
 
+class LogLine(BaseModel):
+    time: str  # UTC, ISO 8601
+    level: str
+    message: str
+
+
 class Health(BaseModel):
     status: Literal["starting", "indexing", "ready", "degraded", "stopped"]
     version: str
@@ -135,6 +141,7 @@ class Health(BaseModel):
     index: str
     socket: str
     error: str | None
+    recent: list[LogLine]  # the daemon's last warnings and errors, oldest first
 
 
 class RootRequest(_Strict):

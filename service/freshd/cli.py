@@ -48,10 +48,16 @@ VERBS = (
     "check",
     "run",
     "completion",
+    "graph",
+    "affected",
+    "exec",
 )
-JSON_VERBS = frozenset(("digest", "index", "status", "ls", "add", "remove", "stamp", "check"))
+JSON_VERBS = frozenset(
+    ("digest", "index", "status", "ls", "add", "remove", "stamp", "check", "graph", "affected")
+)
 """The verbs with ``--json``: their errors are JSON too."""
 
+_PRINT_SOCKET = object()  # freshd status --socket, with no PATH
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -161,7 +167,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
     Stored hashes are reused only where size, mtime, ctime, inode and device all
     match and the file was not modified shortly before it was hashed (git's
-    racy-timestamp rule); everything else is hashed again.
+    racy-timestamp rule); everything else is hashed again. The index remembers the
+    ROOTs: a plain freshd serve on it watches them.
 
     Example:
 
@@ -204,11 +211,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     socket (mode 0600, in a directory that must be yours with mode 0700), to your own
     user only. SIGINT or SIGTERM stops it cleanly.
 
+    The index remembers the roots. With no ROOT, the daemon watches the remembered
+    ones (given to an earlier freshd serve, added with freshd add, or indexed with
+    freshd index), else the current directory. Given ROOTs are the roots of this run
+    and are remembered instead: the log names each remembered root that is dropped,
+    and its packages leave the index.
+
     Example:
 
-        $ freshd serve ~/src/monorepo
-        freshd 0.1.0 serving /run/user/1000/freshd/freshd.sock (index ~/.local/state/freshd/index)
-        $ curl --unix-socket /run/user/1000/freshd/freshd.sock http://freshd/v1/health
+        $ freshd serve ~/src/monorepo   # watches it, and remembers it
+        $ freshd serve                  # later: the remembered roots, with those added since
     """
     from freshd import config
     from freshd.daemon import serve
@@ -225,24 +237,40 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         scrub_seconds=args.scrub_seconds,
         allow_uids=args.allow_uid,
     )
-    roots = list(dict.fromkeys(canonical_root(r) for r in (args.roots or ["."])))
-    return serve(cfg, roots)
+    return serve(cfg, [canonical_root(r) for r in args.roots])
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     """Show the running daemon's health: state, pid, roots, packages, files, pending work.
 
-    Exits with 2 when no daemon answers on the socket.
+    Each root shows how it is followed: watching, polling (it cannot be watched whole;
+    rescanned periodically), blind (its watcher went quiet) or missing, with the reason
+    its packages answer unknown meanwhile. "recent" lists the daemon's last warnings
+    and errors. Exits with 2 when no daemon answers on the socket. --socket alone
+    prints the socket's path (no daemon needed), for other tools:
+
+        $ curl --unix-socket "$(freshd status --socket)" http://freshd/v1/health
 
     Example:
 
         $ freshd status
-        ready  pid 4242  freshd 0.1.0
+        degraded  pid 4242  freshd 0.1.0
         socket    /run/user/1000/freshd/freshd.sock
         index     /home/me/.local/state/freshd/index
         roots     /home/me/src/mono (watching)
+                  /home/me/src/old (missing: the directory was deleted or moved away)
         packages  300 (60000 files), 0 pending
+        recent    2026-12-08T09:12:03.114Z WARNING root /home/me/src/old disappeared; ...
     """
+    if args.socket is _PRINT_SOCKET:
+        from freshd_client import locations
+
+        path = locations.socket_path()
+        if args.json:
+            _print_json({"socket": path})
+        else:
+            print(path)
+        return EXIT_OK
     with _daemon(args) as http:
         health = http.health()
     if args.json:
@@ -265,6 +293,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"packages  {health['packages']} ({health['files']} files), {health['pending']} pending")
     if health.get("error"):
         print(f"error     {health['error']}")
+    recent = [f"{r['time']} {r['level']} {r['message']}" for r in health.get("recent") or []]
+    if recent:
+        print("recent    " + "\n          ".join(recent))
     return EXIT_OK
 
 
@@ -302,7 +333,8 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 def _cmd_add(args: argparse.Namespace) -> int:
     """Make the running daemon watch ROOT too: it indexes ROOT, then keeps it current.
 
-    The daemon remembers its roots across restarts. Exits with 2 when no daemon answers.
+    The daemon remembers its roots across restarts: the index records ROOT, and a
+    plain freshd serve watches it again. Exits with 2 when no daemon answers.
 
     Example:
 
@@ -318,9 +350,10 @@ def _cmd_add(args: argparse.Namespace) -> int:
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:
-    """Make the running daemon stop watching ROOT and forget its packages.
+    """Make the running daemon stop watching ROOT and forget it and its packages.
 
-    Exits with 2 when no daemon answers.
+    ROOT may be any root the daemon remembers, also one that is missing now (deleted,
+    or on a disk not mounted). Exits with 2 when no daemon answers.
 
     Example:
 
@@ -483,6 +516,156 @@ def _cmd_completion(args: argparse.Namespace) -> int:
 
     print(shtab.complete(build_parser(), shell=args.shell), end="")
     return EXIT_OK
+
+
+# -- CI agents sharing task results (issue 23, docs/ci.md): graph, affected, exec -------
+
+
+def _ci_closures(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The graph of the checkout (``--root``, else found from the current directory)
+    and its closure digests."""
+    from freshd_client.ci import closure, graph
+
+    found = graph.load(args.root or graph.find_root("."))
+    return found, closure.compute(found, args.env or ())
+
+
+def _ci_store(args: argparse.Namespace) -> Any:
+    from freshd_client.ci import store
+
+    return None if args.no_cache else store.open_store(args.store or store.default_url())
+
+
+def _cmd_graph(args: argparse.Namespace) -> int:
+    """Print the local dependency graph with each package's tree and closure digests.
+
+    Local packages: a uv workspace's members, else every package below the root, and
+    the path sources they name. A closure digest covers the package's tree digest, its
+    local dependencies' closure digests, the lock's pins of its external dependencies
+    and the environment (Python, platform, --env variables); no absolute path.
+
+    Example:
+
+        $ freshd graph
+        core  libs/core  b3t2:5d1f0c2e9a4b  fc1:0b7d2f61c4e8  deps: -
+        web   apps/web   b3t2:c3c34944d97b  fc1:9e02a7b3d5f1  deps: core
+    """
+    found, digests = _ci_closures(args)
+    rows = [
+        {
+            "name": name,
+            "path": found.nodes[name].rel,
+            "deps": list(found.nodes[name].deps),
+            "tree": digests.tree[name],
+            "closure": digests.closure[name],
+            "pins": digests.pins[name],
+            "digests_from": digests.source[name],
+        }
+        for name in found.order
+    ]
+    if args.json:
+        _print_json({"packages": rows, "env": digests.env})
+        return EXIT_OK
+    for row in rows:
+        deps = ", ".join(row["deps"]) or "-"
+        print(
+            f"{row['name']}  {row['path']}  {row['tree'][:17]}  {row['closure'][:16]}  deps: {deps}"
+        )
+    return EXIT_OK
+
+
+def _cmd_affected(args: argparse.Namespace) -> int:
+    """List the packages whose closure digest has no recorded success of task NAME.
+
+    In dependency order. The store is --store URL (file:///DIR or s3://BUCKET/PREFIX),
+    else $FRESHD_CACHE_STORE, else a directory in your cache. A store that cannot be
+    reached makes every package affected, with one warning line.
+
+    Example:
+
+        $ freshd affected --task test --store s3://ci-cache/mono
+        web  apps/web  fc1:9e02a7b3d5f1
+    """
+    from freshd_client.ci.execute import affected
+
+    found, digests = _ci_closures(args)
+    names = affected(found, digests, _ci_store(args), args.task)
+    if args.json:
+        rows = [
+            {"name": n, "path": found.nodes[n].rel, "closure": digests.closure[n]} for n in names
+        ]
+        _print_json({"task": args.task, "affected": rows})
+        return EXIT_OK
+    for name in names:
+        print(f"{name}  {found.nodes[name].rel}  {digests.closure[name][:16]}")
+    return EXIT_OK
+
+
+def _cmd_exec(args: argparse.Namespace) -> int:
+    """Run CMD in every package whose closure has no recorded success of task NAME.
+
+    Packages go in dependency order, up to --jobs at once. A recorded success is
+    replayed: its log printed, its --outputs restored byte for byte. Otherwise CMD runs
+    in the package directory with FRESHD_PACKAGE, FRESHD_PACKAGE_DIR and FRESHD_CLOSURE
+    set; a success is recorded, a failure never is. With FRESHD_CACHE_KEY set, records
+    are signed and an unsigned or wrongly signed one is not replayed. Exits 1 if any
+    package failed (its dependents are skipped).
+
+    Example:
+
+        $ freshd exec --task wheel --outputs 'dist/*.whl' -- uv build --wheel
+    """
+    from freshd_client.ci.execute import Exec
+
+    command = list(args.cmd)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    found, digests = _ci_closures(args)
+    store = _ci_store(args)
+    run = Exec(found, digests, store, args.task, command, args.outputs or (), args.jobs)
+    state = run.run()
+    return EXIT_OK if all(s in ("ran", "replayed") for s in state.values()) else EXIT_ERROR
+
+
+def _ci_parsers(
+    verb: Callable[[str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser],
+    want: Callable[[str], bool],
+) -> None:
+    """The subparsers of graph, affected and exec."""
+    for name, fn in (("graph", _cmd_graph), ("affected", _cmd_affected), ("exec", _cmd_exec)):
+        if not want(name):
+            continue
+        p = verb(name, fn)
+        p.add_argument("--root", metavar="DIR", help="the checkout (default: found from .)")
+        p.add_argument(
+            "--env",
+            action="append",
+            metavar="NAME",
+            help="an environment variable the task reads: part of the closure (repeatable)",
+        )
+        if name != "graph":
+            p.add_argument("--task", required=True, metavar="NAME", help="the task's name")
+            p.add_argument(
+                "--store",
+                metavar="URL",
+                help="file:///DIR or s3://BUCKET/PREFIX (default: $FRESHD_CACHE_STORE)",
+            )
+            p.add_argument("--no-cache", action="store_true", help="ignore the store")
+        if name == "exec":
+            p.add_argument(
+                "--outputs",
+                action="extend",
+                nargs="+",
+                metavar="GLOB",
+                help="files the task makes, relative to the package (recorded, restored)",
+            )
+            p.add_argument("--jobs", type=int, default=1, metavar="N", help="packages at once")
+            p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command")
+        else:
+            p.add_argument("--json", action="store_true", help="print a JSON object")
+
+
+# -- end of the CI block ----------------------------------------------------------------
 
 
 def _daemon(args: argparse.Namespace) -> HttpTransport:
@@ -657,7 +840,12 @@ def _build(only: str | None) -> tuple[argparse.ArgumentParser, dict[str, argpars
 
     if want("serve"):
         p = verb("serve", _cmd_serve)
-        p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to watch (default: .)")
+        p.add_argument(
+            "roots",
+            nargs="*",
+            metavar="ROOT",
+            help="the directories to watch (default: the roots the index remembers, else .)",
+        )
         p.add_argument("--db", metavar="DIR", help=db_help)
         p.add_argument(
             "--socket",
@@ -710,7 +898,16 @@ def _build(only: str | None) -> tuple[argparse.ArgumentParser, dict[str, argpars
         if not want(name):
             continue
         p = verb(name, fn)
-        p.add_argument("--socket", metavar="PATH", help=socket_help)
+        if name == "status":
+            p.add_argument(
+                "--socket",
+                nargs="?",
+                const=_PRINT_SOCKET,
+                metavar="PATH",
+                help=socket_help + "; alone: print the socket's path and exit",
+            )
+        else:
+            p.add_argument("--socket", metavar="PATH", help=socket_help)
         p.add_argument("--json", action="store_true", help="print the daemon's JSON answer")
 
     for fn, name in ((_cmd_add, "add"), (_cmd_remove, "remove")):
@@ -751,6 +948,7 @@ def _build(only: str | None) -> tuple[argparse.ArgumentParser, dict[str, argpars
     if want("completion"):
         p = verb("completion", _cmd_completion)
         p.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell")
+    _ci_parsers(verb, want)
     return parser, verbs
 
 

@@ -29,6 +29,8 @@ from freshd.engine import Engine
 from freshd.index import Index
 from freshd.indexer import make_pool
 from freshd.metrics import Metrics
+from freshd.recent import RecentLog
+from freshd.roots import choose, describe, here
 from freshd_client import locations, trust
 from freshd_client.errors import FreshdError
 
@@ -43,7 +45,11 @@ class DaemonError(FreshdError):
 
 
 def serve(cfg: Config, roots: list[str]) -> int:
-    """Run the daemon in the foreground until SIGINT/SIGTERM; the exit code."""
+    """Run the daemon in the foreground until SIGINT/SIGTERM; the exit code. ``roots``
+    (canonical): the roots of this run; none: those the index remembers
+    (``freshd.roots``)."""
+    recent = RecentLog()  # for `freshd status`: what went wrong lately
+    logging.getLogger().addHandler(recent)
     _raise_open_files()
     owner = {"command": "freshd serve", "socket": cfg.socket}
     # Until uvicorn takes over, a stop signal is noted and honoured once it runs; after
@@ -63,8 +69,9 @@ def serve(cfg: Config, roots: list[str]) -> int:
     previous = {sig: signal.signal(sig, noted) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with Index(cfg.index_dir, owner=owner) as index, _listening(cfg) as sockets:
-            return _run(cfg, roots, index, sockets, late, pool)
+            return _run(cfg, roots, index, sockets, late, pool, recent)
     finally:
+        logging.getLogger().removeHandler(recent)
         # The engine's, unless it never started (a refused socket, index or token): then
         # its idle workers are waited for, since a pool left running without waiting can
         # race the interpreter's exit (an EBADF traceback from its wake-up pipe).
@@ -80,8 +87,12 @@ def _run(
     sockets: list[socket.socket],
     late: dict[str, Any],
     pool: Executor,
+    recent: RecentLog,
 ) -> int:
     token = _token(cfg.index_dir) if cfg.tcp else None
+    choice = choose(roots, index.roots(), here)
+    for line in describe(choice):
+        log.info("%s", line)
     metrics = Metrics()
 
     def publish(kind: str, data: dict[str, Any]) -> None:
@@ -92,7 +103,9 @@ def _run(
         if "server" in late:
             late["server"].should_exit = True  # a daemon that cannot keep the index current
 
-    engine = Engine(index, cfg, roots, metrics=metrics, publish=publish, on_fatal=fatal, pool=pool)
+    engine = Engine(
+        index, cfg, choice.roots, metrics=metrics, publish=publish, on_fatal=fatal, pool=pool
+    )
     engine.start()  # it watches and crawls while uvicorn loads
     late["engine"] = engine
     # Until every worker has its first job, the engine is on the start-up's critical path
@@ -107,7 +120,9 @@ def _run(
     from freshd.peers import own_user_only
     from freshd.queries import Context
 
-    ctx = Context(engine=engine, index=index, metrics=metrics, socket=cfg.socket, token=token)
+    ctx = Context(
+        engine=engine, index=index, metrics=metrics, socket=cfg.socket, token=token, recent=recent
+    )
     late["ctx"] = ctx
     # Health and the hot routes answer at once; FastAPI (~0.3 s of CPU, which would slow
     # the crawl) is built once the index is ready, or for the first request needing it.

@@ -370,6 +370,7 @@ class Engine:
 
     def _crawl_at_start(self) -> None:
         self.status = "indexing"
+        self.index.write(self._record_roots)
         self._pool = self._pool or make_pool(self.cfg.workers)
         # Watched before the crawl lists anything, so that no change is lost.
         for state in self.roots.values():
@@ -394,7 +395,7 @@ class Engine:
         # does not watch is kept dirty.
         for path in self._verify_watched(summary.dirs):
             self._touch(path)
-        self.index.write(self._disown_others)
+        self.index.write(self._forget_others)
         self._queue_polled()
         # Events received during the crawl: their packages are rescanned before `ready`.
         self._step(block=False)
@@ -1365,22 +1366,38 @@ class Engine:
         self._watcher.unwatch(root)
         del self.roots[root]
         self._forget([p for p, t in self._tracked.items() if t.pkg.root == root])
-        self.index.write(lambda txn: txn.delete(sc.path_key(root), db=self.index.dbs[sc.DB_ROOTS]))
+        self.index.write(lambda txn: self.index.delete_root(txn, root))
         self._write_daemon(self.status)
 
-    def _disown_others(self, txn: lmdb.Transaction) -> None:
-        """Packages of roots this daemon does not watch are unknown while it runs."""
+    def _record_roots(self, txn: lmdb.Transaction) -> None:
+        """At start: the index remembers exactly this run's roots (``freshd.roots``)."""
+        cursor = txn.cursor(db=self.index.dbs[sc.DB_ROOTS])
+        known = {bytes(k) for k, _v in cursor}
+        for root in self.roots:
+            if sc.path_key(root) not in known:
+                self.index.put_root(txn, root)
+        for stale in known - {sc.path_key(r) for r in self.roots}:
+            txn.delete(stale, db=self.index.dbs[sc.DB_ROOTS])
+
+    def _forget_others(self, txn: lmdb.Transaction) -> None:
+        """After the first crawl: the packages found in no root of this run (roots no
+        longer watched, or missing now) leave the index: no record is left behind that
+        nothing keeps current."""
         cursor = txn.cursor(db=self.index.dbs[sc.DB_PACKAGES])
         others = [
             record
             for record in (sc.decode_package(v) for _k, v in cursor)
-            if record.path not in self._tracked and record.state != "unknown"
+            if record.path not in self._tracked
         ]
+        by_root: dict[str, int] = {}
         for record in others:
-            generation = self.index.next_generation(txn)
-            self.index.put_package(
-                txn, replace(record, state="unknown", generation=generation), None
-            )
+            self.index.delete_package(txn, record.path)
+            by_root[record.root] = by_root.get(record.root, 0) + 1
+        for root, count in sorted(by_root.items()):
+            why = "the root is missing" if root in self.roots else "no longer a root"
+            log.info("removed %d package(s) of %s from the index: %s", count, root, why)
+        if others:
+            self.index.touch(txn)
 
     # -- the daemon record and the heartbeat ---------------------------------------
 

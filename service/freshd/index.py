@@ -219,6 +219,19 @@ class Index:
         value = json.dumps({"path": root, "added_ns": time.time_ns()}).encode()
         txn.put(sc.path_key(root), value, db=self.dbs[sc.DB_ROOTS])
 
+    def delete_root(self, txn: lmdb.Transaction, root: str) -> None:
+        """Forget a root (its packages are the caller's)."""
+        txn.delete(sc.path_key(root), db=self.dbs[sc.DB_ROOTS])
+
+    def roots(self) -> list[str]:
+        """The roots recorded (``put_root``), sorted."""
+
+        def collect(txn: lmdb.Transaction) -> list[str]:
+            cursor = txn.cursor(db=self.dbs[sc.DB_ROOTS])
+            return [json.loads(bytes(v))["path"] for _k, v in cursor]
+
+        return sorted(self.read(collect))
+
     def touch(self, txn: lmdb.Transaction) -> None:
         """Record the time of this write in the meta database."""
         txn.put(sc.META_LAST_WRITE, sc.U64.pack(time.time_ns()), db=self.dbs[sc.DB_META])

@@ -25,6 +25,7 @@ from freshd.engine import Engine
 from freshd.index import Index
 from freshd.indexer import canonical_root
 from freshd.metrics import Metrics
+from freshd.recent import RecentLog
 from freshd_client import digest as dg
 from freshd_client import schema as sc
 from freshd_client.errors import FreshdError
@@ -84,6 +85,8 @@ class Context:
     subscribers: set[asyncio.Queue[str | None]] = field(default_factory=set)
     loop: asyncio.AbstractEventLoop | None = None
     closing: bool = False
+    recent: RecentLog = field(default_factory=RecentLog)
+    """The daemon's recent warnings and errors (health's ``recent``)."""
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         """Called on the engine thread: hand an event to every SSE subscriber."""
@@ -132,6 +135,7 @@ def health(ctx: Context) -> dict[str, Any]:
         "index": ctx.index.path,
         "socket": ctx.socket,
         "error": engine.last_error,
+        "recent": ctx.recent.records(),
     }
 
 
