@@ -52,7 +52,6 @@ from watchdog.observers.api import BaseObserver
 
 from freshd import __version__, watchset
 from freshd.config import Config
-from freshd_client.discovery import Package, discover, never_entered, workspace_members
 from freshd.index import Index
 from freshd.indexer import (
     DirIdentity,
@@ -69,6 +68,7 @@ from freshd.mounts import MountWatcher, affected
 from freshd.scrub import Scrub
 from freshd.watcher import Identity, Watcher, identity, max_user_watches
 from freshd_client import schema as sc
+from freshd_client.discovery import Package, discover, never_entered, workspace_members
 from freshd_client.errors import FreshdError
 from freshd_client.fileset import VENV_MARKER, outside_file_set, pruned_name
 from freshd_client.gitstate import find_git_dir

@@ -30,14 +30,14 @@ from typing import Any, TypeVar
 import lmdb
 
 from freshd import seals
+from freshd.index import Index
+from freshd_client import schema as sc
 from freshd_client.discovery import (
     Package,
     discover,
     found_inside,
     workspace_members,
 )
-from freshd.index import Index
-from freshd_client import schema as sc
 from freshd_client.errors import PackagePathError
 from freshd_client.locations import real_path
 from freshd_client.mapgate import MapGate
