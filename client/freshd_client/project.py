@@ -161,11 +161,36 @@ def load_project(directory: str, memo: object = None) -> tuple[Project, dict[str
 
 
 def _read_pyproject(directory: str) -> bytes | None:
-    path = os.path.join(directory, "pyproject.toml")
+    return read_file(os.path.join(directory, "pyproject.toml"))
+
+
+def read_file(path: str) -> bytes | None:
+    """The bytes of the project or lock file at ``path``; None when there is none (or it
+    is not a regular file: a FIFO is never opened). ProjectFileError naming it when it
+    cannot be read."""
     try:
         return read_small(path)
     except OSError as exc:
         raise ProjectFileError(f"{path}: {exc.strerror or exc}") from exc
+
+
+def parse_toml(path: str, raw: bytes) -> dict[str, Any]:
+    """The TOML document ``raw`` read from ``path`` (pyproject.toml, uv.lock): the one
+    TOML reading of freshd. ProjectFileError naming the file when it is not TOML."""
+    if sys.version_info >= (3, 11):
+        import tomllib  # ~10 ms with typing: only where no memo answers
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ProjectFileError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def read_toml(path: str) -> dict[str, Any] | None:
+    """``parse_toml`` of the file at ``path``; None when there is none."""
+    raw = read_file(path)
+    return None if raw is None else parse_toml(path, raw)
 
 
 def _parse(
@@ -173,16 +198,7 @@ def _parse(
 ) -> Project:
     """The project from the bytes of pyproject.toml, setup.cfg and setup.py (None: absent)."""
     pyproject_path = os.path.join(directory, "pyproject.toml")
-    data: dict[str, Any] = {}
-    if raw is not None:
-        if sys.version_info >= (3, 11):
-            import tomllib  # ~10 ms with typing: only where no memo answers
-        else:  # pragma: no cover - exercised on 3.10 only
-            import tomli as tomllib
-        try:
-            data = tomllib.loads(raw.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ProjectFileError(f"{pyproject_path}: not valid TOML: {exc}") from exc
+    data = parse_toml(pyproject_path, raw) if raw is not None else {}
 
     name = (
         _project_name(data, pyproject_path)

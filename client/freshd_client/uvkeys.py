@@ -18,7 +18,6 @@ no install recorded, so uv rebuilds it (fail closed).
 from __future__ import annotations
 
 import os
-import sys
 
 from freshd_client import quick
 from freshd_client.errors import FreshdError
@@ -110,10 +109,12 @@ def local_packages(root: str, venv: str, cache: DigestCache) -> dict[str, bool]:
     lock = os.path.join(root, LOCK)
     locked = cache.lock_sources(lock)
     if locked is None:
+        from freshd_client.project import parse_toml, read_file
+
         ident = lstat_identity(lock)  # before it is read
-        raw = _read(lock)
+        raw = read_file(lock)
         if raw is not None:
-            locked = _locked_sources(root, _toml(lock, raw))
+            locked = _locked_sources(root, parse_toml(lock, raw))
             cache.keep_lock(lock, ident, locked, lock_digest(raw))
     if locked is None:  # no lock yet: what uv is about to lock, from the project files
         locked = [(root, True), *_declared_sources(root)]
@@ -125,15 +126,15 @@ def local_packages(root: str, venv: str, cache: DigestCache) -> dict[str, bool]:
 def _declared_sources(root: str) -> list[tuple[str, bool]]:
     """(directory, editable) of the workspace members and path sources that the project
     at ``root`` declares (``[tool.uv.workspace]``, ``[tool.uv.sources]``)."""
-    from freshd_client.project import read_project, workspace_member_dirs
+    from freshd_client.project import read_project, read_toml, workspace_member_dirs
 
     path = os.path.join(root, "pyproject.toml")
-    raw = _read(path)
-    tool = _toml(path, raw).get("tool", {}) if raw is not None else {}
+    data = read_toml(path)
+    tool = data.get("tool", {}) if data is not None else {}
     uv = tool.get("uv", {}) if isinstance(tool, dict) else {}
     uv = uv if isinstance(uv, dict) else {}
     found: list[tuple[str, bool]] = []
-    if raw is not None:
+    if data is not None:
         for member in workspace_member_dirs(root, read_project(root)):
             if os.path.isfile(os.path.join(member, "pyproject.toml")):
                 found.append((os.path.normpath(member), True))
@@ -144,29 +145,6 @@ def _declared_sources(root: str) -> list[tuple[str, bool]]:
             if os.path.isdir(where):
                 found.append((where, source.get("editable") is True))
     return found
-
-
-def _read(path: str) -> bytes | None:
-    """The bytes of ``path``; None when there is no such file."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise FreshdError(f"{path}: {exc.strerror or exc}") from None
-
-
-def _toml(path: str, raw: bytes) -> dict[str, Any]:
-    """The TOML document ``raw`` read from ``path``."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise FreshdError(f"{path}: not valid TOML: {exc}") from None
 
 
 def _locked_sources(root: str, data: dict[str, Any]) -> list[tuple[str, bool]]:
