@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from freshd_client import identity, uvcache, uvkeys
+from freshd_client import identity, project, uvcache, uvkeys
 from freshd_client.errors import FreshdError
 from freshd_client.oneshot import digest_path
 
@@ -163,7 +163,7 @@ def test_a_copied_lock_with_the_same_bytes_is_not_parsed_again(
     def no_parse(*_args: object) -> None:
         raise AssertionError("parsed a lock whose bytes the cache knows")
 
-    monkeypatch.setattr(uvkeys, "_toml", no_parse)
+    monkeypatch.setattr(project, "parse_toml", no_parse)
     assert values("run")[0] == first
 
 
