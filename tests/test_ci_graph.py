@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ci_repo import PATHS, Agent, make_mono, write, write_lock
 from freshd_client.ci.graph import load
-from freshd_client.oneshot import digest_path
+from freshd_client.content.oneshot import digest_path
 
 
 def graph(agent: Agent, *args: str) -> dict[str, dict[str, object]]:
@@ -156,7 +156,8 @@ def test_a_fifo_named_like_a_project_file_or_lock_is_never_opened(tmp_path: Path
         [sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=60
     )
     assert (proc.returncode, proc.stdout) == (0, "None\n"), proc.stderr
-    code = "import sys; from freshd_client.project import read_toml; print(read_toml(sys.argv[1]))"
+    code = "import sys; from freshd_client.content import project; "
+    code += "print(project.read_toml(sys.argv[1]))"
     os.mkfifo(tmp_path / "pyproject.toml")
     proc = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "pyproject.toml")],

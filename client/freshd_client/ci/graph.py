@@ -17,7 +17,14 @@ from __future__ import annotations
 import os
 import re
 
-from freshd_client.discovery import discover
+from freshd_client.content.discovery import discover
+from freshd_client.content.project import (
+    is_package_dir,
+    normalize_name,
+    read_project,
+    read_toml,
+    workspace_member_dirs,
+)
 from freshd_client.errors import (
     DependencyCycleError,
     FreshdError,
@@ -25,14 +32,7 @@ from freshd_client.errors import (
     MissingDependencyError,
     ProjectFileError,
 )
-from freshd_client.project import (
-    is_package_dir,
-    normalize_name,
-    read_project,
-    read_toml,
-    workspace_member_dirs,
-)
-from freshd_client.uvkeys import LOCK
+from freshd_client.venvs.uvkeys import LOCK
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ import os
 
 from blake3 import blake3
 
-from freshd_client.project import normalize_name, read_toml
-from freshd_client.uvkeys import LOCK
+from freshd_client.content.project import normalize_name, read_toml
+from freshd_client.venvs.uvkeys import LOCK
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
