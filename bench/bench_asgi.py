@@ -3,7 +3,7 @@
 One event loop, one index with one clean package, an engine stand-in that is ready; each
 request is the scope, body and replies a server passes (no socket, no client), so the
 figure is the app's own cost, beside two peers answering the same question from the same
-index with the same route logic (``freshd.queries.fresh``):
+index with the same route logic (``freshd.api.queries.fresh``):
 
 - ``freshd app``: what the daemon serves, the guard in front of the FastAPI app, whose
   hot routes are ``ModelRoute``s (pydantic validates the body's model, the answer is
@@ -35,13 +35,13 @@ from fastapi import FastAPI
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from freshd import queries
-from freshd.app import FreshRequest, FreshResponse, create_app
-from freshd.guard import Guard
-from freshd.index import Index
+from freshd.api import queries
+from freshd.api.app import FreshRequest, FreshResponse, create_app
+from freshd.api.guard import Guard
+from freshd.api.queries import Context
+from freshd.index.writer import Index
 from freshd.metrics import Metrics
-from freshd.queries import Context
-from freshd_client import schema as sc
+from freshd_client.spec import schema as sc
 
 TREE = "b3t2:" + "ab" * 32
 

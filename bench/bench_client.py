@@ -4,7 +4,7 @@ Starts a real ``freshd serve`` on generated trees (packages of 20, 200 and 2,000
 files, plus a 300-package monorepo), then reports median and p99 of:
 
 - ``Client.is_fresh`` on the direct transport (LMDB in-process) and over HTTP;
-- the alternatives: rehashing the package (``freshd_client.scan.scan``, what a
+- the alternatives: rehashing the package (``freshd_client.content.scan.scan``, what a
   content check costs without freshd) and a uv-style check that stats the cache-key
   files (``pyproject.toml``, ``setup.py``, ``setup.cfg``, ``src/``) for their ctime;
 - ``check_many`` over the 300 packages, both transports;
@@ -41,8 +41,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import gentree
 from freshd_client import Client, DaemonError
-from freshd_client.http import HttpTransport
-from freshd_client.scan import package_dir, scan
+from freshd_client.content.scan import package_dir, scan
+from freshd_client.transport.http import HttpTransport
 
 FRESHD = os.path.join(os.path.dirname(sys.executable), "freshd")
 SIZES = (20, 200, 2000)

@@ -59,7 +59,7 @@ from bench_index import (
     warm_page_cache,
 )
 from freshd_client import Client
-from freshd_client.oneshot import digest_path
+from freshd_client.content.oneshot import digest_path
 from harness import (
     EVENT_TIMEOUT_S,
     START_TIMEOUT_S,

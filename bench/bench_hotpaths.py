@@ -24,13 +24,13 @@ import sys
 import time
 from collections.abc import Callable
 
-from freshd import seals
-from freshd_client.project import read_project
-from freshd_client.scan import scan
+from freshd.index import seals
+from freshd_client.content.project import read_project
+from freshd_client.content.scan import scan
 
 IMPORT = """
 import time; t = time.perf_counter()
-import freshd_client.stamps, freshd_client.quick
+import freshd_client.venvs.stamps, freshd_client.venvs.quick
 print(time.perf_counter() - t)
 """
 

@@ -42,9 +42,9 @@ from blake3 import blake3
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import gentree
-from freshd_client.digest import hash_open_file
-from freshd_client.fileset import walk
-from freshd_client.project import read_project
+from freshd_client.content.fileset import walk
+from freshd_client.content.project import read_project
+from freshd_client.spec.digest import hash_open_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = os.path.join(HERE, ".work")
@@ -253,7 +253,7 @@ def os_read_loop(paths: list[str], sizes: list[int]) -> None:
 _FLOOR_CODE = r"""
 import os, stat, sys
 from blake3 import blake3
-from freshd_client.digest import hash_open_file
+from freshd_client.spec.digest import hash_open_file
 
 mode, listing = sys.argv[1], sys.argv[2]
 with open(listing, "rb") as fh:

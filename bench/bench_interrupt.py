@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from bench_index import FRESHD, Params, ensure_tree, log, warm_page_cache
-from freshd_client import schema as sc
+from freshd_client.spec import schema as sc
 
 POLL_S = 0.002
 Json = dict[str, Any]

@@ -38,7 +38,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_index import log
-from freshd_client.oneshot import digest_path
+from freshd_client.content.oneshot import digest_path
 from harness import Api, Freshd, memory
 
 Json = dict[str, Any]

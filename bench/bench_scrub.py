@@ -1,7 +1,7 @@
 """The scrub's cost: the CPU of an ``lstat`` sweep of the 60,000-file tree, and of an
 idle daemon with and without it.
 
-- In-process: ``freshd index`` builds the index; ``freshd.scrub.Scrub`` then sweeps it
+- In-process: ``freshd index`` builds the index; ``freshd.watch.scrub.Scrub`` then sweeps it
   with a scripted clock, slice by slice as the engine's thread runs it (one step a
   second), and ``time.process_time`` takes the CPU of each whole sweep: per sweep, per
   file, and as a share of one core at each period (two sweeps a period, each within
@@ -33,8 +33,8 @@ from typing import Any
 import gentree
 from bench_index import WORK, Params, ensure_tree, freshd_index, log, wait_out_racy_window
 from freshd.config import SCRUB_SECONDS
-from freshd.index import Index
-from freshd.scrub import Scrub
+from freshd.index.writer import Index
+from freshd.watch.scrub import Scrub
 from harness import Freshd
 
 PERIODS = (10.0, 30.0, 60.0, 120.0, 300.0)

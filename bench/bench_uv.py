@@ -116,7 +116,7 @@ def settled(project: Project, deadline_s: float = 30.0) -> None:
     """Wait until ``freshd check`` answers from its stat cache and its whole-venv verdict
     (``VENV/.freshd/verdict.txt``): "untouched" means files older than the racy window
     (2 s), the stamps included, as in a tree nobody is editing this second."""
-    from freshd_client import quick
+    from freshd_client.venvs import quick
 
     give_up = time.monotonic() + deadline_s
     while time.monotonic() < give_up:

@@ -7,7 +7,7 @@ tree, names come from a counter), so a failure reproduces from its seed. Every o
 appends a readable line to ``Churn.log``; ``Churn.failure`` wraps an assertion with the
 seed and that log.
 
-The oracle is ``freshd_client.oneshot.digest_path`` run from scratch on every package.
+The oracle is ``freshd_client.content.oneshot.digest_path`` run from scratch on every package.
 One rule of the contract is computed here too: a package holding a file whose hard-link
 count exceeds the names of that inode in every package's file set has a name freshd
 cannot watch (outside the roots, or excluded), so it is never ``clean``: it must answer
@@ -31,8 +31,8 @@ from typing import Any
 
 from conftest import PYPROJECT
 from daemon_harness import DEADLINE, Daemon, atomic_write, make_package, write
-from freshd_client.oneshot import digest_path
-from freshd_client.schema import COOKIE_PREFIX
+from freshd_client.content.oneshot import digest_path
+from freshd_client.spec.schema import COOKIE_PREFIX
 
 GITIGNORE_LINES = ("*.log", "*.tmp", "f1*", "d*/", "!f10.txt", "h*", "sub/")
 SUFFIXES = (".py", ".txt", ".log", ".tmp")

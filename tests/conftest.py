@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from blake3 import blake3
 
-from freshd_client.oneshot import digest_path
+from freshd_client.content.oneshot import digest_path
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def wait_out_racy_window(root: Path, deadline_s: float = 10.0) -> None:
     (``identity.RACY_WINDOW_NS``): only then may a stored hash of them be reused."""
     import time
 
-    from freshd_client.identity import RACY_WINDOW_NS
+    from freshd_client.spec.identity import RACY_WINDOW_NS
 
     newest = 0
     for dirpath, dirs, files in os.walk(root):
@@ -169,7 +169,7 @@ def _watcher_delivers(timeout: float = 10.0) -> str | None:
     import queue
     import tempfile
 
-    from freshd.watcher import Watcher
+    from freshd.watch.watcher import Watcher
 
     seen: queue.SimpleQueue[str] = queue.SimpleQueue()
     with tempfile.TemporaryDirectory(prefix="freshd-canary-") as root:

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import pytest
 
 from conftest import PYPROJECT, Spec, make_tree
-from freshd_client.oneshot import digest_path
+from freshd_client.content.oneshot import digest_path
 
 FRESHD = str(Path(sys.executable).parent / "freshd")
 DEADLINE = 60.0
@@ -93,7 +93,7 @@ class Oracle:
 
 
 def oracle(path: Path) -> Oracle:
-    """``freshd_client.oneshot.digest_path`` for both scopes."""
+    """``freshd_client.content.oneshot.digest_path`` for both scopes."""
     tree = digest_path(str(path), "tree")
     meta = digest_path(str(path), "meta")
     assert tree.tree is not None and meta.meta is not None

@@ -20,9 +20,9 @@ import threading
 import time
 from typing import Any
 
-from freshd.index import Index
-from freshd_client import schema as sc
-from freshd_client.schema import COOKIE_PREFIX
+from freshd.index.writer import Index
+from freshd_client.spec import schema as sc
+from freshd_client.spec.schema import COOKIE_PREFIX
 
 BEAT_S = 0.1
 POLL_S = 0.0005

@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api_cases import BAD_REQUESTS, NO_DIGEST, fresh_body
-from freshd.app import Context, Health, create_app
-from freshd.index import Index
+from freshd.api.app import Context, Health, create_app
+from freshd.index.writer import Index
 from freshd.metrics import Metrics
-from freshd_client import schema as sc
+from freshd_client.spec import schema as sc
 
 TREE = "b3t2:" + "ab" * 32
 META = "b3m2:" + "cd" * 32
@@ -474,8 +474,8 @@ def test_health_answers_the_engines_state(apps: Apps, state: dict[str, Any]) -> 
 def test_the_declared_routes_are_the_fastapi_apps(apps: Apps) -> None:
     from starlette.routing import Route
 
-    from freshd.app import build_fastapi
-    from freshd.guard import ROUTES
+    from freshd.api.app import build_fastapi
+    from freshd.api.guard import ROUTES
 
     app = build_fastapi(apps.ctx)
     assert {r.path for r in app.routes if isinstance(r, Route)} == ROUTES
@@ -484,7 +484,7 @@ def test_the_declared_routes_are_the_fastapi_apps(apps: Apps) -> None:
 def test_the_staged_app_answers_health_before_fastapi_is_built(apps: Apps) -> None:
     """The daemon's app: health answers without FastAPI; any other request builds it
     (once) and gets its answer."""
-    from freshd.guard import staged_app
+    from freshd.api.guard import staged_app
 
     app = staged_app(apps.ctx)
     assert ask(app, "GET", "/v1/health") == apps.ask("GET", "/v1/health")

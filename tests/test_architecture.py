@@ -10,7 +10,7 @@ PACKAGES = (ROOT / "client" / "freshd_client", ROOT / "service" / "freshd")
 
 
 def product_modules() -> set[str]:
-    """Every module of the two packages, as ``freshd_client/scan.py``."""
+    """Every module of the two packages, as ``freshd_client/content/scan.py``."""
     return {
         path.relative_to(package.parent).as_posix()
         for package in PACKAGES

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from conftest import make_tree
-from freshd_client import Client, identity
-from freshd_client.fileset import outside_file_set, walk
-from freshd_client.project import read_project
+from freshd_client import Client
+from freshd_client.content.fileset import outside_file_set, walk
+from freshd_client.content.project import read_project
+from freshd_client.spec import identity
 
 pytest.register_assert_rewrite("daemon_harness")
 from daemon_harness import (  # noqa: E402
@@ -201,8 +202,8 @@ def test_freshd_checks_stat_cache_never_vouches_for_a_linked_project_file(
     """``freshd check`` keeps the stat identities a fresh verdict rests on; a linked
     ``pyproject.toml`` keeps its own identity while its target is edited (its rules
     changing the file set), so such a package is never cached: it is scanned again."""
-    from freshd_client import verified
-    from freshd_client.scan import scan
+    from freshd_client.content.scan import scan
+    from freshd_client.venvs import verified
 
     monkeypatch.setattr(identity, "RACY_WINDOW_NS", 0)  # files just written may be cached
     shared = tmp_path / "shared.toml"
@@ -225,8 +226,8 @@ def test_a_rescan_rereads_rules_a_linked_project_file_changed(
     as they were; a linked ``pyproject.toml`` is as it was whatever its target says, so
     a file its new rules exclude stayed in the set, and a hard link's other package was
     answered fresh (churn seed 639247675)."""
-    from freshd_client.oneshot import digest_path
-    from freshd_client.scan import scan
+    from freshd_client.content.oneshot import digest_path
+    from freshd_client.content.scan import scan
 
     monkeypatch.setattr(identity, "RACY_WINDOW_NS", 0)  # files just written may be reused
     shared = tmp_path / "shared.toml"

@@ -22,7 +22,7 @@ from watchdog.observers.api import EventQueue
 
 from freshd.config import Config
 from freshd.engine import Engine
-from freshd.index import Index
+from freshd.index.writer import Index
 
 pytest.register_assert_rewrite("daemon_harness")
 from daemon_harness import DEADLINE, make_package, oracle, wait_until, write  # noqa: E402

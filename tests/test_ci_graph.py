@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from ci_repo import PATHS, Agent, make_mono, write, write_lock
 from freshd_client.ci.graph import load
-from freshd_client.oneshot import digest_path
+from freshd_client.content.oneshot import digest_path
 
 
 def graph(agent: Agent, *args: str) -> dict[str, dict[str, object]]:
@@ -140,3 +143,26 @@ def test_a_checkout_without_a_workspace_is_walked_and_path_sources_followed(
     assert {n: p["deps"] for n, p in found.items()} == {"a": ["b"], "b": ["c"], "c": []}
     assert found["c"]["path"] == "../c"
     assert all(p["pins"] == "unlocked" for p in found.values())
+
+
+def test_a_fifo_named_like_a_project_file_or_lock_is_never_opened(tmp_path: Path) -> None:
+    """A FIFO where ``uv.lock`` or a member's ``pyproject.toml`` should be would block a
+    plain ``open`` for ever: it is read as no file, as the daemon reads it."""
+    root = make_mono(tmp_path / "mono")
+    (root / "uv.lock").unlink()
+    os.mkfifo(root / "uv.lock")
+    code = "import sys; from freshd_client.ci.lock import read; print(read(sys.argv[1]))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=60
+    )
+    assert (proc.returncode, proc.stdout) == (0, "None\n"), proc.stderr
+    code = "import sys; from freshd_client.content import project; "
+    code += "print(project.read_toml(sys.argv[1]))"
+    os.mkfifo(tmp_path / "pyproject.toml")
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "pyproject.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stdout) == (0, "None\n"), proc.stderr

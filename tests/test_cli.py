@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from conftest import PYPROJECT, Exec, Link, make_tree, oracle_tree_digest, wait_out_racy_window
-from freshd.index import Index
-from freshd_client.oneshot import digest_path
+from freshd.index.writer import Index
+from freshd_client.content.oneshot import digest_path
 
 FRESHD = str(Path(sys.executable).parent / "freshd")
 DEADLINE = 60.0

@@ -31,7 +31,7 @@ from freshd_client import (
     IndexMissingError,
     SchemaMismatchError,
 )
-from freshd_client.schema import COOKIE_PREFIX, LIVENESS_NS
+from freshd_client.spec.schema import COOKIE_PREFIX, LIVENESS_NS
 
 A = "b3t2:" + "aa" * 32
 B = "b3t2:" + "bb" * 32
@@ -419,7 +419,7 @@ def test_concurrent_readers_in_several_processes_while_the_writer_writes(world: 
 
 
 def test_the_protocol_document_states_the_schemas_constants() -> None:
-    from freshd_client import schema as sc
+    from freshd_client.spec import schema as sc
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "client-protocol.md").read_text()
     assert sc.DAEMON_HEAD.size == 24

@@ -23,8 +23,8 @@ import pytest
 
 from conftest import PYPROJECT, make_tree, meta_digest, tree_digest
 from freshd_client import Client, DaemonError
-from freshd_client.http import HttpTransport
-from freshd_client.schema import LIVENESS_NS
+from freshd_client.spec.schema import LIVENESS_NS
+from freshd_client.transport.http import HttpTransport
 
 FRESHD = str(Path(sys.executable).parent / "freshd")
 DEADLINE = 60.0

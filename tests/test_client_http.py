@@ -28,9 +28,9 @@ from freshd_client import (
     DaemonError,
     DaemonNotRunningError,
     DaemonRequestError,
-    schema,
 )
-from freshd_client.http import API_VERSION, HttpTransport
+from freshd_client.spec import schema
+from freshd_client.transport.http import API_VERSION, HttpTransport
 
 FRESHD = str(Path(sys.executable).parent / "freshd")
 A = "b3t2:" + "aa" * 32

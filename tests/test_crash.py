@@ -23,9 +23,9 @@ import pytest
 pytest.register_assert_rewrite("daemon_harness", "churn_model")
 from churn_model import Churn, check_sync, soak_seeds  # noqa: E402
 from daemon_harness import Daemon, Factory, make_package, oracle, wait_until, write  # noqa: E402
-from freshd_client import digest as dg  # noqa: E402
-from freshd_client import schema as sc  # noqa: E402
-from freshd_client.mapgate import MapGate  # noqa: E402
+from freshd_client.spec import digest as dg  # noqa: E402
+from freshd_client.spec import schema as sc  # noqa: E402
+from freshd_client.spec.mapgate import MapGate  # noqa: E402
 
 pytest_plugins = ["daemon_harness"]
 

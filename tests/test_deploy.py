@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from freshd.cli import build_parser
-from freshd_client import locations
+from freshd_client.transport import locations
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 UNIT = DEPLOY / "systemd" / "freshd.service"

@@ -21,7 +21,7 @@ from conftest import (
     oracle_tree_digest,
     tree_digest,
 )
-from freshd_client.oneshot import digest_path
+from freshd_client.content.oneshot import digest_path
 
 # -- format -------------------------------------------------------------------
 

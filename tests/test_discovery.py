@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import Link, Spec, make_tree
-from freshd.indexer import canonical_root
-from freshd_client.discovery import Discovery, Package, discover, never_entered
-from freshd_client.project import normalize_name, project_or_none
+from freshd.crawl.indexer import canonical_root
+from freshd_client.content.discovery import Discovery, Package, discover, never_entered
+from freshd_client.content.project import normalize_name, project_or_none
 
 WORKSPACE_ROOT = """\
 [project]

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from freshd_client import Client
-from freshd_client import schema as sc
-from freshd_client.mapgate import MapGate
-from freshd_client.schema import COOKIE_PREFIX
+from freshd_client.spec import schema as sc
+from freshd_client.spec.mapgate import MapGate
+from freshd_client.spec.schema import COOKIE_PREFIX
 
 pytest.register_assert_rewrite("daemon_harness")
 from daemon_harness import (  # noqa: E402

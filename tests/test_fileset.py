@@ -17,11 +17,11 @@ import pytest
 from blake3 import blake3
 
 from conftest import PYPROJECT, Link, make_tree, oracle_tree_digest, tree_digest
-from freshd_client import digest as dg
-from freshd_client.fileset import Walk, walk
-from freshd_client.oneshot import digest_path
-from freshd_client.project import read_project
-from freshd_client.scan import scan
+from freshd_client.content.fileset import Walk, walk
+from freshd_client.content.oneshot import digest_path
+from freshd_client.content.project import read_project
+from freshd_client.content.scan import scan
+from freshd_client.spec import digest as dg
 
 T = TypeVar("T")
 DEADLINE = 5.0

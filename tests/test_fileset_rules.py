@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import PYPROJECT, make_tree
-from freshd_client.fileset import _rules, walk
-from freshd_client.project import read_project
+from freshd_client.content.fileset import _rules, walk
+from freshd_client.content.project import read_project
 
 
 def test_packages_with_the_same_rules_share_them_and_others_do_not(tmp_path: Path) -> None:

@@ -208,7 +208,7 @@ def test_a_file_swapped_for_a_device_while_hashed_is_not_read(tmp_path: Path) ->
     /dev/zero must not be read (it never ends). In a subprocess, so a hang is a failure."""
     code = f"""
 import os, stat
-from freshd_client.scan import hash_path
+from freshd_client.content.scan import hash_path
 path = {str(tmp_path / "f.py")!r}
 with open(path, "w") as f:
     f.write("x = 1\\n")

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from freshd_client import identity
-from freshd_client.identity import (
+from freshd_client.content.scan import _record as record_of  # the scanner's own record builder
+from freshd_client.content.scan import hash_path
+from freshd_client.spec import identity
+from freshd_client.spec.identity import (
     RACY_WINDOW_NS,
     holds,
     is_link,
@@ -18,8 +20,6 @@ from freshd_client.identity import (
     path_line_holds,
     racy,
 )
-from freshd_client.scan import _record as record_of  # the scanner's own record builder
-from freshd_client.scan import hash_path
 
 
 def test_an_identity_is_what_a_digest_sees_of_a_stat(tmp_path: Path) -> None:

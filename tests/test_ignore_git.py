@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from churn_model import soak_seeds
-from freshd_client.fileset import walk
-from freshd_client.ignore import RuleList, split_lines
-from freshd_client.project import Project
+from freshd_client.content.fileset import walk
+from freshd_client.content.ignore import RuleList, split_lines
+from freshd_client.content.project import Project
 from git_oracle import Case, Git, files_of, generate, materialize
 
 RANDOM_CASES = 300  # in make test

@@ -124,7 +124,7 @@ def test_freshd_run_is_light(tmp_path: Path, pkg: Path, monkeypatch: pytest.Monk
     for), nor dataclasses on the one-shot scan it runs for a stamped local install
     (typing is loaded: its named tuples, issue 22). The exec is replaced so the probe
     survives."""
-    from freshd_client.stamps import stamp
+    from freshd_client.venvs.stamps import stamp
     from test_venv import fake_venv, install
 
     monkeypatch.setenv("FRESHD_SOCKET", str(tmp_path / "none.sock"))  # no daemon
@@ -146,7 +146,7 @@ def test_freshd_run_is_light(tmp_path: Path, pkg: Path, monkeypatch: pytest.Monk
     )
     assert (pkg / ".gitignore").exists()
     modules = loaded_by(code, str(venv))
-    assert "freshd_client.scan" in modules  # the probe did hash the package
+    assert "freshd_client.content.scan" in modules  # the probe did hash the package
     assert heavy(modules) == []
     # nor the TOML parser:
     # the stamp's manifest holds the project rules with the digest of the bytes they
@@ -168,7 +168,8 @@ def test_an_untouched_freshd_run_reads_no_json(
     fill = textwrap.dedent(
         """
         import sys
-        from freshd_client import identity, quick, stamps
+        from freshd_client.spec import identity
+        from freshd_client.venvs import quick, stamps
         identity.RACY_WINDOW_NS = 0  # files written just now
         assert stamps.stamp(sys.argv[1])[1] == []
         stamps.verify(sys.argv[1])
@@ -191,9 +192,9 @@ def test_an_untouched_freshd_run_reads_no_json(
         """
     )
     modules = loaded_by(code, str(venv))
-    assert "freshd_client.quick" in modules
+    assert "freshd_client.venvs.quick" in modules
     # (``re`` is loaded by argparse: one parser, issue 22)
-    unwanted = ("json", "blake3", "freshd_client.scan", "freshd_client.verified")
+    unwanted = ("json", "blake3", "freshd_client.content.scan", "freshd_client.venvs.verified")
     assert sorted(m for m in unwanted if m in modules) == []
 
 
@@ -228,9 +229,9 @@ def test_freshd_status_and_ls_stay_light() -> None:
 
 
 def test_the_daemon_serves_before_loading_fastapi() -> None:
-    """A starting daemon answers health from ``freshd.guard``; FastAPI and pydantic
+    """A starting daemon answers health from ``freshd.api.guard``; FastAPI and pydantic
     (~0.3 s) load once the index is ready."""
-    modules = loaded_by("import freshd.guard, freshd.queries, uvicorn")
+    modules = loaded_by("import freshd.api.guard, freshd.api.queries, uvicorn")
     assert sorted(m for m in modules if m.split(".")[0] in ("fastapi", "pydantic")) == []
 
 

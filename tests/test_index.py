@@ -14,14 +14,14 @@ import lmdb
 import pytest
 
 from conftest import wait_out_racy_window
+from freshd.crawl.indexer import index_roots
 from freshd.errors import IndexLockedError
-from freshd.index import Index
-from freshd.indexer import index_roots
-from freshd_client import schema as sc
+from freshd.index.writer import Index
+from freshd_client.content.oneshot import digest_path
+from freshd_client.content.scan import scan
 from freshd_client.errors import IndexMissingError, IndexStoreError, SchemaMismatchError
-from freshd_client.oneshot import digest_path
-from freshd_client.scan import scan
-from freshd_client.schema import RACY_WINDOW_NS, FileRecord
+from freshd_client.spec import schema as sc
+from freshd_client.spec.schema import RACY_WINDOW_NS, FileRecord
 
 
 def _package(root: Path, name: str, files: int = 3) -> Path:
@@ -125,8 +125,8 @@ def test_a_writer_killed_in_this_boot_loses_no_commit(tmp_path: Path) -> None:
     code = textwrap.dedent(
         """
         import os, sys
-        from freshd.index import Index
-        from freshd_client import schema as sc
+        from freshd.index.writer import Index
+        from freshd_client.spec import schema as sc
         index = Index(sys.argv[1])
         record = sc.PackageRecord("/p", "p", "/", "clean", None, None, 0, 1, 0)
         index.write(lambda txn: index.put_package(txn, record, None))
@@ -267,7 +267,7 @@ def test_removed_package_is_forgotten(tmp_path: Path) -> None:
 READER = textwrap.dedent(
     """
     import sys, time
-    from freshd_client import schema as sc
+    from freshd_client.spec import schema as sc
     env = sc.open_env(sys.argv[1], readonly=True)
     pkgs, files = env.open_db(sc.DB_PACKAGES, create=False), env.open_db(sc.DB_FILES, create=False)
     snapshots = 0
@@ -321,7 +321,7 @@ def test_rescans_carrying_the_encoded_entries_equal_full_scans(tmp_path: Path) -
     symlink retargets, the digest equals a from-scratch scan (the oracle)."""
     import random
 
-    from freshd_client.scan import rescan_files
+    from freshd_client.content.scan import rescan_files
 
     rng = random.Random(20261124)  # noqa: S311 (reproducible by seed, not secret)
     pkg = _package(tmp_path, "enc", files=12)
@@ -355,7 +355,7 @@ def test_rescans_carrying_the_encoded_entries_equal_full_scans(tmp_path: Path) -
 
 
 def test_rescanning_named_files_equals_a_full_scan(tmp_path: Path) -> None:
-    from freshd_client.scan import rescan_files
+    from freshd_client.content.scan import rescan_files
 
     pkg = _package(tmp_path, "quick", files=4)
     first = scan(str(pkg))
@@ -386,7 +386,7 @@ def test_rescanning_named_files_equals_a_full_scan(tmp_path: Path) -> None:
 def test_rescanning_from_kept_records_equals_rescanning_from_stored_ones(tmp_path: Path) -> None:
     """The engine keeps a package's records between targeted rehashes (``known``); they
     stand in for the stored ones only while the stored tree digest is still theirs."""
-    from freshd.indexer import Outcome, rescan_job, store
+    from freshd.crawl.indexer import Outcome, rescan_job, store
 
     root = tmp_path / "root"
     pkg = _package(root, "kept", files=4)
@@ -433,7 +433,7 @@ def test_a_worker_whose_daemon_is_already_gone_exits() -> None:
     the worker must still notice, not wait for init to die."""
     code = (
         "import time\n"
-        "from freshd.indexer import _die_with_parent\n"
+        "from freshd.crawl.indexer import _die_with_parent\n"
         "_die_with_parent(2**22 + 7)  # no process has this pid: the parent is gone\n"
         "time.sleep(60)\n"
     )

@@ -23,14 +23,14 @@ import pytest
 
 pytest.register_assert_rewrite("daemon_harness")
 from daemon_harness import Factory, make_package, oracle, wait_until, write  # noqa: E402
-from freshd.app import Context, create_app  # noqa: E402
-from freshd.index import Index  # noqa: E402
+from freshd.api.app import Context, create_app  # noqa: E402
+from freshd.index.writer import Index  # noqa: E402
 from freshd.metrics import Metrics  # noqa: E402
-from freshd_client import mapgate  # noqa: E402
-from freshd_client import schema as sc  # noqa: E402
 from freshd_client.errors import IndexStoreError  # noqa: E402
-from freshd_client.mapgate import MapGate  # noqa: E402
-from freshd_client.schema import FileRecord  # noqa: E402
+from freshd_client.spec import mapgate  # noqa: E402
+from freshd_client.spec import schema as sc  # noqa: E402
+from freshd_client.spec.mapgate import MapGate  # noqa: E402
+from freshd_client.spec.schema import FileRecord  # noqa: E402
 from test_app import TREE, FakeEngine, RootMode, ask, record  # noqa: E402
 
 pytest_plugins = ["daemon_harness"]
@@ -41,7 +41,7 @@ DEADLINE = 30.0
 _READER = textwrap.dedent(
     """
     import sys
-    from freshd_client import schema as sc
+    from freshd_client.spec import schema as sc
     env = sc.open_env(sys.argv[1], readonly=True)
     txn = env.begin()
     txn.get(sc.META_GENERATION, db=env.open_db(sc.DB_META, create=False))
@@ -290,9 +290,9 @@ def test_the_map_grows_while_threads_read_through_the_api(
 _GROWER = textwrap.dedent(
     """
     import os, sys
-    from freshd.index import Index
-    from freshd_client import schema as sc
-    from freshd_client.schema import FileRecord
+    from freshd.index.writer import Index
+    from freshd_client.spec import schema as sc
+    from freshd_client.spec.schema import FileRecord
 
     def put(index, path, n):
         files = [FileRecord(f"m{i:05d}", i, 1, 1, i, 1, b"f", os.urandom(32), 1) for i in range(n)]

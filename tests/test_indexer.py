@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from conftest import Link, Spec, make_tree
-from freshd.index import Index
-from freshd.indexer import _jobs, index_roots, make_pool
-from freshd_client import identity
-from freshd_client.discovery import discover
-from freshd_client.oneshot import digest_path
+from freshd.crawl.indexer import _jobs, index_roots, make_pool
+from freshd.index.writer import Index
+from freshd_client.content.discovery import discover
+from freshd_client.content.oneshot import digest_path
+from freshd_client.spec import identity
 from test_discovery import MONOREPO
 
 HIDDEN: dict[str, Spec] = {

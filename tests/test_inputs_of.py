@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 
 from conftest import Link, Spec, make_tree, past_every_stamp
-from freshd import seals
-from freshd_client import identity, verified
-from freshd_client.digest import Scope
-from freshd_client.oneshot import digest_path
-from freshd_client.project import read_project
-from freshd_client.scan import inputs_of, scan
+from freshd.index import seals
+from freshd_client.content.oneshot import digest_path
+from freshd_client.content.project import read_project
+from freshd_client.content.scan import inputs_of, scan
+from freshd_client.spec import identity
+from freshd_client.spec.digest import Scope
+from freshd_client.venvs import verified
 
 PROJECT = '[project]\nname = "pkg"\n[tool.uv]\ncache-keys = [{ file = "VERSION" }]\n'
 
@@ -133,7 +134,7 @@ def test_no_cache_rests_on_a_project_file_read_through_a_link(tmp_path: Path, ca
 
 
 def test_the_inputs_are_the_rules_and_what_the_meta_digest_reads() -> None:
-    from freshd_client.project import CacheKey
+    from freshd_client.content.project import CacheKey
 
     keys = (CacheKey(file="VERSION"), CacheKey(dir="src"))
     assert inputs_of(keys, ("tree",), ["pyproject.toml", "a/.gitignore"]) == [

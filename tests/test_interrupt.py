@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from freshd_client import schema as sc
-from freshd_client.oneshot import digest_path
+from freshd_client.content.oneshot import digest_path
+from freshd_client.spec import schema as sc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from gentree import generate

@@ -11,8 +11,8 @@ import pytest
 from freshd.config import parse_tcp
 from freshd.errors import ConfigError
 from freshd_client.errors import DaemonError, PackagePathError
-from freshd_client.http import HttpTransport
-from freshd_client.locations import real_path, split_host_port
+from freshd_client.transport.http import HttpTransport
+from freshd_client.transport.locations import real_path, split_host_port
 
 TOKEN = secrets.token_hex(8)
 

@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from conftest import oracle_tree_digest
-from freshd.mounts import MOUNTINFO, Mount, MountWatcher, affected, changed_points, parse, unescape
+from freshd.watch.mounts import (
+    MOUNTINFO,
+    Mount,
+    MountWatcher,
+    affected,
+    changed_points,
+    parse,
+    unescape,
+)
 
 pytest.register_assert_rewrite("daemon_harness")
 from daemon_harness import Factory, assert_exact, make_package, wait_until, write  # noqa: E402

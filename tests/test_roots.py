@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from freshd.index import Index
+from freshd.index.writer import Index
 from freshd.roots import choose
 from freshd_client.errors import FreshdError
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from blake3 import blake3
 
-from freshd_client import digest as dg
-from freshd_client.fileset import walk
-from freshd_client.identity import RACY_WINDOW_NS
-from freshd_client.project import read_project
-from freshd_client.scan import hash_path, scan
+from freshd_client.content.fileset import walk
+from freshd_client.content.project import read_project
+from freshd_client.content.scan import hash_path, scan
+from freshd_client.spec import digest as dg
+from freshd_client.spec.identity import RACY_WINDOW_NS
 
 
 def _file(path: Path, data: bytes) -> Path:
@@ -151,7 +151,7 @@ def test_a_listed_file_swapped_for_a_fifo_is_not_read(tmp_path: Path) -> None:
     read that waits for a writer is a failure, not a hang."""
     code = f"""
 import os
-from freshd_client.scan import hash_path
+from freshd_client.content.scan import hash_path
 path = {str(tmp_path / "f.py")!r}
 os.mkfifo(path)
 print(hash_path(path, None))

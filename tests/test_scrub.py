@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from conftest import oracle_tree_digest
-from freshd import config, scrub
+from freshd import config
+from freshd.crawl.indexer import index_roots
 from freshd.errors import ConfigError
-from freshd.index import Index
-from freshd.indexer import index_roots
-from freshd.scrub import Scrub
-from freshd_client import identity
+from freshd.index.writer import Index
+from freshd.watch import scrub
+from freshd.watch.scrub import Scrub
+from freshd_client.spec import identity
 
 pytest.register_assert_rewrite("daemon_harness")
 from daemon_harness import (  # noqa: E402

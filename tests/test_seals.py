@@ -20,13 +20,13 @@ import pytest
 
 from churn_model import Churn
 from conftest import Exec, Link, Spec, make_tree, past_every_stamp
-from freshd import indexer
-from freshd.index import Index
-from freshd.indexer import index_roots, make_pool, rescan_job, scan_packages, store
-from freshd_client import identity
-from freshd_client import schema as sc
-from freshd_client.discovery import discover
-from freshd_client.oneshot import digest_path
+from freshd.crawl import indexer
+from freshd.crawl.indexer import index_roots, make_pool, rescan_job, scan_packages, store
+from freshd.index.writer import Index
+from freshd_client.content.discovery import discover
+from freshd_client.content.oneshot import digest_path
+from freshd_client.spec import identity
+from freshd_client.spec import schema as sc
 
 PACKAGE: dict[str, Spec] = {
     "pyproject.toml": (

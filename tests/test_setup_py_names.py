@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_tree
-from freshd_client.project import load_project, read_project
+from freshd_client.content.project import load_project, read_project
 
 pytest.register_assert_rewrite("daemon_harness")
 from daemon_harness import FRESHD, Factory, write  # noqa: E402

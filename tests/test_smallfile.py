@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from freshd_client.smallfile import write_atomic
+from freshd_client.content.smallfile import write_atomic
 
 
 @pytest.mark.parametrize("durable", [False, True])

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from blake3 import blake3
 
-from freshd_client import digest as dg
+from freshd_client.content.oneshot import digest_path
 from freshd_client.errors import DigestFormatError
-from freshd_client.oneshot import digest_path
+from freshd_client.spec import digest as dg
 from git_oracle import Git
 
 SPEC = Path(__file__).resolve().parent.parent / "docs" / "digest-spec.md"

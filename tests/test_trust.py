@@ -37,14 +37,14 @@ from daemon_harness import (  # noqa: E402
     wait_until,
     write,
 )
-from freshd_client import trust  # noqa: E402
-from freshd_client.direct import DirectTransport  # noqa: E402
 from freshd_client.errors import (  # noqa: E402
     UnsafePathError,
     UntrustedDaemonError,
     UntrustedIndexError,
 )
-from freshd_client.http import HttpTransport  # noqa: E402
+from freshd_client.transport import trust  # noqa: E402
+from freshd_client.transport.direct import DirectTransport  # noqa: E402
+from freshd_client.transport.http import HttpTransport  # noqa: E402
 from test_venv import fake_venv, install  # noqa: E402
 
 pytest_plugins = ["daemon_harness"]

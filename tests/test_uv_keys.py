@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from freshd_client import digest as dg
-from freshd_client.scan import scan
+from freshd_client.content.scan import scan
+from freshd_client.spec import digest as dg
 
 UV = Path(sys.executable).parent / "uv"
 TIMEOUT_S = 120

@@ -1,4 +1,4 @@
-"""``freshd run -- uv …``'s variables (client/freshd_client/uvkeys.py, uvcache.py), in-process.
+"""``freshd run -- uv …``'s variables (``freshd_client.venvs.uvkeys``, ``uvcache``), in-process.
 
 The real uv runs in tests/test_uv.py; here the same decisions are checked directly on
 small projects: which packages get which digest, what a lock or its absence says, and
@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from freshd_client import identity, uvcache, uvkeys
+from freshd_client.content import project
+from freshd_client.content.oneshot import digest_path
 from freshd_client.errors import FreshdError
-from freshd_client.oneshot import digest_path
+from freshd_client.spec import identity
+from freshd_client.venvs import uvcache, uvkeys
 
 
 def package(path: Path, name: str, *, key: str | None = None, extra: str = "") -> Path:
@@ -91,7 +93,7 @@ def test_an_unreadable_package_gets_a_value_no_install_recorded(
     def unreadable(*_args: object, **_kwargs: object) -> None:
         raise FreshdError("src/lib/__init__.py: Permission denied")
 
-    monkeypatch.setattr("freshd_client.scan.scan", unreadable)
+    monkeypatch.setattr("freshd_client.content.scan.scan", unreadable)
     first, notes = values("run")
     second, _ = values("run")
     assert first["FRESHD_DIGEST_LIB"].startswith("unverified:")
@@ -116,7 +118,7 @@ def test_the_cache_answers_while_nothing_changed_and_misses_any_change(
         raise AssertionError("hashed although nothing changed")
 
     with monkeypatch.context() as m:
-        m.setattr("freshd_client.scan.scan", no_scan)
+        m.setattr("freshd_client.content.scan.scan", no_scan)
         assert values("run")[0] == first
 
     lib = workspace / "libs" / "lib"
@@ -163,7 +165,7 @@ def test_a_copied_lock_with_the_same_bytes_is_not_parsed_again(
     def no_parse(*_args: object) -> None:
         raise AssertionError("parsed a lock whose bytes the cache knows")
 
-    monkeypatch.setattr(uvkeys, "_toml", no_parse)
+    monkeypatch.setattr(project, "parse_toml", no_parse)
     assert values("run")[0] == first
 
 
@@ -189,7 +191,7 @@ def test_before_a_lock_the_workspace_members_are_those_discovery_finds(tmp_path:
     """One expansion of ``[tool.uv.workspace]``: ``freshd run`` globbed the members itself,
     taking the root's own ``[`` as a pattern and ignoring ``exclude``."""
     from conftest import make_tree
-    from freshd_client.discovery import discover
+    from freshd_client.content.discovery import discover
 
     workspace = (
         '[project]\nname = "ws"\n[tool.uv.workspace]\n'

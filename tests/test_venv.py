@@ -1,4 +1,4 @@
-"""Local installs of a venv (``freshd_client.venv``) and their stamps (``freshd_client.stamps``).
+"""Local installs of a venv (``freshd_client.venvs.venv``) and their stamps (``…venvs.stamps``).
 
 Most venvs here are fakes written by the test (``pyvenv.cfg``, a site-packages, a
 ``.dist-info`` with METADATA, RECORD and a PEP 610 ``direct_url.json``), so each case
@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 
 from freshd.cli import main
-from freshd_client import stamps
-from freshd_client.stamps import exit_code, read_stamps, stamp, verify
-from freshd_client.venv import (
+from freshd_client.venvs import stamps
+from freshd_client.venvs.stamps import exit_code, read_stamps, stamp, verify
+from freshd_client.venvs.venv import (
     VenvError,
     file_url_path,
     local_installs,
@@ -664,7 +664,7 @@ PROJECTS = [
 
 @pytest.mark.parametrize("text", PROJECTS, ids=range(len(PROJECTS)))
 def test_a_project_read_from_its_memo_equals_one_parsed(tmp_path: Path, text: str) -> None:
-    from freshd_client.project import load_project, read_project
+    from freshd_client.content.project import load_project, read_project
 
     (tmp_path / "pyproject.toml").write_text(text)
     (tmp_path / "setup.cfg").write_text("[metadata]\nname = from-cfg\n")
@@ -676,7 +676,7 @@ def test_a_project_read_from_its_memo_equals_one_parsed(tmp_path: Path, text: st
 
 
 def test_a_memo_is_used_only_for_the_bytes_it_was_made_from(tmp_path: Path) -> None:
-    from freshd_client.project import load_project
+    from freshd_client.content.project import load_project
 
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "one"\n')
     _, memo = load_project(str(tmp_path))
@@ -694,7 +694,7 @@ def test_read_project_answers_from_the_bytes_it_parsed(
 ) -> None:
     """``read_project`` keeps parsed projects by the bytes of pyproject.toml and setup.cfg:
     any change to either is parsed again, and the kept ones stay bounded."""
-    from freshd_client import project as pj
+    from freshd_client.content import project as pj
 
     monkeypatch.setattr(pj, "_PARSED", {})
     monkeypatch.setattr(pj, "_PARSED_MAX", 3)
@@ -722,7 +722,7 @@ def test_read_project_answers_from_the_bytes_it_parsed(
     [None, [], {}, {"name": "x"}, "rules", {"cache_keys": 3}],
 )
 def test_a_malformed_memo_is_parsed_around(tmp_path: Path, rules: object) -> None:
-    from freshd_client.project import load_project
+    from freshd_client.content.project import load_project
 
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "one"\n')
     _, memo = load_project(str(tmp_path))

@@ -1,4 +1,4 @@
-"""The stat cache of ``freshd check`` (``freshd_client.verified``), against an oracle.
+"""The stat cache of ``freshd check`` (``freshd_client.venvs.verified``), against an oracle.
 
 Every case stamps a package, lets a from-scratch check fill the cache, proves the next
 check answers from it, changes something, and then requires the verdict to equal a
@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from freshd_client import identity, quick, verified
-from freshd_client.identity import RACY_WINDOW_NS
-from freshd_client.oneshot import digest_path
-from freshd_client.stamps import STAMP_DIR, read_stamps, stamp, verify
+from freshd_client.content.oneshot import digest_path
+from freshd_client.spec import identity
+from freshd_client.spec.identity import RACY_WINDOW_NS
+from freshd_client.venvs import quick, verified
+from freshd_client.venvs.stamps import STAMP_DIR, read_stamps, stamp, verify
 from test_venv import SITE, add_dist, install, no_daemon  # noqa: F401 - the autouse fixture
 from test_venv import venv as venv  # the fixture, re-exported
 
@@ -262,7 +263,7 @@ def test_an_unwritable_cache_costs_speed_not_answers(
     assert not list((venv / STAMP_DIR).glob("*.tmp*"))
 
 
-# -- the whole-venv verdict (freshd_client.quick) ------------------------------------------
+# -- the whole-venv verdict (freshd_client.venvs.quick) ------------------------------------------
 
 
 def test_an_untouched_venv_is_answered_from_the_verdict_file(warm: Path) -> None:

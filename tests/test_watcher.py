@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from watchdog.events import FileSystemEvent
 
-from freshd import watchset
-from freshd.watcher import Watcher, identity
+from freshd.watch import watchset
+from freshd.watch.watcher import Watcher, identity
 
 pytest.register_assert_rewrite("daemon_harness")
 from daemon_harness import (  # noqa: E402

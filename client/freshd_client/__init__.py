@@ -34,9 +34,9 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms at
 if TYPE_CHECKING:
     from typing import Any
 
-    from freshd_client.client import Client
-    from freshd_client.digest import Scope
-    from freshd_client.oneshot import digest_path
+    from freshd_client.content.oneshot import digest_path
+    from freshd_client.spec.digest import Scope
+    from freshd_client.transport.client import Client
 
 __version__ = "0.1.0"
 
@@ -64,9 +64,9 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Client": "freshd_client.client",
-    "Scope": "freshd_client.digest",
-    "digest_path": "freshd_client.oneshot",
+    "Client": "freshd_client.transport.client",
+    "Scope": "freshd_client.spec.digest",
+    "digest_path": "freshd_client.content.oneshot",
 }
 
 

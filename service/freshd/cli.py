@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any, NoReturn
 
-    from freshd_client.http import HttpTransport
+    from freshd_client.transport.http import HttpTransport
 
 DAEMON_MODULES = frozenset(
     ("fastapi", "starlette", "pydantic", "uvicorn", "watchdog", "prometheus_client", "rich")
@@ -139,7 +139,7 @@ def _cmd_digest(args: argparse.Namespace) -> int:
         b3t2:9f0c…
         $ freshd digest libs/core --scope meta --json
     """
-    from freshd_client.oneshot import digest_path
+    from freshd_client.content.oneshot import digest_path
 
     result = digest_path(args.path, args.scope)
     value = result.tree if args.scope == "tree" else result.meta
@@ -176,8 +176,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
         indexed 300 packages, 60000 files (hashed 60000, reused 0, 600.0 MB) in 0.71 s
     """
     from freshd import config
-    from freshd.index import Index
-    from freshd.indexer import canonical_root, index_roots
+    from freshd.crawl.indexer import canonical_root, index_roots
+    from freshd.index.writer import Index
 
     cfg = config.load(index_dir=args.db, workers=args.workers)
     roots = list(dict.fromkeys(canonical_root(r) for r in (args.roots or ["."])))
@@ -223,8 +223,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         $ freshd serve                  # later: the remembered roots, with those added since
     """
     from freshd import config
+    from freshd.crawl.indexer import canonical_root
     from freshd.daemon import serve
-    from freshd.indexer import canonical_root
 
     cfg = config.load(
         index_dir=args.db,
@@ -263,7 +263,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         recent    2026-12-08T09:12:03.114Z WARNING root /home/me/src/old disappeared; ...
     """
     if args.socket is _PRINT_SOCKET:
-        from freshd_client import locations
+        from freshd_client.transport import locations
 
         path = locations.socket_path()
         if args.json:
@@ -341,7 +341,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
         $ freshd add ~/src/other
         watching /home/me/src/other (2 roots)
     """
-    from freshd_client.locations import real_path
+    from freshd_client.transport.locations import real_path
 
     root = real_path(args.root)  # refuses "" (realpath would make it the cwd)
     with _daemon(args) as http:
@@ -362,7 +362,7 @@ def _cmd_remove(args: argparse.Namespace) -> int:
     """
     from urllib.parse import quote
 
-    from freshd_client.locations import real_path
+    from freshd_client.transport.locations import real_path
 
     root = real_path(args.root)
     with _daemon(args) as http:
@@ -385,9 +385,9 @@ def _cmd_stamp(args: argparse.Namespace) -> int:
         stamped app  meta  b3m2:5e1d0f0c6b2a  /app
         stamped lib  tree  b3t2:c3c34944d97b  /app/libs/lib
     """
-    from freshd_client.stamps import lock_path, stamp
-    from freshd_client.uvkeys import made_by_uv
-    from freshd_client.venv import venv_dir
+    from freshd_client.venvs.stamps import lock_path, stamp
+    from freshd_client.venvs.uvkeys import made_by_uv
+    from freshd_client.venvs.venv import venv_dir
 
     venv = venv_dir(args.venv)
     written, problems = stamp(venv, force=args.force)
@@ -424,8 +424,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         fresh  app  /app  (meta, one-shot)
         stale  lib  /app/libs/lib  (tree, one-shot): changed src/lib/core.py (content)
     """
-    from freshd_client.stamps import exit_code, verify
-    from freshd_client.venv import venv_dir
+    from freshd_client.venvs.stamps import exit_code, verify
+    from freshd_client.venvs.venv import venv_dir
 
     try:
         verdicts, moved = verify(venv_dir(args.venv), sync=args.sync)
@@ -468,7 +468,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         $ freshd run -- uv run --locked python -m app
     """
-    from freshd_client.uvkeys import digest_env, is_uv, made_by_uv
+    from freshd_client.venvs.uvkeys import digest_env, is_uv, made_by_uv
 
     command = list(args.cmd)
     if command[:1] == ["--"]:
@@ -478,7 +478,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "freshd run needs a command: freshd run [--venv VENV] -- CMD ...", "freshd run"
         )
     if args.venv is not None:
-        from freshd_client.locations import named
+        from freshd_client.transport.locations import named
 
         named(args.venv)  # bad input: an error, before anything runs unchanged
     env = dict(os.environ)
@@ -488,7 +488,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for note in notes:
             _note(args, f"freshd: {note}")
     else:
-        from freshd_client.installer import prepare
+        from freshd_client.venvs.installer import prepare
 
         env = prepare(
             args.venv, sync_cmd=args.sync_cmd, note=lambda text: _note(args, f"freshd: {text}")
@@ -671,7 +671,7 @@ def _ci_parsers(
 
 
 def _daemon(args: argparse.Namespace) -> HttpTransport:
-    from freshd_client.http import HttpTransport
+    from freshd_client.transport.http import HttpTransport
 
     return HttpTransport(args.socket)
 

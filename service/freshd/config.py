@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from freshd.errors import ConfigError
-from freshd_client import locations
+from freshd_client.transport import locations
 
 SCRUB_SECONDS = 120.0
-"""Default period of the stat sweep (``freshd.scrub``): every indexed file is compared
+"""Default period of the stat sweep (``freshd.watch.scrub``): every indexed file is compared
 with its record at least once in this many seconds; 0 disables it. From
 bench/bench_scrub.py: a sweep of 60,000 files costs ~0.36 s of CPU and there are two a
 period, 0.6 % of a core at 120 s (1.2 % at 60 s)."""

@@ -25,14 +25,14 @@ from typing import Any
 
 from freshd import __version__
 from freshd.config import Config
+from freshd.crawl.indexer import make_pool
 from freshd.engine import Engine
 from freshd.errors import DaemonStartError
-from freshd.index import Index
-from freshd.indexer import make_pool
+from freshd.index.writer import Index
 from freshd.metrics import Metrics
 from freshd.recent import RecentLog
 from freshd.roots import choose, describe, here
-from freshd_client import locations, trust
+from freshd_client.transport import locations, trust
 
 log = logging.getLogger("freshd")
 
@@ -112,9 +112,9 @@ def _run(
     metrics.load()
     import uvicorn
 
-    from freshd.guard import staged_app
-    from freshd.peers import own_user_only
-    from freshd.queries import Context
+    from freshd.api.guard import staged_app
+    from freshd.api.peers import own_user_only
+    from freshd.api.queries import Context
 
     ctx = Context(
         engine=engine, index=index, metrics=metrics, socket=cfg.socket, token=token, recent=recent

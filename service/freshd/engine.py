@@ -50,10 +50,9 @@ from watchdog.events import (
 )
 from watchdog.observers.api import BaseObserver
 
-from freshd import __version__, watchset
+from freshd import __version__
 from freshd.config import Config
-from freshd.index import Index
-from freshd.indexer import (
+from freshd.crawl.indexer import (
     DirIdentity,
     Known,
     index_roots,
@@ -62,18 +61,20 @@ from freshd.indexer import (
     scan_packages,
     store,
 )
-from freshd.links import Inode, LinkTable
+from freshd.crawl.links import Inode, LinkTable
+from freshd.index.writer import Index
 from freshd.metrics import Metrics
-from freshd.mounts import MountWatcher, affected
-from freshd.scrub import Scrub
-from freshd.watcher import Identity, Watcher, identity, max_user_watches
-from freshd_client import schema as sc
-from freshd_client.discovery import Package, discover, never_entered, workspace_members
+from freshd.watch import watchset
+from freshd.watch.mounts import MountWatcher, affected
+from freshd.watch.scrub import Scrub
+from freshd.watch.watcher import Identity, Watcher, identity, max_user_watches
+from freshd_client.content.discovery import Package, discover, never_entered, workspace_members
+from freshd_client.content.fileset import VENV_MARKER, outside_file_set, pruned_name
+from freshd_client.content.gitstate import find_git_dir
+from freshd_client.content.project import MARKERS, CacheKey, is_package_dir, project_or_none
 from freshd_client.errors import FreshdError
-from freshd_client.fileset import VENV_MARKER, outside_file_set, pruned_name
-from freshd_client.gitstate import find_git_dir
-from freshd_client.project import MARKERS, CacheKey, is_package_dir, project_or_none
-from freshd_client.schema import COOKIE_PREFIX
+from freshd_client.spec import schema as sc
+from freshd_client.spec.schema import COOKIE_PREFIX
 
 log = logging.getLogger("freshd.engine")
 
@@ -1241,7 +1242,7 @@ class Engine:
         rehash of thousands of them every few seconds (a uv cache linked into packages)
         was the daemon's whole load. A write through the other name moves the shared
         inode's mtime and ctime, and losing that name its ctime: the stat sweep
-        (``freshd.scrub``) finds both, and an event on any name in a file set rescans it
+        (``freshd.watch.scrub``) finds both, and an event on any name in a file set rescans it
         at once."""
         for path in sorted(self._never_clean):
             if self._tracked[path].rescanned:

@@ -79,6 +79,6 @@ def describe(choice: Choice) -> list[str]:
 
 def here() -> str:
     """The current directory, canonical (``PackagePathError`` when it cannot be a root)."""
-    from freshd.indexer import canonical_root
+    from freshd.crawl.indexer import canonical_root
 
     return canonical_root(os.curdir)

@@ -20,8 +20,8 @@ import sys
 from blake3 import blake3
 
 from freshd_client.ci import lock as lockfile
+from freshd_client.content.oneshot import digest_path
 from freshd_client.errors import FreshdError
-from freshd_client.oneshot import digest_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def indexed_trees(paths: list[str]) -> dict[str, str]:
     """The tree digests a running daemon proves current for ``paths`` (sync consistency):
     each is looked up, then checked against every change made before the check. A
     package it cannot vouch for is left out (it is hashed instead); no daemon, none."""
-    from freshd_client.client import Client
+    from freshd_client.transport.client import Client
 
     try:
         with Client() as client:

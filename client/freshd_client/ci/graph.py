@@ -17,7 +17,14 @@ from __future__ import annotations
 import os
 import re
 
-from freshd_client.discovery import discover
+from freshd_client.content.discovery import discover
+from freshd_client.content.project import (
+    is_package_dir,
+    normalize_name,
+    read_project,
+    read_toml,
+    workspace_member_dirs,
+)
 from freshd_client.errors import (
     DependencyCycleError,
     FreshdError,
@@ -25,13 +32,7 @@ from freshd_client.errors import (
     MissingDependencyError,
     ProjectFileError,
 )
-from freshd_client.project import (
-    is_package_dir,
-    normalize_name,
-    read_project,
-    workspace_member_dirs,
-)
-from freshd_client.uvkeys import LOCK, _read, _toml  # the project's one TOML reader
+from freshd_client.venvs.uvkeys import LOCK
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -181,8 +182,7 @@ def _has_project_table(path: str) -> bool:
 def _pyproject(path: str) -> dict[str, Any]:
     where = os.path.join(path, "pyproject.toml")
     try:
-        raw = _read(where)
-        return {} if raw is None else _toml(where, raw)
+        return read_toml(where) or {}
     except FreshdError as exc:
         raise GraphError(str(exc)) from None
 

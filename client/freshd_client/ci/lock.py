@@ -14,8 +14,8 @@ import os
 
 from blake3 import blake3
 
-from freshd_client.project import normalize_name
-from freshd_client.uvkeys import LOCK, _read, _toml  # the project's one TOML reader
+from freshd_client.content.project import normalize_name, read_toml
+from freshd_client.venvs.uvkeys import LOCK
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -76,8 +76,8 @@ def read(root: str) -> Lock | None:
     """The lock of the checkout at ``root``; None when it has none. FreshdError naming
     the file when it cannot be read or is not TOML."""
     path = os.path.join(root, LOCK)
-    raw = _read(path)
-    return None if raw is None else Lock(_toml(path, raw))
+    data = read_toml(path)
+    return None if data is None else Lock(data)
 
 
 def _is_local(entry: dict[str, Any]) -> bool:

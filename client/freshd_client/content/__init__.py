@@ -1,0 +1,1 @@
+"""The content: which files make a package, and their digests."""

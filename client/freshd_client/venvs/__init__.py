@@ -1,0 +1,1 @@
+"""The installer integration: venvs, stamps, ``freshd check`` and ``freshd run``."""

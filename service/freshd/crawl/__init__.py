@@ -1,0 +1,1 @@
+"""The crawl: building the index from the disk, in a process pool."""

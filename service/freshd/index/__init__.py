@@ -1,0 +1,1 @@
+"""The LMDB index, writer side, and the seals it keeps."""

@@ -1,0 +1,1 @@
+"""Watching: file-system events, and proof that the watcher still sees."""
