@@ -23,7 +23,6 @@ directories cannot all be watched (the inotify watch limit) keeps its packages
 from __future__ import annotations
 
 import contextlib
-import errno
 import faulthandler
 import itertools
 import logging
@@ -34,8 +33,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 import lmdb
 from watchdog.events import (
@@ -53,6 +52,18 @@ from watchdog.observers.api import BaseObserver
 from freshd import __version__, watchset
 from freshd.config import Config
 from freshd.discovery import Package, discover, never_entered, workspace_members
+from freshd.engine.events import content_only, keys_in_noise, noise, read_through_links
+from freshd.engine.messages import (
+    AddRoot,
+    Event,
+    Message,
+    Overflow,
+    Remount,
+    RemoveRoot,
+    Stop,
+)
+from freshd.engine.packages import LINKED_OUT, Tracked, is_package, is_real_dir, workspace_settings
+from freshd.engine.roots import RootMode, RootState, under_any, watch_error
 from freshd.index import Index
 from freshd.indexer import (
     DirIdentity,
@@ -70,25 +81,15 @@ from freshd.scrub import Scrub
 from freshd.watcher import Identity, Watcher, identity, max_user_watches
 from freshd_client import schema as sc
 from freshd_client.errors import FreshdError
-from freshd_client.fileset import VENV_MARKER, outside_file_set, pruned_name
+from freshd_client.fileset import VENV_MARKER
 from freshd_client.gitstate import find_git_dir
-from freshd_client.project import MARKERS, CacheKey, is_package_dir, project_or_none
+from freshd_client.project import MARKERS, project_or_none
 from freshd_client.schema import COOKIE_PREFIX
 
 log = logging.getLogger("freshd.engine")
 
-RootMode = Literal["watching", "polling", "missing", "blind"]
-"""``watching``: events are trusted; ``polling``: the root cannot be watched, it is
-rescanned periodically; ``missing``: the directory is gone; ``blind``: the canary did not
-come back in time (see ``Engine._canary``)."""
 Publish = Callable[[str, dict[str, Any]], None]
 """Called with ("package", PackageInfo) or ("removed", {"path": …}) after each write."""
-
-LINKED_OUT = (
-    "a hard-linked file has another name outside every watched file set, through which "
-    "it can change with no event: never fresh while it has"
-)
-"""The ``error`` of a package kept ``dirty`` for a hard link out (``PackageInfo``)."""
 
 _MAX_SETTLE_FACTOR = 20  # a steady stream of events is processed at least this often
 _POOL_MIN_PACKAGES = 4  # fewer dirty packages are scanned on the engine thread
@@ -100,58 +101,6 @@ _COOKIE_PRUNE_SECONDS = 10.0  # records older than _COOKIE_KEEP_NS go at most th
 _ACKED_SECONDS = 10.0  # how long a seen cookie's later events are recognized
 _KNOWN_RECORDS = 10_000  # file records kept decoded for targeted rehashes (~0.5 KiB each)
 _CANARY_PREFIX = f"{COOKIE_PREFIX}live-"  # the liveness cookies written into each root
-
-
-@dataclass(slots=True)
-class RootState:
-    """How a root is being followed."""
-
-    path: str
-    mode: RootMode = "watching"
-    reason: str | None = None
-    reported: str | None = None  # the last reason logged: each is logged once
-    next_poll: float = 0.0
-    canary: str | None = None  # the liveness cookie written and not seen yet
-    canary_sent: float = 0.0
-    next_canary: float = 0.0
-    rewatch: float | None = None  # when to watch it again: a directory below is not watched
-    suspect_at: float | None = None  # since when a package of it is ``Tracked.suspect``
-
-
-@dataclass(slots=True)
-class Tracked:
-    """A package the engine follows."""
-
-    pkg: Package
-    seq: int = 0  # bumped by every event; a scan is kept only if it did not move
-    sensitive: bool = False  # [tool.freshd] include or git cache keys: no event is noise
-    git_dir: str | None = None  # the repository whose state its meta digest covers
-    polled: bool = False  # its inputs cannot be watched: never reported clean
-    linked_out: bool = False  # a hard link has a name no event reports: never reported clean
-    indirect: bool = False  # a project file read through a symlink: never reported clean
-    unwatched: str | None = None  # a directory the kernel does not watch, and why
-    suspect: bool = False  # a new directory not watched yet: maybe its event is on its way
-
-    @property
-    def never_clean(self) -> bool:
-        return (
-            self.polled
-            or self.linked_out
-            or self.indirect
-            or self.unwatched is not None
-            or self.suspect
-        )
-
-    @property
-    def rehash_for_sync(self) -> bool:
-        """Whether a sync answer rehashes it first: no event tells of its changes."""
-        return self.indirect
-
-    @property
-    def rescanned(self) -> bool:
-        """Whether it is rescanned every ``rescan_seconds``: never clean for a cause a
-        rescan can clear. Not for a hard link out alone (``Engine._check_links``)."""
-        return self.polled or self.indirect or self.unwatched is not None or self.suspect
 
 
 class _StopRequestedError(Exception):
@@ -196,7 +145,7 @@ class Engine:
         self.roots: dict[str, RootState] = {r: RootState(r) for r in roots}
         self._publish = publish or (lambda kind, data: None)
         self._held: list[tuple[str, dict[str, Any]]] | None = None  # see _answer_cookies
-        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._tracked: dict[str, Tracked] = {}
         self._never_clean: set[str] = set()  # the tracked packages whose never_clean holds
         self._dirty: dict[str, int] = {}  # package → its seq when marked
@@ -233,7 +182,7 @@ class Engine:
         self._stopping = threading.Event()
         self._watcher = Watcher(self._on_watch_event, *([observer] if observer else []))
         # What inotify cannot see (issue 17): mounts, and a stat sweep for the rest.
-        self._mounts = MountWatcher(lambda points: self._queue.put(("mounts", points)))
+        self._mounts = MountWatcher(lambda points: self._queue.put(Remount(frozenset(points))))
         self._scrub = Scrub(index, cfg.scrub_seconds)
         self._thread = threading.Thread(target=self._run, name="freshd-engine", daemon=True)
         self._heartbeat = threading.Thread(target=self._beat, name="freshd-heartbeat", daemon=True)
@@ -242,7 +191,7 @@ class Engine:
         """On watchdog's thread: hand the event over. A canary's arrival is noted here,
         so that a busy engine thread is not taken for a deaf watcher."""
         if isinstance(event, EventsLostEvent):
-            self._queue.put(("overflow",))
+            self._queue.put(Overflow())
             return
         path = os.fsdecode(event.src_path)
         root = self.root_of(path)
@@ -253,7 +202,7 @@ class Engine:
                 self._canaries_seen[path] = time.monotonic()
                 self._canary_arrived.set()
             return
-        self._queue.put(("event", event))
+        self._queue.put(Event(event))
 
     # -- lifecycle (any thread) ------------------------------------------------
 
@@ -268,7 +217,7 @@ class Engine:
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the current step, stop watching, and record the daemon as stopped."""
         self._stopping.set()
-        self._queue.put(("stop",))
+        self._queue.put(Stop())
         self._thread.join(timeout)
         self._heartbeat.join(timeout)
         stuck = self._thread.is_alive()
@@ -336,18 +285,18 @@ class Engine:
                 log.warning("cannot write sync cookie %s: %s", path, exc.strerror or exc)
                 cancel()
                 for written in paths[:n]:
-                    _unlink(written)
+                    unlink(written)
                 done(False)
                 return lambda: None
         return cancel
 
     def add_root(self, root: str, done: Callable[[BaseException | None], None]) -> None:
         """Start following ``root`` (canonical); ``done(error or None)`` when crawled."""
-        self._queue.put(("add", root, done))
+        self._queue.put(AddRoot(root, done))
 
     def remove_root(self, root: str, done: Callable[[BaseException | None], None]) -> None:
         """Stop following ``root``; its packages leave the index."""
-        self._queue.put(("remove", root, done))
+        self._queue.put(RemoveRoot(root, done))
 
     # -- the engine thread ------------------------------------------------------
 
@@ -367,7 +316,7 @@ class Engine:
                 self._unlink_cookies()
                 for state in self.roots.values():  # a canary not back yet: no litter
                     if state.canary is not None:
-                        _unlink(state.canary)
+                        unlink(state.canary)
         except Exception as exc:
             log.exception("freshd engine stopped by an unexpected error")
             self.fatal = f"engine stopped: {exc!r}"
@@ -434,7 +383,7 @@ class Engine:
 
     def _step(self, *, block: bool = True) -> None:
         timeout = self._timeout() if block else 0.0
-        items: list[tuple[Any, ...]] = []
+        items: list[Message] = []
         with contextlib.suppress(queue.Empty):
             items.append(self._queue.get(timeout=timeout) if block else self._queue.get_nowait())
         items.extend(self._drain())
@@ -489,8 +438,8 @@ class Engine:
             for kind, data in held:
                 self._publish(kind, data)
 
-    def _drain(self) -> list[tuple[Any, ...]]:
-        items = []
+    def _drain(self) -> list[Message]:
+        items: list[Message] = []
         while True:
             try:
                 items.append(self._queue.get_nowait())
@@ -533,22 +482,22 @@ class Engine:
         settle = self.cfg.settle_ms / 1000
         return min(self._last_event + settle, self._first_event + settle * _MAX_SETTLE_FACTOR)
 
-    def _handle(self, item: tuple[Any, ...]) -> None:
-        kind = item[0]
-        if kind == "event":
-            self.metrics.events.inc()
-            self._on_event(item[1])
-        elif kind == "overflow":
-            self.metrics.overflows.inc()
-            self._overflowed = True  # handled once per step, however many arrive
-        elif kind == "add":
-            self._command(item[2], self._add_root, item[1])
-        elif kind == "remove":
-            self._command(item[2], self._remove_root, item[1])
-        elif kind == "mounts":
-            self._remount(item[1])
-        elif kind == "stop":
-            self._stopping.set()
+    def _handle(self, message: Message) -> None:
+        match message:
+            case Event(event):
+                self.metrics.events.inc()
+                self._on_event(event)
+            case Overflow():
+                self.metrics.overflows.inc()
+                self._overflowed = True  # handled once per step, however many arrive
+            case AddRoot(root, done):
+                self._command(done, self._add_root, root)
+            case RemoveRoot(root, done):
+                self._command(done, self._remove_root, root)
+            case Remount(points):
+                self._remount(points)
+            case Stop():
+                self._stopping.set()
 
     def _recover_overflow(self) -> None:
         """Events were lost: every watched root is rediscovered and rescanned."""
@@ -562,7 +511,7 @@ class Engine:
                 self._rescan_root(root)
                 self._poll_cookies(root)  # a cookie's own event may be among the lost
 
-    def _remount(self, points: set[str]) -> None:
+    def _remount(self, points: frozenset[str]) -> None:
         """A file system was mounted or unmounted in or above some roots: no event told
         what their paths lead to now, so they are watched afresh and rescanned."""
         for root in affected(points, self.roots):
@@ -615,7 +564,7 @@ class Engine:
                 self._kernel = None  # its inode may come back as a directory not watched
             owner = self._owner(path)
             tracked = self._tracked.get(owner) if owner else None
-            if (tracked is None or not tracked.sensitive) and _noise(
+            if (tracked is None or not tracked.sensitive) and noise(
                 path, owner, root, event.is_directory
             ):
                 continue
@@ -629,7 +578,7 @@ class Engine:
                     self._note_event()
                 continue
             rel = path[len(owner) + 1 :]
-            self._touch(owner, rel if _content_only(event.is_directory, name, tracked) else None)
+            self._touch(owner, rel if content_only(event.is_directory, name, tracked) else None)
             for other, other_rel in self._links.others(owner, rel):
                 # The same file under another name, judged by that name: a linked
                 # .gitignore or project file written through any name changes its
@@ -637,7 +586,7 @@ class Engine:
                 other_name = os.path.basename(other_rel)
                 if other_name in MARKERS:
                     self._structure.add(os.path.dirname(os.path.join(other, other_rel)))
-                content = _content_only(False, other_name, self._tracked.get(other))
+                content = content_only(False, other_name, self._tracked.get(other))
                 self._touch(other, other_rel if content else None)
 
     @property
@@ -956,7 +905,7 @@ class Engine:
 
     def _unlink_cookies(self) -> None:
         for path in self._unlink_later:
-            _unlink(path)
+            unlink(path)
         self._unlink_later.clear()
 
     # -- structure: packages appearing, disappearing, changing ------------------
@@ -967,11 +916,11 @@ class Engine:
         done: set[str] = set()
         changed_roots: set[str] = set()
         for directory in dirs:
-            if _under_any(directory, done):
+            if under_any(directory, done):
                 continue
             # Only discovery walks below a directory; a package that stays one is just
             # re-read, so a package appearing inside it must be handled on its own.
-            if directory not in self._tracked or not _is_package(directory):
+            if directory not in self._tracked or not is_package(directory):
                 done.add(directory)
             root = self.root_of(directory)
             if root is not None and self._restructure_dir(directory, root):
@@ -986,7 +935,7 @@ class Engine:
         gone = [
             p
             for p in self._tracked
-            if (p == directory or p.startswith(prefix)) and not _is_package(p)
+            if (p == directory or p.startswith(prefix)) and not is_package(p)
         ]
         if gone:
             self._forget(gone)
@@ -1000,10 +949,10 @@ class Engine:
             # Its project files changed: name, include/exclude, workspace settings.
             before = tracked.pkg.project
             self._track(replace(tracked.pkg, project=project_or_none(directory)))
-            changed |= _workspace_settings(before) != _workspace_settings(
+            changed |= workspace_settings(before) != workspace_settings(
                 self._tracked[directory].pkg.project
             )
-        elif _is_real_dir(directory) and not never_entered(directory, root):
+        elif is_real_dir(directory) and not never_entered(directory, root):
             for pkg in discover(directory, within=root).packages:
                 if pkg.path not in self._tracked:
                     self._track(pkg)
@@ -1024,13 +973,13 @@ class Engine:
         self._tracked[pkg.path] = Tracked(
             pkg=pkg,
             seq=old.seq if old else 0,
-            sensitive=bool(project and project.include) or uses_git or _keys_in_noise(keys),
+            sensitive=bool(project and project.include) or uses_git or keys_in_noise(keys),
             git_dir=git_dir,
             linked_out=old.linked_out if old else False,
             # Git state outside every root, or a root not fully watched, cannot be followed.
             polled=(git_dir is not None and self.root_of(git_dir) is None)
             or (root is not None and root.mode in ("polling", "blind")),
-            indirect=_read_through_links(pkg.path, keys),
+            indirect=read_through_links(pkg.path, keys),
             unwatched=old.unwatched if old else None,
         )
         self._note_never_clean(pkg.path)
@@ -1087,7 +1036,7 @@ class Engine:
             self._watcher.watch(state.path)
         except OSError as exc:
             self._watcher.unwatch(state.path)
-            self._poll(state, _watch_error(exc))
+            self._poll(state, watch_error(exc))
             return False
         if state.mode != "blind":  # a blind root sees again only once its canary returns
             state.mode, state.reason = "watching", None
@@ -1304,7 +1253,7 @@ class Engine:
         if state.canary is not None:
             late = now - state.canary_sent
             if self._canaries_seen.pop(state.canary, None) is not None:
-                _unlink(state.canary)  # now: the engine is awake anyway
+                unlink(state.canary)  # now: the engine is awake anyway
                 state.canary = None
                 if state.suspect_at is not None and state.canary_sent >= state.suspect_at:
                     state.suspect_at = None  # every event before it is in: look again
@@ -1387,7 +1336,7 @@ class Engine:
         if root in self.roots:
             return
         for other in self.roots:
-            if _under_any(root, {other}) or _under_any(other, {root}):
+            if under_any(root, {other}) or under_any(other, {root}):
                 raise FreshdError(f"{root} overlaps the root {other}")
         state = RootState(root)
         self.roots[root] = state
@@ -1477,98 +1426,6 @@ class Engine:
             self._held.append((kind, data))
 
 
-# -- helpers --------------------------------------------------------------------------
-
-
-def _content_only(is_directory: bool, name: str, tracked: Tracked | None) -> bool:
-    """Whether an event on a file named ``name`` changes only that file's record (a
-    targeted rehash suffices), not the package's file set or project."""
-    return not (
-        is_directory
-        or name in MARKERS
-        or name in (VENV_MARKER, ".gitignore")
-        or (tracked is not None and tracked.sensitive)
-    )
-
-
-def _keys_in_noise(keys: Iterable[CacheKey] | None) -> bool:
-    """Whether a cache key names a file or directory whose events ``_noise`` would drop
-    (``build/version.txt``): its package's meta digest depends on it."""
-    for key in keys or ():
-        rel, is_dir = (key.file, False) if key.file is not None else (key.dir, True)
-        if rel is not None and outside_file_set(os.path.normpath(rel), is_dir):
-            return True
-    return False
-
-
-def _noise(path: str, owner: str | None, root: str, is_dir: bool) -> bool:
-    """Events that cannot change anything the index holds: in a package (``owner``),
-    outside its file set by the walk's own rule (``outside_file_set``; ``[tool.freshd]
-    include`` turns this off); outside every package, below a directory that discovery
-    never enters (no package can appear there)."""
-    if owner is not None:
-        return outside_file_set(path[len(owner) + 1 :], is_dir)
-    parts = path[len(root) + 1 :].split("/")
-    return any(pruned_name(part) for part in (parts if is_dir else parts[:-1]))
-
-
-def _read_through_links(path: str, keys: Iterable[CacheKey] | None) -> bool:
-    """Whether the package at ``path`` reads a project file or a cache-key file through a
-    symlink: the target may live outside every watched tree, and no event tells of its
-    changes (its package is rehashed before each sync answer and never reported clean)."""
-    names = [*MARKERS, *(k.file for k in keys or () if k.file is not None)]
-    return any(os.path.islink(os.path.join(path, name)) for name in names)
-
-
-def _under_any(path: str, dirs: set[str]) -> bool:
-    current = path
-    while True:
-        if current in dirs:
-            return True
-        parent = os.path.dirname(current)
-        if parent == current:
-            return False
-        current = parent
-
-
-def _is_package(path: str) -> bool:
-    """Whether ``path`` is still a package directory reached by no symlink: a directory
-    above it replaced by a link to another tree leads the path elsewhere, and its record
-    must go (a query through the link resolves to the other tree's own package)."""
-    try:
-        return (
-            _is_real_dir(path)
-            and os.path.realpath(path) == path
-            and is_package_dir(set(os.listdir(path)))
-        )
-    except OSError:
-        return False
-
-
-def _is_real_dir(path: str) -> bool:
-    """A directory, not a symlink to one: a package directory replaced by a link leaves
-    its root (the link is recorded as a link, never followed out of the tree)."""
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False
-
-
-def _workspace_settings(project: Any) -> tuple[Any, Any]:
-    if project is None:
-        return (None, None)
-    return (project.workspace_members, project.workspace_exclude)
-
-
-def _watch_error(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:  # from inotify_add_watch
-        return (
-            "inotify watch limit reached (fs.inotify.max_user_watches="
-            f"{max_user_watches()}; raise it with sysctl)"
-        )
-    return f"cannot watch: {exc.strerror or exc}"
-
-
-def _unlink(path: str) -> None:
+def unlink(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
