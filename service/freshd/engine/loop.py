@@ -49,7 +49,7 @@ from watchdog.events import (
 )
 from watchdog.observers.api import BaseObserver
 
-from freshd import __version__, watchset
+from freshd import __version__
 from freshd.config import Config
 from freshd.discovery import Package, discover, never_entered, workspace_members
 from freshd.engine.events import content_only, keys_in_noise, noise, read_through_links
@@ -64,6 +64,8 @@ from freshd.engine.messages import (
 )
 from freshd.engine.packages import LINKED_OUT, Tracked, is_package, is_real_dir, workspace_settings
 from freshd.engine.roots import RootMode, RootState, under_any, watch_error
+from freshd.engine.source import EventSource, SourceFactory
+from freshd.engine.sync import COOKIE_POLL_SECONDS, Cookies, unlink
 from freshd.index import Index
 from freshd.indexer import (
     DirIdentity,
@@ -78,7 +80,8 @@ from freshd.links import Inode, LinkTable
 from freshd.metrics import Metrics
 from freshd.mounts import MountWatcher, affected
 from freshd.scrub import Scrub
-from freshd.watcher import Identity, Watcher, identity, max_user_watches
+from freshd.watcher import Watcher, identity, max_user_watches
+from freshd.watchset import Identity
 from freshd_client import schema as sc
 from freshd_client.errors import FreshdError
 from freshd_client.fileset import VENV_MARKER
@@ -94,23 +97,12 @@ Publish = Callable[[str, dict[str, Any]], None]
 _MAX_SETTLE_FACTOR = 20  # a steady stream of events is processed at least this often
 _POOL_MIN_PACKAGES = 4  # fewer dirty packages are scanned on the engine thread
 _POOL_IDLE_SECONDS = 60.0
-_COOKIE_POLL_SECONDS = 0.1
-_COOKIE_KEEP_NS = 60_000_000_000
-_COOKIE_UNLINK_SECONDS = 0.005  # an acknowledged cookie is deleted after this, once idle
-_COOKIE_PRUNE_SECONDS = 10.0  # records older than _COOKIE_KEEP_NS go at most this often
-_ACKED_SECONDS = 10.0  # how long a seen cookie's later events are recognized
 _KNOWN_RECORDS = 10_000  # file records kept decoded for targeted rehashes (~0.5 KiB each)
 _CANARY_PREFIX = f"{COOKIE_PREFIX}live-"  # the liveness cookies written into each root
 
 
 class _StopRequestedError(Exception):
     """Raised inside the initial crawl when the daemon is asked to stop."""
-
-
-class _SyncGroup:
-    def __init__(self, pending: set[str], done: Callable[[bool], None]) -> None:
-        self.pending = pending
-        self.done = done
 
 
 class Engine:
@@ -127,10 +119,12 @@ class Engine:
         on_fatal: Callable[[], None] | None = None,
         pool: Executor | None = None,
         observer: Callable[[], BaseObserver] | None = None,
+        source: SourceFactory | None = None,
     ) -> None:
         """``pool``: the hashing processes of the first crawl, made before (the engine
         shuts it down); by default they start with it. ``observer``: the watchdog
-        observer class (tests inject faults with one of their own)."""
+        observer class (tests inject faults with one of their own). ``source``: makes
+        the source of events instead of a ``Watcher`` (a test's scripted one)."""
         self.index = index
         self.cfg = cfg
         self.metrics = metrics or Metrics()
@@ -153,18 +147,9 @@ class Engine:
         self._structure: set[str] = set()  # directories whose packages may have changed
         self._changed: dict[str, set[str]] = {}  # dirty package → the files its events named
         self._full_scan: set[str] = set()  # dirty packages that need a whole walk
-        self._cookies: dict[str, None] = {}  # cookie paths seen, in order
-        self._unlink_later: list[str] = []  # acknowledged cookies, deleted once idle
-        self._unrecorded: list[bytes] = []  # direct clients' cookies to record (see _ack)
-        self._unlink_at = 0.0
-        self._acked: dict[str, float] = {}  # in the order acknowledged
-        self._cookies_pruned = 0.0
-        self._own_cookies = f"{COOKIE_PREFIX}d{os.getpid()}-"  # waited for in memory
+        self._sync = Cookies(index)
         self._known: dict[str, Known] = {}  # see rescan_job
         self._first_event = self._last_event = 0.0
-        self._waiters: dict[str, _SyncGroup] = {}
-        self._waiters_lock = threading.Lock()
-        self._cookie_ids = itertools.count(1)
         self._pool: Executor | None = pool
         self._pool_used = 0.0
         self._links = LinkTable()
@@ -180,7 +165,8 @@ class Engine:
         self._canary_arrived = threading.Event()
         self._canary_ids = itertools.count(1)
         self._stopping = threading.Event()
-        self._watcher = Watcher(self._on_watch_event, *([observer] if observer else []))
+        make = source or (lambda sink: Watcher(sink, *([observer] if observer else [])))
+        self._watcher: EventSource = make(self._on_watch_event)
         # What inotify cannot see (issue 17): mounts, and a stat sweep for the rest.
         self._mounts = MountWatcher(lambda points: self._queue.put(Remount(frozenset(points))))
         self._scrub = Scrub(index, cfg.scrub_seconds)
@@ -233,6 +219,31 @@ class Engine:
         if not stuck:  # a stuck engine may hold the write lock; its heartbeat lapses anyway
             self._write_daemon("stopped")
 
+    # -- driving the loop from the calling thread (tests, with a scripted source) ------
+
+    def crawl(self) -> None:
+        """Watch the roots and crawl them on the calling thread, instead of ``start``:
+        then ``step`` runs the loop one step at a time, and ``close`` ends it."""
+        self._watcher.start()
+        self._crawl_at_start()
+
+    def step(self) -> None:
+        """Handle every message queued, then process what is dirty without waiting for
+        the settle window, and run the periodic checks (``_tick``)."""
+        self._step(block=False)
+
+    def close(self) -> None:
+        """End an engine driven by ``crawl`` and ``step``."""
+        self._stopping.set()
+        self._sync.unlink_all()
+        for state in self.roots.values():  # a canary not back yet: no litter
+            if state.canary is not None:
+                unlink(state.canary)
+        self._watcher.stop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
     @property
     def alive(self) -> bool:
         """Whether the engine thread is running."""
@@ -257,38 +268,7 @@ class Engine:
         """Write a cookie into each root; ``done(True)`` once the engine has processed
         every event received before them, ``done(False)`` if a cookie cannot be written.
         Returns a function that cancels the wait."""
-        paths = [
-            os.path.join(root, f"{self._own_cookies}{next(self._cookie_ids)}")
-            for root in dict.fromkeys(roots)
-        ]
-        if not paths:
-            done(True)
-            return lambda: None
-        group = _SyncGroup(set(paths), done)
-
-        def cancel() -> None:
-            with self._waiters_lock:
-                for path in paths:
-                    self._waiters.pop(path, None)
-
-        # Wait before writing: the engine may see and acknowledge a cookie at once.
-        with self._waiters_lock:
-            for path in paths:
-                self._waiters[path] = group
-        # Created read-only: its close is no event the watcher subscribes to (one event
-        # fewer through the watcher's threads per cookie).
-        flags = os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        for n, path in enumerate(paths):
-            try:
-                os.close(os.open(path, flags, 0o600))
-            except OSError as exc:
-                log.warning("cannot write sync cookie %s: %s", path, exc.strerror or exc)
-                cancel()
-                for written in paths[:n]:
-                    unlink(written)
-                done(False)
-                return lambda: None
-        return cancel
+        return self._sync.request(roots, done)
 
     def add_root(self, root: str, done: Callable[[BaseException | None], None]) -> None:
         """Start following ``root`` (canonical); ``done(error or None)`` when crawled."""
@@ -313,7 +293,7 @@ class Engine:
                     except FreshdError as exc:  # the index cannot be written (disk full, …)
                         self._failed(str(exc))
             finally:
-                self._unlink_cookies()
+                self._sync.unlink_all()
                 for state in self.roots.values():  # a canary not back yet: no litter
                     if state.canary is not None:
                         unlink(state.canary)
@@ -393,7 +373,7 @@ class Engine:
             self._recover_overflow()
         self._flush_marks()
         now = time.monotonic()
-        if self._cookies:
+        if self._sync.seen:
             self._answer_cookies()
         elif (self._dirty or self._structure or self._new_names) and (
             not block or now >= self._settle_deadline()
@@ -408,15 +388,7 @@ class Engine:
 
         What this writes reaches the events stream after the acknowledgement: the event
         loop runs what it is handed in order, and the waiting queries come first."""
-        cookies = list(self._cookies)
-        self._cookies.clear()
-        # The daemon's own cookies are waited for in memory; direct clients poll the index
-        # for theirs, recorded by the step's last write (one commit fewer: _scan_and_write).
-        self._unrecorded = [
-            os.fsencode(name)
-            for name in map(os.path.basename, cookies)
-            if not name.startswith(self._own_cookies)
-        ]
+        cookies = self._sync.take()
         self._held = []
         try:
             for path in sorted(self._never_clean):
@@ -431,9 +403,9 @@ class Engine:
                 self._flush_marks()
                 self._process()
             self._flush_marks()
-            self._ack(cookies)
+            self._sync.ack(cookies)
         finally:
-            self._unrecorded = []
+            self._sync.unrecorded = []
             held, self._held = self._held, None
             for kind, data in held:
                 self._publish(kind, data)
@@ -447,13 +419,13 @@ class Engine:
                 return items
 
     def _timeout(self) -> float | None:
-        if self._cookies:
+        if self._sync.seen:
             return 0.0  # seen while scanning: no later event may come to acknowledge it
         deadlines = []
         if self._dirty or self._structure or self._new_names:
             deadlines.append(self._settle_deadline())
         if any(s.mode != "watching" for s in self.roots.values()) or self._never_clean:
-            deadlines.append(time.monotonic() + _COOKIE_POLL_SECONDS)
+            deadlines.append(time.monotonic() + COOKIE_POLL_SECONDS)
         if self.status == "ready":
             for state in self.roots.values():
                 if state.canary is not None:
@@ -461,7 +433,7 @@ class Engine:
                     deadlines.append(
                         min(
                             state.canary_sent + 2 * self.cfg.canary_seconds,
-                            time.monotonic() + _COOKIE_POLL_SECONDS,
+                            time.monotonic() + COOKIE_POLL_SECONDS,
                         )
                     )
                 elif state.mode in ("watching", "blind"):
@@ -470,8 +442,8 @@ class Engine:
                     deadlines.append(state.rewatch)
         if self._pool is not None:
             deadlines.append(self._pool_used + _POOL_IDLE_SECONDS)
-        if self._unlink_later:
-            deadlines.append(self._unlink_at)
+        if self._sync.unlink_later:
+            deadlines.append(self._sync.unlink_at)
         if (scrub := self._scrub.due()) is not None:
             deadlines.append(scrub)
         if not deadlines:
@@ -509,7 +481,7 @@ class Engine:
         for root, state in self.roots.items():
             if state.mode == "watching":
                 self._rescan_root(root)
-                self._poll_cookies(root)  # a cookie's own event may be among the lost
+                self._sync.poll(root)  # a cookie's own event may be among the lost
 
     def _remount(self, points: frozenset[str]) -> None:
         """A file system was mounted or unmounted in or above some roots: no event told
@@ -521,7 +493,7 @@ class Engine:
                 self._root_gone(root)
                 continue
             self._rewatch(self.roots[root])
-            self._poll_cookies(root)  # written while it was not watched
+            self._sync.poll(root)  # written while it was not watched
 
     def _command(
         self, done: Callable[[BaseException | None], None], fn: Callable[[str], None], root: str
@@ -545,8 +517,8 @@ class Engine:
             gone = isinstance(event, (FileDeletedEvent, DirDeletedEvent)) or (moved and i == 0)
             name = os.path.basename(path)
             if name.startswith(COOKIE_PREFIX):
-                if not gone and path not in self._acked and os.path.dirname(path) in self.roots:
-                    self._cookies[path] = None
+                if not gone and os.path.dirname(path) in self.roots:
+                    self._sync.see(path)
                 continue
             root = self.root_of(path)
             if root is None:
@@ -751,14 +723,14 @@ class Engine:
             # Nothing is left to process before a sync's acknowledgement: its direct
             # clients' cookies are recorded with the records they wait for.
             nonlocal recorded
-            recorded = bool(self._unrecorded) and not self._dirty
+            recorded = bool(self._sync.unrecorded) and not self._dirty
             if recorded:
-                self._record_cookies(txn)
+                self._sync.record(txn)
             return [r for r in written if r.path not in redirtied] + redirty
 
         self._published(self.index.write(write))
         if recorded:
-            self._unrecorded = []
+            self._sync.unrecorded = []
 
     def _trim_known(self) -> None:
         """Keep the records of the packages rehashed last within ``_KNOWN_RECORDS`` (the
@@ -859,56 +831,6 @@ class Engine:
             self._pool = make_pool(self.cfg.workers)
         self._pool_used = time.monotonic()
         return self._pool
-
-    def _ack(self, cookies: list[str]) -> None:
-        """Everything before these cookies is in the index: release their waiters, then
-        record direct clients' cookies (they poll the index) and delete the files."""
-        monotonic = time.monotonic()
-        cutoff = monotonic - _ACKED_SECONDS
-        # Oldest first: the stale ones are a prefix, whatever the number of recent ones.
-        for path, _seen in list(itertools.takewhile(lambda i: i[1] < cutoff, self._acked.items())):
-            del self._acked[path]  # later events of an acknowledged cookie are long gone
-        for path in cookies:
-            self._acked[path] = monotonic
-            with self._waiters_lock:
-                group = self._waiters.pop(path, None)
-                finished = group is not None and not (group.pending - {path})
-                if group is not None:
-                    group.pending.discard(path)
-            if group is not None and finished:
-                group.done(True)
-        now = time.time_ns()
-        prune = monotonic - self._cookies_pruned > _COOKIE_PRUNE_SECONDS
-
-        def write(txn: lmdb.Transaction) -> None:
-            db = self.index.dbs[sc.DB_COOKIES]
-            if prune:
-                cursor = txn.cursor(db=db)
-                stale = [k for k, v in cursor if now - sc.U64.unpack(v)[0] > _COOKIE_KEEP_NS]
-                for key in stale:
-                    txn.delete(key, db=db)
-            self._record_cookies(txn)
-
-        if self._unrecorded or prune:
-            self.index.write(write)
-        if prune:
-            self._cookies_pruned = monotonic
-        # Deleted a little later: the deletion wakes the watcher's thread and this one
-        # while the event loop answers the queries released above.
-        self._unlink_soon(cookies)
-
-    def _record_cookies(self, txn: lmdb.Transaction) -> None:
-        """Record the direct clients' cookies of the sync being answered: their answer."""
-        value = sc.U64.pack(time.time_ns())
-        for name in self._unrecorded:
-            txn.put(name, value, db=self.index.dbs[sc.DB_COOKIES])
-
-    def _unlink_cookies(self) -> None:
-        for path in self._unlink_later:
-            unlink(path)
-        self._unlink_later.clear()
-
-    # -- structure: packages appearing, disappearing, changing ------------------
 
     def _restructure(self) -> None:
         dirs = sorted(self._structure)
@@ -1074,7 +996,7 @@ class Engine:
         it meanwhile): a canary round trip through its root settles it. Should the canary
         be late, the package stays dirty (``suspect``) until the next one is back and it
         has been scanned again. Returns the packages with a directory not watched."""
-        if not watchset.supported():
+        if not self._watcher.lists_watches():
             return []
         missing = {}
         for path, listed in dirs.items():
@@ -1140,7 +1062,7 @@ class Engine:
         finally:
             for path in paths:
                 self._canaries_seen.pop(path, None)
-            self._unlink_soon(paths)
+            self._sync.unlink_soon(paths)
 
     def _unwatched(self, package: str, listed: list[DirIdentity]) -> list[DirIdentity]:
         """The directories of ``listed`` that the kernel does not watch and that are still
@@ -1176,7 +1098,7 @@ class Engine:
     def _kernel_watches(self) -> frozenset[Identity]:
         if self._kernel is None:
             try:
-                self._kernel = watchset.watched()
+                self._kernel = self._watcher.watched_directories()
             except OSError as exc:
                 log.warning("cannot read this process's inotify watches: %s", exc)
                 return frozenset()  # nothing proven watched: every package is a blind spot
@@ -1197,8 +1119,8 @@ class Engine:
                 self._touch(path)
 
     def _tick(self, now: float) -> None:
-        if self._unlink_later and now >= self._unlink_at:
-            self._unlink_cookies()
+        if self._sync.unlink_later and now >= self._sync.unlink_at:
+            self._sync.unlink_all()
         if self._pool is not None and now - self._pool_used > _POOL_IDLE_SECONDS:
             self._pool.shutdown(wait=False)
             self._pool = None
@@ -1207,7 +1129,7 @@ class Engine:
                 self._canary(state, now)
             if state.mode == "watching":
                 continue
-            self._poll_cookies(root)
+            self._sync.poll(root)
             if now < state.next_poll:
                 continue
             state.next_poll = now + self.cfg.rescan_seconds
@@ -1269,7 +1191,7 @@ class Engine:
                 # watcher (a burst of thousands of directories); up to a point.
                 self._heard.get(state.path, 0.0) < state.canary_sent or late > 10 * period
             ):
-                self._unlink_soon([state.canary])  # should it come late, it is ignored
+                self._sync.unlink_soon([state.canary])  # should it come late, it is ignored
                 state.canary = None
                 if state.mode == "watching":
                     reason = f"the watcher delivered no event for {late:.1f} s"
@@ -1289,21 +1211,6 @@ class Engine:
             state.next_canary = now + period
             return
         state.canary, state.canary_sent, state.next_canary = path, now, now + period
-
-    def _unlink_soon(self, paths: list[str]) -> None:
-        if not self._unlink_later:
-            self._unlink_at = time.monotonic() + _COOKIE_UNLINK_SECONDS
-        self._unlink_later += paths
-
-    def _poll_cookies(self, root: str) -> None:
-        try:
-            with os.scandir(root) as it:
-                found = [e.path for e in it if e.name.startswith(COOKIE_PREFIX)]
-        except OSError:
-            return
-        for path in found:
-            if path not in self._acked:
-                self._cookies[path] = None
 
     def _rescan_root(self, root: str) -> None:
         """Re-discover ``root`` and mark every package in it dirty for a full rescan."""
@@ -1424,8 +1331,3 @@ class Engine:
             self._publish(kind, data)
         else:
             self._held.append((kind, data))
-
-
-def unlink(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
