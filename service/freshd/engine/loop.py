@@ -28,7 +28,6 @@ import itertools
 import logging
 import os
 import queue
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -53,6 +52,7 @@ from freshd import __version__
 from freshd.config import Config
 from freshd.discovery import Package, discover, never_entered, workspace_members
 from freshd.engine.events import content_only, keys_in_noise, noise, read_through_links
+from freshd.engine.links import HardLinks
 from freshd.engine.messages import (
     AddRoot,
     Event,
@@ -62,21 +62,25 @@ from freshd.engine.messages import (
     RemoveRoot,
     Stop,
 )
-from freshd.engine.packages import LINKED_OUT, Tracked, is_package, is_real_dir, workspace_settings
+from freshd.engine.packages import (
+    Packages,
+    Tracked,
+    is_package,
+    is_real_dir,
+    workspace_settings,
+)
 from freshd.engine.roots import RootMode, RootState, under_any, watch_error
 from freshd.engine.source import EventSource, SourceFactory
 from freshd.engine.sync import COOKIE_POLL_SECONDS, Cookies, unlink
 from freshd.index import Index
 from freshd.indexer import (
     DirIdentity,
-    Known,
     index_roots,
     make_pool,
     rescan_job,
     scan_packages,
     store,
 )
-from freshd.links import Inode, LinkTable
 from freshd.metrics import Metrics
 from freshd.mounts import MountWatcher, affected
 from freshd.scrub import Scrub
@@ -97,7 +101,6 @@ Publish = Callable[[str, dict[str, Any]], None]
 _MAX_SETTLE_FACTOR = 20  # a steady stream of events is processed at least this often
 _POOL_MIN_PACKAGES = 4  # fewer dirty packages are scanned on the engine thread
 _POOL_IDLE_SECONDS = 60.0
-_KNOWN_RECORDS = 10_000  # file records kept decoded for targeted rehashes (~0.5 KiB each)
 _CANARY_PREFIX = f"{COOKIE_PREFIX}live-"  # the liveness cookies written into each root
 
 
@@ -140,21 +143,13 @@ class Engine:
         self._publish = publish or (lambda kind, data: None)
         self._held: list[tuple[str, dict[str, Any]]] | None = None  # see _answer_cookies
         self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
-        self._tracked: dict[str, Tracked] = {}
-        self._never_clean: set[str] = set()  # the tracked packages whose never_clean holds
-        self._dirty: dict[str, int] = {}  # package → its seq when marked
-        self._newly_dirty: set[str] = set()  # not yet marked in LMDB
         self._structure: set[str] = set()  # directories whose packages may have changed
-        self._changed: dict[str, set[str]] = {}  # dirty package → the files its events named
-        self._full_scan: set[str] = set()  # dirty packages that need a whole walk
         self._sync = Cookies(index)
-        self._known: dict[str, Known] = {}  # see rescan_job
-        self._first_event = self._last_event = 0.0
+        self._pk = Packages(index)
+        self._links = HardLinks(index, self._pk, self.metrics, cfg.scrub_seconds, self._flush_marks)
         self._pool: Executor | None = pool
         self._pool_used = 0.0
-        self._links = LinkTable()
         self._new_names: set[str] = set()  # files created since the last step
-        self._searched: set[tuple[Inode, int]] = set()  # short inodes looked up in the index
         self._next_package_poll = 0.0
         self._writes_failing = False
         self._overflowed = False
@@ -253,14 +248,14 @@ class Engine:
         """Why a root's packages, or some of them, answer unknown: its watch state's
         reason, else the first directory below it that is not watched (any thread)."""
         found = {r: s.reason for r, s in list(self.roots.items()) if s.reason}
-        for tracked in list(self._tracked.values()):
+        for tracked in list(self._pk.tracked.values()):
             if tracked.unwatched is not None and tracked.pkg.root not in found:
                 found[tracked.pkg.root] = tracked.unwatched
         return found
 
     def pending(self) -> int:
         """Events and packages waiting to be processed."""
-        return self._queue.qsize() + len(self._dirty) + len(self._newly_dirty)
+        return self._queue.qsize() + len(self._pk.dirty) + len(self._pk.newly_dirty)
 
     # -- requests from the API (any thread) -------------------------------------
 
@@ -330,17 +325,17 @@ class Engine:
         for pkg in summary.found:
             self._track(pkg)
         for path, links in summary.links.items():
-            self._links.update(path, links, None)
-        self._check_links(set(summary.links))
+            self._links.table.update(path, links, None)
+        self._links.check(set(summary.links))
         # Not ready (so never fresh) until now: a package with a directory the kernel
         # does not watch is kept dirty.
         for path in self._verify_watched(summary.dirs):
-            self._touch(path)
+            self._pk.touch(path)
         self.index.write(self._forget_others)
         self._queue_polled()
         # Events received during the crawl: their packages are rescanned before `ready`.
         self._step(block=False)
-        while self._dirty or self._structure or self._newly_dirty or self._new_names:
+        while self._pk.dirty or self._structure or self._pk.newly_dirty or self._new_names:
             self._step(block=False)
         self.progress = None
         self.status = "ready"
@@ -375,13 +370,13 @@ class Engine:
         now = time.monotonic()
         if self._sync.seen:
             self._answer_cookies()
-        elif (self._dirty or self._structure or self._new_names) and (
+        elif (self._pk.dirty or self._structure or self._new_names) and (
             not block or now >= self._settle_deadline()
         ):
             self._process()
         self._tick(now)
         self.metrics.queue_depth.set(self._queue.qsize())
-        self.metrics.dirty.set(len(self._dirty))
+        self.metrics.dirty.set(len(self._pk.dirty))
 
     def _answer_cookies(self) -> None:
         """Process everything received before the cookies seen, then acknowledge them.
@@ -391,14 +386,14 @@ class Engine:
         cookies = self._sync.take()
         self._held = []
         try:
-            for path in sorted(self._never_clean):
-                if self._tracked[path].rehash_for_sync:  # no event tells: rehash first
-                    self._touch(path)
+            for path in sorted(self._pk.never_clean):
+                if self._pk.tracked[path].rehash_for_sync:  # no event tells: rehash first
+                    self._pk.touch(path)
             self._process()
             # Processing can find other packages stale (a hard link lost its other name):
             # rehash them too, and at least mark them dirty, before the answer.
             for _ in range(2):
-                if not self._dirty:
+                if not self._pk.dirty:
                     break
                 self._flush_marks()
                 self._process()
@@ -422,9 +417,9 @@ class Engine:
         if self._sync.seen:
             return 0.0  # seen while scanning: no later event may come to acknowledge it
         deadlines = []
-        if self._dirty or self._structure or self._new_names:
+        if self._pk.dirty or self._structure or self._new_names:
             deadlines.append(self._settle_deadline())
-        if any(s.mode != "watching" for s in self.roots.values()) or self._never_clean:
+        if any(s.mode != "watching" for s in self.roots.values()) or self._pk.never_clean:
             deadlines.append(time.monotonic() + COOKIE_POLL_SECONDS)
         if self.status == "ready":
             for state in self.roots.values():
@@ -452,7 +447,7 @@ class Engine:
 
     def _settle_deadline(self) -> float:
         settle = self.cfg.settle_ms / 1000
-        return min(self._last_event + settle, self._first_event + settle * _MAX_SETTLE_FACTOR)
+        return min(self._pk.last_event + settle, self._pk.first_event + settle * _MAX_SETTLE_FACTOR)
 
     def _handle(self, message: Message) -> None:
         match message:
@@ -529,13 +524,13 @@ class Engine:
                 continue
             if not gone and isinstance(event, (FileCreatedEvent, FileMovedEvent)):
                 self._new_names.add(path)  # maybe a hard link to a file of any package
-                self._note_event()
+                self._pk.note_event()
             if "/.git" in path and self._git_keyed:
                 self._touch_git(path)
             if event.is_directory and (gone or moved):
                 self._kernel = None  # its inode may come back as a directory not watched
-            owner = self._owner(path)
-            tracked = self._tracked.get(owner) if owner else None
+            owner = self._pk.owner(path, self.roots)
+            tracked = self._pk.tracked.get(owner) if owner else None
             if (tracked is None or not tracked.sensitive) and noise(
                 path, owner, root, event.is_directory
             ):
@@ -547,48 +542,28 @@ class Engine:
                 self._structure.add(os.path.dirname(path))
             if owner is None:
                 if self._structure:
-                    self._note_event()
+                    self._pk.note_event()
                 continue
             rel = path[len(owner) + 1 :]
-            self._touch(owner, rel if content_only(event.is_directory, name, tracked) else None)
-            for other, other_rel in self._links.others(owner, rel):
+            self._pk.touch(owner, rel if content_only(event.is_directory, name, tracked) else None)
+            for other, other_rel in self._links.table.others(owner, rel):
                 # The same file under another name, judged by that name: a linked
                 # .gitignore or project file written through any name changes its
                 # package's file set or project, not just one file (churn seed 5014).
                 other_name = os.path.basename(other_rel)
                 if other_name in MARKERS:
                     self._structure.add(os.path.dirname(os.path.join(other, other_rel)))
-                content = content_only(False, other_name, self._tracked.get(other))
-                self._touch(other, other_rel if content else None)
+                content = content_only(False, other_name, self._pk.tracked.get(other))
+                self._pk.touch(other, other_rel if content else None)
 
     @property
     def _git_keyed(self) -> bool:
-        return any(t.git_dir for t in self._tracked.values())
+        return any(t.git_dir for t in self._pk.tracked.values())
 
     def _touch_git(self, path: str) -> None:
-        for pkg_path, tracked in self._tracked.items():
+        for pkg_path, tracked in self._pk.tracked.items():
             if tracked.git_dir and path.startswith(tracked.git_dir):
-                self._touch(pkg_path)
-
-    def _touch(self, path: str, rel: str | None = None) -> None:
-        """Mark a package dirty; ``rel``: the one file that changed (else: rescan it all)."""
-        if rel is None or path in self._full_scan:
-            self._full_scan.add(path)
-            self._changed.pop(path, None)
-        else:
-            self._changed.setdefault(path, set()).add(rel)
-        tracked = self._tracked[path]
-        tracked.seq += 1
-        if path not in self._dirty:
-            self._newly_dirty.add(path)
-        self._dirty[path] = tracked.seq
-        self._note_event()
-
-    def _note_event(self) -> None:
-        now = time.monotonic()
-        if self._first_event == 0.0:
-            self._first_event = now
-        self._last_event = now
+                self._pk.touch(pkg_path)
 
     def root_of(self, path: str) -> str | None:
         for root in tuple(self.roots):  # a copy: watchdog's thread asks too
@@ -596,82 +571,36 @@ class Engine:
                 return root
         return None
 
-    def _owner(self, path: str) -> str | None:
-        """The innermost package whose directory contains ``path`` (not ``path`` itself)."""
-        directory = os.path.dirname(path)
-        while True:
-            if directory in self._tracked:
-                return directory
-            if directory in self.roots:
-                return None
-            parent = os.path.dirname(directory)
-            if parent == directory:
-                return None
-            directory = parent
-
-    # -- dirty marks and processing --------------------------------------------
-
     def _flush_marks(self) -> None:
-        if not self._newly_dirty:
+        if not self._pk.newly_dirty:
             return
-        paths = sorted(self._newly_dirty)
-        written = self.index.write(lambda txn: self._mark_dirty(txn, paths))
-        self._newly_dirty.clear()
+        paths = sorted(self._pk.newly_dirty)
+        written = self.index.write(lambda txn: self._pk.mark_dirty(txn, paths))
+        self._pk.newly_dirty.clear()
         self._published(written)
-
-    def _mark_dirty(self, txn: lmdb.Transaction, paths: Iterable[str]) -> list[sc.PackageRecord]:
-        packages_db = self.index.dbs[sc.DB_PACKAGES]
-        written = []
-        now = time.time_ns()
-        for path in paths:
-            tracked = self._tracked.get(path)
-            if tracked is None:
-                continue
-            old = sc.get_package(txn, packages_db, path)
-            if old is not None and old.state == "dirty":
-                continue
-            pkg = tracked.pkg
-            record = sc.PackageRecord(
-                path=path,
-                name=old.name if old else pkg.name,
-                root=pkg.root,
-                state="dirty",
-                tree=old.tree if old else None,
-                meta=old.meta if old else None,
-                files=old.files if old else 0,
-                generation=self.index.next_generation(txn),
-                updated_ns=now,
-                error=LINKED_OUT if tracked.linked_out else None,
-                workspace=pkg.workspace,
-            )
-            self.index.put_package(txn, record, None)
-            written.append(record)
-        if written:
-            self.index.touch(txn)
-        return written
 
     def _process(self) -> None:
         """Re-discover changed directories, then scan every dirty package and write it back."""
         if self._structure:
             self._restructure()
         if self._new_names:
-            self._touch_linked(self._new_names)
+            self._links.touch_new_names(self._new_names)
             self._new_names.clear()
-        self._first_event = 0.0
-        if not self._dirty:
+        self._pk.first_event = 0.0
+        if not self._pk.dirty:
             return
-        batch = {p: seq for p, seq in self._dirty.items() if p in self._tracked}
-        changed = {p: rels for p, rels in self._changed.items() if p in batch}
-        self._dirty.clear()
-        self._changed.clear()
-        self._full_scan.clear()
+        batch = {p: seq for p, seq in self._pk.dirty.items() if p in self._pk.tracked}
+        changed = {p: rels for p, rels in self._pk.changed.items() if p in batch}
+        self._pk.dirty.clear()
+        self._pk.changed.clear()
+        self._pk.full_scan.clear()
         try:
             self._scan_and_write(batch, changed)
             self._rewatch_due(time.monotonic())  # rescanned by the next _process
         except BaseException:
             for path, seq in batch.items():  # a failed write loses nothing: scan again later
-                self._dirty.setdefault(path, seq)
-                self._full_scan.add(path)
+                self._pk.dirty.setdefault(path, seq)
+                self._pk.full_scan.add(path)
             raise
 
     def _scan_and_write(self, batch: dict[str, int], changed: dict[str, set[str]]) -> None:
@@ -679,13 +608,15 @@ class Engine:
         full = []
         for path in batch:
             # A few files named by events: rehash just those (the common edit).
-            targeted = path in changed and not self._tracked[path].never_clean
-            quick = rescan_job(self.index, path, changed[path], self._known) if targeted else None
+            targeted = path in changed and not self._pk.tracked[path].never_clean
+            quick = (
+                rescan_job(self.index, path, changed[path], self._pk.known) if targeted else None
+            )
             if quick is None:
                 full.append(path)
             else:
                 outcomes.append(quick)
-        self._trim_known()
+        self._pk.trim_known()
         for outcome in scan_packages(self.index, full, self._pool_for(len(full))):
             outcomes.append(outcome)
             for item in self._drain():  # keep marking packages dirty while scanning
@@ -695,18 +626,18 @@ class Engine:
         for outcome in outcomes:
             self.metrics.rehashed_files.inc(outcome.hashed)
             self.metrics.rehashed_bytes.inc(outcome.hashed_bytes)
-            tracked = self._tracked.get(outcome.path)
+            tracked = self._pk.tracked.get(outcome.path)
             if tracked is not None and outcome.error is None and outcome.name != tracked.pkg.name:
                 tracked.pkg = replace(tracked.pkg, name=outcome.name)
             if tracked is not None:
                 partial = changed.get(outcome.path) if outcome.partial else None
-                self._links.update(outcome.path, outcome.links, partial)
-        self._check_links(set(batch))
+                self._links.table.update(outcome.path, outcome.links, partial)
+        self._links.check(set(batch))
         self._verify_watched({o.path: o.dirs for o in outcomes})
         recorded = False
 
         def write(txn: lmdb.Transaction) -> list[sc.PackageRecord]:
-            by_path = {p: self._tracked[p].pkg for p in batch if p in self._tracked}
+            by_path = {p: self._pk.tracked[p].pkg for p in batch if p in self._pk.tracked}
             kept = [o for o in outcomes if o.path in by_path]
             written = store(self.index, txn, by_path, kept)
             # Changed again while being scanned, or not watchable: stays dirty, in the
@@ -715,15 +646,15 @@ class Engine:
             again = [
                 p
                 for p in by_path
-                if self._dirty.get(p, batch[p]) != batch[p]
-                or (self._tracked[p].never_clean and p not in failed)
+                if self._pk.dirty.get(p, batch[p]) != batch[p]
+                or (self._pk.tracked[p].never_clean and p not in failed)
             ]
-            redirty = self._mark_dirty(txn, again)
+            redirty = self._pk.mark_dirty(txn, again)
             redirtied = {r.path for r in redirty}
             # Nothing is left to process before a sync's acknowledgement: its direct
             # clients' cookies are recorded with the records they wait for.
             nonlocal recorded
-            recorded = bool(self._sync.unrecorded) and not self._dirty
+            recorded = bool(self._sync.unrecorded) and not self._pk.dirty
             if recorded:
                 self._sync.record(txn)
             return [r for r in written if r.path not in redirtied] + redirty
@@ -731,98 +662,6 @@ class Engine:
         self._published(self.index.write(write))
         if recorded:
             self._sync.unrecorded = []
-
-    def _trim_known(self) -> None:
-        """Keep the records of the packages rehashed last within ``_KNOWN_RECORDS`` (the
-        very last whatever its size: a big package gains the most)."""
-        held = sum(len(records) for _tree, records, _parts in self._known.values())
-        for path, (_tree, records, _parts) in list(self._known.items())[:-1]:  # oldest first
-            if held <= _KNOWN_RECORDS:
-                return
-            held -= len(records)
-            del self._known[path]
-
-    def _check_links(self, scanned: set[str]) -> None:
-        """Account for every name of the hard-linked files (``links``); a package holding
-        a name that no event reports is never reported clean."""
-        short = self._links.short()
-        unsearched = {i for i, n in short.items() if (i, n) not in self._searched}
-        if unsearched:  # names in packages scanned before the link was made
-            self._searched.update((i, short[i]) for i in unsearched)
-            # None when every package was just scanned (the start-up crawl): the search
-            # is a pass over every stored file record.
-            if not self._tracked.keys() <= scanned:
-                for package, rel, inode in self._stored_names(unsearched):
-                    if package not in scanned:  # its stored records are older than the scan
-                        self._links.add_name(package, rel, inode)
-                short = self._links.short()
-        outside = self._links.holders(short)
-        linked_out = []
-        # Only a package linked out now or before can change (the linked out ones are
-        # among the never clean): not a loop over every package at each rescan.
-        for path in sorted(outside | self._never_clean):
-            tracked = self._tracked.get(path)
-            if tracked is None:
-                continue
-            if path in outside and not tracked.linked_out:
-                linked_out.append(path)
-                log.debug("%s holds a hard-linked file with a name outside every file set", path)
-                self._newly_dirty.add(path)  # at once, without a rehash (a crawl wrote it)
-                if path not in scanned:
-                    self._touch(path)  # its link counts may be older than this news
-            elif tracked.linked_out and path not in outside and path not in scanned:
-                self._touch(path)  # kept dirty until now: rehash it to write it clean
-            tracked.linked_out = path in outside
-            self._note_never_clean(path)
-        self.metrics.linked_out.set(sum(p in self._tracked for p in outside))
-        if linked_out:
-            # One line, not one per package: a uv or pnpm cache linked into packages
-            # (cp -al) makes thousands of them (issue 21).
-            log.warning(
-                "%d package(s) hold hard-linked files with another name outside every "
-                "watched file set (%s%s), which no event reports: they stay unknown (never "
-                "fresh), not rehashed in a loop; the stat sweep finds changes made through "
-                "the other names within %.0f s (names at debug level)",
-                len(linked_out),
-                linked_out[0],
-                ", …" if len(linked_out) > 1 else "",
-                self.cfg.scrub_seconds,
-            )
-            self._flush_marks()
-
-    def _touch_linked(self, paths: Iterable[str]) -> None:
-        """New names of files that have others (``ln``, ``cp -al``): the packages holding
-        the others are rescanned, so that they learn of the name (it may be in no file
-        set: link() notifies only the directory it is made in)."""
-        inodes = set()
-        for path in paths:
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
-                inodes.add((st.st_dev, st.st_ino))
-        if not inodes:
-            return
-        holders = self._links.holders(inodes)
-        holders.update(p for p, _rel, _inode in self._stored_names(inodes))
-        for path in holders:
-            if path in self._tracked:
-                self._touch(path)
-
-    def _stored_names(self, inodes: set[Inode]) -> list[tuple[str, str, Inode]]:
-        prefixes = {sc.files_prefix(p): p for p in self._tracked}
-
-        def find(txn: lmdb.Transaction) -> list[tuple[str, str, Inode]]:
-            found = []
-            for key, value in txn.cursor(db=self.index.dbs[sc.DB_FILES]):
-                record = sc.decode_file(value)
-                package = prefixes.get(bytes(key[: sc.PREFIX_SIZE]))
-                if (record.dev, record.ino) in inodes and package is not None:
-                    found.append((package, record.rel, (record.dev, record.ino)))
-            return found
-
-        return self.index.read(find)
 
     def _pool_for(self, count: int) -> Executor | None:
         if count < _POOL_MIN_PACKAGES or self.cfg.workers <= 1:
@@ -842,7 +681,7 @@ class Engine:
                 continue
             # Only discovery walks below a directory; a package that stays one is just
             # re-read, so a package appearing inside it must be handled on its own.
-            if directory not in self._tracked or not is_package(directory):
+            if directory not in self._pk.tracked or not is_package(directory):
                 done.add(directory)
             root = self.root_of(directory)
             if root is not None and self._restructure_dir(directory, root):
@@ -856,33 +695,33 @@ class Engine:
         prefix = directory + "/"
         gone = [
             p
-            for p in self._tracked
+            for p in self._pk.tracked
             if (p == directory or p.startswith(prefix)) and not is_package(p)
         ]
         if gone:
             self._forget(gone)
             changed = True
             for path in gone:  # the package around a gone one takes in its files
-                owner = self._owner(path)
+                owner = self._pk.owner(path, self.roots)
                 if owner is not None:
-                    self._touch(owner)
-        tracked = self._tracked.get(directory)
+                    self._pk.touch(owner)
+        tracked = self._pk.tracked.get(directory)
         if tracked is not None:
             # Its project files changed: name, include/exclude, workspace settings.
             before = tracked.pkg.project
             self._track(replace(tracked.pkg, project=project_or_none(directory)))
             changed |= workspace_settings(before) != workspace_settings(
-                self._tracked[directory].pkg.project
+                self._pk.tracked[directory].pkg.project
             )
         elif is_real_dir(directory) and not never_entered(directory, root):
             for pkg in discover(directory, within=root).packages:
-                if pkg.path not in self._tracked:
+                if pkg.path not in self._pk.tracked:
                     self._track(pkg)
-                    self._touch(pkg.path)
+                    self._pk.touch(pkg.path)
                     changed = True
-        owner = self._owner(directory)
+        owner = self._pk.owner(directory, self.roots)
         if changed and owner is not None:
-            self._touch(owner)  # a nested package came or went: its file set changed
+            self._pk.touch(owner)  # a nested package came or went: its file set changed
         return changed
 
     def _track(self, pkg: Package) -> None:
@@ -890,9 +729,9 @@ class Engine:
         keys = project.cache_keys if project else None
         uses_git = bool(keys) and any(k.git_commit or k.git_tags for k in keys or ())
         git_dir = find_git_dir(pkg.path) if uses_git else None
-        old = self._tracked.get(pkg.path)
+        old = self._pk.tracked.get(pkg.path)
         root = self.roots.get(pkg.root)
-        self._tracked[pkg.path] = Tracked(
+        self._pk.tracked[pkg.path] = Tracked(
             pkg=pkg,
             seq=old.seq if old else 0,
             sensitive=bool(project and project.include) or uses_git or keys_in_noise(keys),
@@ -904,17 +743,9 @@ class Engine:
             indirect=read_through_links(pkg.path, keys),
             unwatched=old.unwatched if old else None,
         )
-        self._note_never_clean(pkg.path)
+        self._pk.note_never_clean(pkg.path)
         if old is None:
             self.metrics.packages.inc()
-
-    def _note_never_clean(self, path: str) -> None:
-        """Keep ``_never_clean`` in step with the package's flags: read at every step, it
-        must not cost a loop over every package."""
-        if self._tracked[path].never_clean:
-            self._never_clean.add(path)
-        else:
-            self._never_clean.discard(path)
 
     def _forget(self, paths: list[str]) -> None:
         def write(txn: lmdb.Transaction) -> None:
@@ -924,24 +755,24 @@ class Engine:
 
         self.index.write(write)
         for path in paths:
-            self._tracked.pop(path, None)
-            self._never_clean.discard(path)
-            self._known.pop(path, None)
-            self._links.forget(path)
-            self._dirty.pop(path, None)
-            self._newly_dirty.discard(path)
+            self._pk.tracked.pop(path, None)
+            self._pk.never_clean.discard(path)
+            self._pk.known.pop(path, None)
+            self._links.table.forget(path)
+            self._pk.dirty.pop(path, None)
+            self._pk.newly_dirty.discard(path)
             self.metrics.packages.dec()
             self._emit("removed", {"path": path})
-        self._check_links(set())  # a forgotten name may leave a linked file unaccounted
+        self._links.check(set())  # a forgotten name may leave a linked file unaccounted
 
     def _refresh_workspaces(self, root: str) -> None:
-        in_root = {p: t for p, t in self._tracked.items() if t.pkg.root == root}
+        in_root = {p: t for p, t in self._pk.tracked.items() if t.pkg.root == root}
         members = workspace_members({p: t.pkg.project for p, t in in_root.items()})
         for path, tracked in in_root.items():
             workspace = members.get(path)
             if workspace != tracked.pkg.workspace:
                 tracked.pkg = replace(tracked.pkg, workspace=workspace)
-                self._touch(path)
+                self._pk.touch(path)
 
     # -- roots ----------------------------------------------------------------------
 
@@ -979,11 +810,11 @@ class Engine:
                 reason,
                 self.cfg.rescan_seconds,
             )
-        for tracked in self._tracked.values():
+        for tracked in self._pk.tracked.values():
             if tracked.pkg.root == state.path:
                 tracked.polled = True
-                self._note_never_clean(tracked.pkg.path)
-                self._touch(tracked.pkg.path)
+                self._pk.note_never_clean(tracked.pkg.path)
+                self._pk.touch(tracked.pkg.path)
 
     def _verify_watched(self, dirs: Mapping[str, list[DirIdentity] | None]) -> list[str]:
         """Check that the kernel watches every directory each package's scan listed
@@ -1000,20 +831,20 @@ class Engine:
             return []
         missing = {}
         for path, listed in dirs.items():
-            tracked = self._tracked.get(path)
+            tracked = self._pk.tracked.get(path)
             if tracked is None or listed is None:
                 continue
             state = self.roots.get(tracked.pkg.root)
             if state is not None and state.mode == "watching":  # else: never clean anyway
                 missing[path] = self._unwatched(path, listed)
-        waited = {self._tracked[p].pkg.root for p, dirs_ in missing.items() if dirs_}
+        waited = {self._pk.tracked[p].pkg.root for p, dirs_ in missing.items() if dirs_}
         settled = bool(waited) and self._round_trip(waited, 2 * self.cfg.canary_seconds)
         if settled:
             self._kernel = None
             missing = {p: self._unwatched(p, m) for p, m in missing.items()}
         now = time.monotonic()
         for path, unwatched in missing.items():
-            tracked = self._tracked[path]
+            tracked = self._pk.tracked[path]
             reason, readable = (None, True)
             if unwatched and settled:
                 reason, readable = self._blind_spot(path, unwatched[0][0])
@@ -1025,7 +856,7 @@ class Engine:
                     log.info("%s is watched whole again", path)
                 tracked.unwatched = reason
             tracked.suspect = bool(unwatched) and not settled
-            self._note_never_clean(path)
+            self._pk.note_never_clean(path)
             state = self.roots.get(tracked.pkg.root)
             if state is None:
                 continue
@@ -1114,9 +945,9 @@ class Engine:
         inode's mtime and ctime, and losing that name its ctime: the stat sweep
         (``freshd.scrub``) finds both, and an event on any name in a file set rescans it
         at once."""
-        for path in sorted(self._never_clean):
-            if self._tracked[path].rescanned:
-                self._touch(path)
+        for path in sorted(self._pk.never_clean):
+            if self._pk.tracked[path].rescanned:
+                self._pk.touch(path)
 
     def _tick(self, now: float) -> None:
         if self._sync.unlink_later and now >= self._sync.unlink_at:
@@ -1135,9 +966,9 @@ class Engine:
             state.next_poll = now + self.cfg.rescan_seconds
             self._rewatch(state)
         self._rewatch_due(now)
-        for path in self._scrub.step(now, self._tracked.keys()):
-            self._touch(path)
-        if now >= self._next_package_poll and self._never_clean:
+        for path in self._scrub.step(now, self._pk.tracked.keys()):
+            self._pk.touch(path)
+        if now >= self._next_package_poll and self._pk.never_clean:
             self._next_package_poll = now + self.cfg.rescan_seconds
             self._queue_polled()
         if self._writes_failing:
@@ -1179,9 +1010,9 @@ class Engine:
                 state.canary = None
                 if state.suspect_at is not None and state.canary_sent >= state.suspect_at:
                     state.suspect_at = None  # every event before it is in: look again
-                    for path, tracked in self._tracked.items():
+                    for path, tracked in self._pk.tracked.items():
                         if tracked.suspect and tracked.pkg.root == state.path:
-                            self._touch(path)
+                            self._pk.touch(path)
                 if state.mode == "blind":
                     log.info("%s: events arrive again; rescanning it", state.path)
                     state.mode, state.reason, state.reported = "watching", None, None
@@ -1221,12 +1052,12 @@ class Engine:
         for problem in found.problems:
             log.warning("%s", problem)
         present = {p.path for p in found.packages}
-        gone = [p for p, t in self._tracked.items() if t.pkg.root == root and p not in present]
+        gone = [p for p, t in self._pk.tracked.items() if t.pkg.root == root and p not in present]
         if gone:
             self._forget(gone)
         for pkg in found.packages:
             self._track(pkg)
-            self._touch(pkg.path)
+            self._pk.touch(pkg.path)
         self._flush_marks()
 
     def _root_gone(self, root: str) -> None:
@@ -1237,7 +1068,7 @@ class Engine:
         state.mode, state.reason = "missing", "the directory was deleted or moved away"
         state.next_poll = time.monotonic() + self.cfg.rescan_seconds
         log.warning("root %s disappeared; waiting for it to come back", root)
-        self._forget([p for p, t in self._tracked.items() if t.pkg.root == root])
+        self._forget([p for p, t in self._pk.tracked.items() if t.pkg.root == root])
 
     def _add_root(self, root: str) -> None:
         if root in self.roots:
@@ -1259,7 +1090,7 @@ class Engine:
             raise FreshdError(f"{root} is not a root of this daemon")
         self._watcher.unwatch(root)
         del self.roots[root]
-        self._forget([p for p, t in self._tracked.items() if t.pkg.root == root])
+        self._forget([p for p, t in self._pk.tracked.items() if t.pkg.root == root])
         self.index.write(lambda txn: self.index.delete_root(txn, root))
         self._write_daemon(self.status)
 
@@ -1281,7 +1112,7 @@ class Engine:
         others = [
             record
             for record in (sc.decode_package(v) for _k, v in cursor)
-            if record.path not in self._tracked
+            if record.path not in self._pk.tracked
         ]
         by_root: dict[str, int] = {}
         for record in others:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import os
 import stat
+import time
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import lmdb
+
 from freshd.discovery import Package
+from freshd.index import Index
+from freshd.indexer import Known
+from freshd_client import schema as sc
 from freshd_client.project import is_package_dir
 
 LINKED_OUT = (
@@ -49,7 +56,7 @@ class Tracked:
     @property
     def rescanned(self) -> bool:
         """Whether it is rescanned every ``rescan_seconds``: never clean for a cause a
-        rescan can clear. Not for a hard link out alone (``Engine._check_links``)."""
+        rescan can clear. Not for a hard link out alone (``HardLinks.check``)."""
         return self.polled or self.indirect or self.unwatched is not None or self.suspect
 
 
@@ -80,3 +87,104 @@ def workspace_settings(project: Any) -> tuple[Any, Any]:
     if project is None:
         return (None, None)
     return (project.workspace_members, project.workspace_exclude)
+
+
+_KNOWN_RECORDS = 10_000  # file records kept decoded for targeted rehashes (~0.5 KiB each)
+
+
+class Packages:
+    """The packages followed and their dirty bookkeeping (engine thread only)."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self.tracked: dict[str, Tracked] = {}
+        self.never_clean: set[str] = set()  # the tracked packages whose never_clean holds
+        self.dirty: dict[str, int] = {}  # package → its seq when marked
+        self.newly_dirty: set[str] = set()  # not yet marked in LMDB
+        self.changed: dict[str, set[str]] = {}  # dirty package → the files its events named
+        self.full_scan: set[str] = set()  # dirty packages that need a whole walk
+        self.known: dict[str, Known] = {}  # see rescan_job
+        self.first_event = self.last_event = 0.0
+
+    def touch(self, path: str, rel: str | None = None) -> None:
+        """Mark a package dirty; ``rel``: the one file that changed (else: rescan it all)."""
+        if rel is None or path in self.full_scan:
+            self.full_scan.add(path)
+            self.changed.pop(path, None)
+        else:
+            self.changed.setdefault(path, set()).add(rel)
+        tracked = self.tracked[path]
+        tracked.seq += 1
+        if path not in self.dirty:
+            self.newly_dirty.add(path)
+        self.dirty[path] = tracked.seq
+        self.note_event()
+
+    def note_event(self) -> None:
+        now = time.monotonic()
+        if self.first_event == 0.0:
+            self.first_event = now
+        self.last_event = now
+
+    def note_never_clean(self, path: str) -> None:
+        """Keep ``never_clean`` in step with the package's flags: read at every step, it
+        must not cost a loop over every package."""
+        if self.tracked[path].never_clean:
+            self.never_clean.add(path)
+        else:
+            self.never_clean.discard(path)
+
+    def owner(self, path: str, roots: Collection[str]) -> str | None:
+        """The innermost package whose directory contains ``path`` (not ``path`` itself)."""
+        directory = os.path.dirname(path)
+        while True:
+            if directory in self.tracked:
+                return directory
+            if directory in roots:
+                return None
+            parent = os.path.dirname(directory)
+            if parent == directory:
+                return None
+            directory = parent
+
+    def mark_dirty(self, txn: lmdb.Transaction, paths: Iterable[str]) -> list[sc.PackageRecord]:
+        """Write these packages ``dirty`` (those not already); the records written."""
+        packages_db = self.index.dbs[sc.DB_PACKAGES]
+        written = []
+        now = time.time_ns()
+        for path in paths:
+            tracked = self.tracked.get(path)
+            if tracked is None:
+                continue
+            old = sc.get_package(txn, packages_db, path)
+            if old is not None and old.state == "dirty":
+                continue
+            pkg = tracked.pkg
+            record = sc.PackageRecord(
+                path=path,
+                name=old.name if old else pkg.name,
+                root=pkg.root,
+                state="dirty",
+                tree=old.tree if old else None,
+                meta=old.meta if old else None,
+                files=old.files if old else 0,
+                generation=self.index.next_generation(txn),
+                updated_ns=now,
+                error=LINKED_OUT if tracked.linked_out else None,
+                workspace=pkg.workspace,
+            )
+            self.index.put_package(txn, record, None)
+            written.append(record)
+        if written:
+            self.index.touch(txn)
+        return written
+
+    def trim_known(self) -> None:
+        """Keep the records of the packages rehashed last within ``_KNOWN_RECORDS`` (the
+        very last whatever its size: a big package gains the most)."""
+        held = sum(len(records) for _tree, records, _parts in self.known.values())
+        for path, (_tree, records, _parts) in list(self.known.items())[:-1]:  # oldest first
+            if held <= _KNOWN_RECORDS:
+                return
+            held -= len(records)
+            del self.known[path]
