@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
-import itertools
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import replace
 from typing import Any
@@ -69,12 +68,11 @@ from freshd.engine.packages import (
     is_real_dir,
     workspace_settings,
 )
-from freshd.engine.roots import RootMode, RootState, under_any, watch_error
-from freshd.engine.source import EventSource, SourceFactory
+from freshd.engine.roots import RootState, Watching, under_any
+from freshd.engine.source import SourceFactory
 from freshd.engine.sync import COOKIE_POLL_SECONDS, Cookies, unlink
 from freshd.index import Index
 from freshd.indexer import (
-    DirIdentity,
     index_roots,
     make_pool,
     rescan_job,
@@ -84,8 +82,7 @@ from freshd.indexer import (
 from freshd.metrics import Metrics
 from freshd.mounts import MountWatcher, affected
 from freshd.scrub import Scrub
-from freshd.watcher import Watcher, identity, max_user_watches
-from freshd.watchset import Identity
+from freshd.watcher import Watcher
 from freshd_client import schema as sc
 from freshd_client.errors import FreshdError
 from freshd_client.fileset import VENV_MARKER
@@ -101,7 +98,6 @@ Publish = Callable[[str, dict[str, Any]], None]
 _MAX_SETTLE_FACTOR = 20  # a steady stream of events is processed at least this often
 _POOL_MIN_PACKAGES = 4  # fewer dirty packages are scanned on the engine thread
 _POOL_IDLE_SECONDS = 60.0
-_CANARY_PREFIX = f"{COOKIE_PREFIX}live-"  # the liveness cookies written into each root
 
 
 class _StopRequestedError(Exception):
@@ -154,14 +150,17 @@ class Engine:
         self._writes_failing = False
         self._overflowed = False
         self._overflow_logged = -1e9
-        self._kernel: frozenset[Identity] | None = None  # watchset.watched(), while current
-        self._canaries_seen: dict[str, float] = {}  # canary path → when the watcher gave it
-        self._heard: dict[str, float] = {}  # root → when the watcher last gave one of its events
-        self._canary_arrived = threading.Event()
-        self._canary_ids = itertools.count(1)
         self._stopping = threading.Event()
         make = source or (lambda sink: Watcher(sink, *([observer] if observer else [])))
-        self._watcher: EventSource = make(self._on_watch_event)
+        self._watching = Watching(
+            cfg,
+            make(self._on_watch_event),
+            self.roots,
+            self._pk,
+            self._sync,
+            rescan_root=self._rescan_root,
+            root_gone=self._root_gone,
+        )
         # What inotify cannot see (issue 17): mounts, and a stat sweep for the rest.
         self._mounts = MountWatcher(lambda points: self._queue.put(Remount(frozenset(points))))
         self._scrub = Scrub(index, cfg.scrub_seconds)
@@ -169,29 +168,17 @@ class Engine:
         self._heartbeat = threading.Thread(target=self._beat, name="freshd-heartbeat", daemon=True)
 
     def _on_watch_event(self, event: FileSystemEvent) -> None:
-        """On watchdog's thread: hand the event over. A canary's arrival is noted here,
-        so that a busy engine thread is not taken for a deaf watcher."""
+        """On the source's thread: hand the event over (a canary is noted at once)."""
         if isinstance(event, EventsLostEvent):
             self._queue.put(Overflow())
-            return
-        path = os.fsdecode(event.src_path)
-        root = self.root_of(path)
-        if root is not None:
-            self._heard[root] = time.monotonic()
-        if os.path.basename(path).startswith(_CANARY_PREFIX):
-            if isinstance(event, FileCreatedEvent):
-                self._canaries_seen[path] = time.monotonic()
-                self._canary_arrived.set()
-            return
-        self._queue.put(Event(event))
-
-    # -- lifecycle (any thread) ------------------------------------------------
+        elif self._watching.arrived(event):
+            self._queue.put(Event(event))
 
     def start(self) -> None:
         """Watch the roots, then crawl them on the engine thread; returns at once."""
         self._write_daemon("starting")
         self._mounts.start()
-        self._watcher.start()
+        self._watching.source.start()
         self._thread.start()
         self._heartbeat.start()
 
@@ -205,7 +192,7 @@ class Engine:
         if stuck:  # never hang a shutdown: say where the engine is, then leave it behind
             log.error("the engine did not stop within %.0f s; its stack follows", timeout)
             faulthandler.dump_traceback(all_threads=True)
-        self._watcher.stop()
+        self._watching.source.stop()
         self._mounts.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=not stuck, cancel_futures=True)
@@ -214,12 +201,16 @@ class Engine:
         if not stuck:  # a stuck engine may hold the write lock; its heartbeat lapses anyway
             self._write_daemon("stopped")
 
+    def root_of(self, path: str) -> str | None:
+        """The root ``path`` is in (any thread)."""
+        return self._watching.root_of(path)
+
     # -- driving the loop from the calling thread (tests, with a scripted source) ------
 
     def crawl(self) -> None:
         """Watch the roots and crawl them on the calling thread, instead of ``start``:
         then ``step`` runs the loop one step at a time, and ``close`` ends it."""
-        self._watcher.start()
+        self._watching.source.start()
         self._crawl_at_start()
 
     def step(self) -> None:
@@ -234,7 +225,7 @@ class Engine:
         for state in self.roots.values():  # a canary not back yet: no litter
             if state.canary is not None:
                 unlink(state.canary)
-        self._watcher.stop()
+        self._watching.source.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -310,7 +301,7 @@ class Engine:
         self._pool = self._pool or make_pool(self.cfg.workers)
         # Watched before the crawl lists anything, so that no change is lost.
         for state in self.roots.values():
-            self._watch(state)
+            self._watching.watch(state)
         self._pool_used = time.monotonic()
         crawlable = [r for r, s in self.roots.items() if s.mode != "missing"]
         summary = index_roots(
@@ -329,7 +320,7 @@ class Engine:
         self._links.check(set(summary.links))
         # Not ready (so never fresh) until now: a package with a directory the kernel
         # does not watch is kept dirty.
-        for path in self._verify_watched(summary.dirs):
+        for path in self._watching.verify_watched(summary.dirs):
             self._pk.touch(path)
         self.index.write(self._forget_others)
         self._queue_polled()
@@ -487,7 +478,7 @@ class Engine:
             if not os.path.isdir(root):
                 self._root_gone(root)
                 continue
-            self._rewatch(self.roots[root])
+            self._watching.rewatch(self.roots[root])
             self._sync.poll(root)  # written while it was not watched
 
     def _command(
@@ -515,7 +506,7 @@ class Engine:
                 if not gone and os.path.dirname(path) in self.roots:
                     self._sync.see(path)
                 continue
-            root = self.root_of(path)
+            root = self._watching.root_of(path)
             if root is None:
                 continue
             if path == root:
@@ -528,7 +519,7 @@ class Engine:
             if "/.git" in path and self._git_keyed:
                 self._touch_git(path)
             if event.is_directory and (gone or moved):
-                self._kernel = None  # its inode may come back as a directory not watched
+                self._watching.kernel = None  # its inode may come back as a directory not watched
             owner = self._pk.owner(path, self.roots)
             tracked = self._pk.tracked.get(owner) if owner else None
             if (tracked is None or not tracked.sensitive) and noise(
@@ -565,12 +556,6 @@ class Engine:
             if tracked.git_dir and path.startswith(tracked.git_dir):
                 self._pk.touch(pkg_path)
 
-    def root_of(self, path: str) -> str | None:
-        for root in tuple(self.roots):  # a copy: watchdog's thread asks too
-            if path == root or path.startswith(root.rstrip("/") + "/"):
-                return root
-        return None
-
     def _flush_marks(self) -> None:
         if not self._pk.newly_dirty:
             return
@@ -596,7 +581,7 @@ class Engine:
         self._pk.full_scan.clear()
         try:
             self._scan_and_write(batch, changed)
-            self._rewatch_due(time.monotonic())  # rescanned by the next _process
+            self._watching.rewatch_due(time.monotonic())  # rescanned by the next _process
         except BaseException:
             for path, seq in batch.items():  # a failed write loses nothing: scan again later
                 self._pk.dirty.setdefault(path, seq)
@@ -633,7 +618,7 @@ class Engine:
                 partial = changed.get(outcome.path) if outcome.partial else None
                 self._links.table.update(outcome.path, outcome.links, partial)
         self._links.check(set(batch))
-        self._verify_watched({o.path: o.dirs for o in outcomes})
+        self._watching.verify_watched({o.path: o.dirs for o in outcomes})
         recorded = False
 
         def write(txn: lmdb.Transaction) -> list[sc.PackageRecord]:
@@ -683,7 +668,7 @@ class Engine:
             # re-read, so a package appearing inside it must be handled on its own.
             if directory not in self._pk.tracked or not is_package(directory):
                 done.add(directory)
-            root = self.root_of(directory)
+            root = self._watching.root_of(directory)
             if root is not None and self._restructure_dir(directory, root):
                 changed_roots.add(root)
         for root in changed_roots:
@@ -738,7 +723,7 @@ class Engine:
             git_dir=git_dir,
             linked_out=old.linked_out if old else False,
             # Git state outside every root, or a root not fully watched, cannot be followed.
-            polled=(git_dir is not None and self.root_of(git_dir) is None)
+            polled=(git_dir is not None and self._watching.root_of(git_dir) is None)
             or (root is not None and root.mode in ("polling", "blind")),
             indirect=read_through_links(pkg.path, keys),
             unwatched=old.unwatched if old else None,
@@ -776,165 +761,6 @@ class Engine:
 
     # -- roots ----------------------------------------------------------------------
 
-    def _watch(self, state: RootState) -> bool:
-        """Watch a root and everything below it; whether the root could be watched (else
-        it is polled, or missing). What below it could not be watched, the scans find
-        (``_verify_watched``)."""
-        if not os.path.isdir(state.path):
-            state.mode, state.reason = "missing", "the directory does not exist"
-            log.warning("root %s does not exist; waiting for it to appear", state.path)
-            return False
-        self._kernel = None
-        try:
-            self._watcher.watch(state.path)
-        except OSError as exc:
-            self._watcher.unwatch(state.path)
-            self._poll(state, watch_error(exc))
-            return False
-        if state.mode != "blind":  # a blind root sees again only once its canary returns
-            state.mode, state.reason = "watching", None
-        return True
-
-    def _poll(self, state: RootState, reason: str, mode: RootMode = "polling") -> None:
-        """Stop trusting a root's events: its packages are never reported clean and the
-        root is watched again and rescanned every ``rescan_seconds``."""
-        already = state.reported == reason
-        state.mode, state.reason, state.reported = mode, reason, reason
-        state.next_poll = time.monotonic() + self.cfg.rescan_seconds
-        if already:
-            log.debug("%s: still %s", state.path, reason)
-        else:
-            log.warning(
-                "%s: %s; its packages stay unknown (never fresh) and are rescanned every %.0f s",
-                state.path,
-                reason,
-                self.cfg.rescan_seconds,
-            )
-        for tracked in self._pk.tracked.values():
-            if tracked.pkg.root == state.path:
-                tracked.polled = True
-                self._pk.note_never_clean(tracked.pkg.path)
-                self._pk.touch(tracked.pkg.path)
-
-    def _verify_watched(self, dirs: Mapping[str, list[DirIdentity] | None]) -> list[str]:
-        """Check that the kernel watches every directory each package's scan listed
-        (``dirs``, by package). watchdog skips a directory it cannot watch without a word;
-        a package with such a blind spot is never reported clean, and its root is watched
-        anew (``RootState.rewatch``) until the kernel lists the directory.
-
-        A directory created lately may be unwatched only because its creation event is
-        still on its way (watchdog watches it on that event, and reports what was made in
-        it meanwhile): a canary round trip through its root settles it. Should the canary
-        be late, the package stays dirty (``suspect``) until the next one is back and it
-        has been scanned again. Returns the packages with a directory not watched."""
-        if not self._watcher.lists_watches():
-            return []
-        missing = {}
-        for path, listed in dirs.items():
-            tracked = self._pk.tracked.get(path)
-            if tracked is None or listed is None:
-                continue
-            state = self.roots.get(tracked.pkg.root)
-            if state is not None and state.mode == "watching":  # else: never clean anyway
-                missing[path] = self._unwatched(path, listed)
-        waited = {self._pk.tracked[p].pkg.root for p, dirs_ in missing.items() if dirs_}
-        settled = bool(waited) and self._round_trip(waited, 2 * self.cfg.canary_seconds)
-        if settled:
-            self._kernel = None
-            missing = {p: self._unwatched(p, m) for p, m in missing.items()}
-        now = time.monotonic()
-        for path, unwatched in missing.items():
-            tracked = self._pk.tracked[path]
-            reason, readable = (None, True)
-            if unwatched and settled:
-                reason, readable = self._blind_spot(path, unwatched[0][0])
-            first = reason != tracked.unwatched  # a new cause, or newly readable
-            if reason != tracked.unwatched:
-                if reason is not None:
-                    log.warning("%s; its package stays unknown (never fresh) until it is", reason)
-                elif tracked.unwatched is not None:
-                    log.info("%s is watched whole again", path)
-                tracked.unwatched = reason
-            tracked.suspect = bool(unwatched) and not settled
-            self._pk.note_never_clean(path)
-            state = self.roots.get(tracked.pkg.root)
-            if state is None:
-                continue
-            if reason is not None and readable and state.rewatch is None:
-                # Watched anew at once for a new cause (watchdog may have lost track of a
-                # directory moved out and back in quickly), then every rescan_seconds. An
-                # unreadable one waits for its chmod: the event rescans its package.
-                state.rewatch = now + (0.0 if first else self.cfg.rescan_seconds)
-            if tracked.suspect and state.suspect_at is None:
-                state.suspect_at = now
-        return [p for p, unwatched in missing.items() if unwatched]
-
-    def _round_trip(self, roots: set[str], timeout: float) -> bool:
-        """Write a canary into each root and wait for the watcher to give each back: then
-        every event of those roots from before has been delivered. False on a timeout."""
-        paths = []
-        flags = os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        try:
-            for root in roots:
-                path = os.path.join(root, f"{_CANARY_PREFIX}{os.getpid()}-{next(self._canary_ids)}")
-                os.close(os.open(path, flags, 0o600))
-                paths.append(path)
-            deadline = time.monotonic() + timeout
-            while True:
-                self._canary_arrived.clear()
-                if all(p in self._canaries_seen for p in paths):
-                    return True
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._canary_arrived.wait(left)
-        except OSError:
-            return False
-        finally:
-            for path in paths:
-                self._canaries_seen.pop(path, None)
-            self._sync.unlink_soon(paths)
-
-    def _unwatched(self, package: str, listed: list[DirIdentity]) -> list[DirIdentity]:
-        """The directories of ``listed`` that the kernel does not watch and that are still
-        there (one gone or replaced since it was listed is its own event)."""
-        kernel = self._kernel_watches()
-        missing = [d for d in listed if (d[1], d[2]) not in kernel]
-        if missing and self._kernel is not None:
-            self._kernel = None  # maybe older than a watch added meanwhile: read it again
-            kernel = self._kernel_watches()
-            missing = [d for d in missing if (d[1], d[2]) not in kernel]
-        return [
-            (rel, dev, ino)
-            for rel, dev, ino in missing
-            if identity(os.path.join(package, rel) if rel else package) == (dev, ino)
-        ]
-
-    def _blind_spot(self, package: str, rel: str) -> tuple[str, bool]:
-        """Why the directory ``rel`` of ``package`` is not watched, naming it; and whether
-        the daemon may read it (else watching it anew is no use)."""
-        path = os.path.join(package, rel) if rel else package
-        readable = os.access(path, os.R_OK | os.X_OK)
-        if os.path.ismount(path):
-            cause = "a file system was mounted there after it was watched"
-        elif not readable:
-            cause = "permission denied"
-        else:
-            cause = (
-                "the watch could not be added (is fs.inotify.max_user_watches="
-                f"{max_user_watches()} reached? raise it with sysctl)"
-            )
-        return f"{path} is not watched: {cause}", readable
-
-    def _kernel_watches(self) -> frozenset[Identity]:
-        if self._kernel is None:
-            try:
-                self._kernel = self._watcher.watched_directories()
-            except OSError as exc:
-                log.warning("cannot read this process's inotify watches: %s", exc)
-                return frozenset()  # nothing proven watched: every package is a blind spot
-        return self._kernel
-
     def _queue_polled(self) -> None:
         """Rescan the packages that are never clean for a cause a rescan may clear.
 
@@ -957,15 +783,15 @@ class Engine:
             self._pool = None
         for root, state in list(self.roots.items()):
             if self.status == "ready" and state.mode in ("watching", "blind"):
-                self._canary(state, now)
+                self._watching.canary(state, now)
             if state.mode == "watching":
                 continue
             self._sync.poll(root)
             if now < state.next_poll:
                 continue
             state.next_poll = now + self.cfg.rescan_seconds
-            self._rewatch(state)
-        self._rewatch_due(now)
+            self._watching.rewatch(state)
+        self._watching.rewatch_due(now)
         for path in self._scrub.step(now, self._pk.tracked.keys()):
             self._pk.touch(path)
         if now >= self._next_package_poll and self._pk.never_clean:
@@ -976,72 +802,6 @@ class Engine:
             self._writes_failing = False
             self.last_error = None
             log.info("index writes succeed again")
-
-    def _rewatch_due(self, now: float) -> None:
-        """Watch anew the roots where a scan found a directory not watched."""
-        for state in list(self.roots.values()):
-            if state.rewatch is not None and now >= state.rewatch:
-                state.rewatch = None
-                if state.mode == "watching":
-                    self._rewatch(state)
-
-    def _rewatch(self, state: RootState) -> None:
-        """Watch a root anew and rescan it: events of the moment between are lost."""
-        self._watcher.unwatch(state.path)
-        was = state.mode
-        if self._watch(state) and was == "polling":
-            state.reported = None
-            log.info("watching %s again", state.path)
-        if state.mode != "missing":
-            self._rescan_root(state.path)
-
-    def _canary(self, state: RootState, now: float) -> None:
-        """The proof that a root's watch delivers: a cookie written into the root every
-        ``canary_seconds`` must come back as an event within twice that. When it does not,
-        the root is blind: its packages answer unknown on every transport (they stay
-        dirty in the index) until a canary comes back and the root has been rescanned.
-        A fast answer is thus at most 3 * ``canary_seconds`` behind a deaf watcher.
-        The root's identity is checked too: a root renamed away is no event at all."""
-        period = self.cfg.canary_seconds
-        if state.canary is not None:
-            late = now - state.canary_sent
-            if self._canaries_seen.pop(state.canary, None) is not None:
-                unlink(state.canary)  # now: the engine is awake anyway
-                state.canary = None
-                if state.suspect_at is not None and state.canary_sent >= state.suspect_at:
-                    state.suspect_at = None  # every event before it is in: look again
-                    for path, tracked in self._pk.tracked.items():
-                        if tracked.suspect and tracked.pkg.root == state.path:
-                            self._pk.touch(path)
-                if state.mode == "blind":
-                    log.info("%s: events arrive again; rescanning it", state.path)
-                    state.mode, state.reason, state.reported = "watching", None, None
-                    self._rescan_root(state.path)
-            elif late > 2 * period and (
-                # Other events of the root since it was written: a backlog, not a deaf
-                # watcher (a burst of thousands of directories); up to a point.
-                self._heard.get(state.path, 0.0) < state.canary_sent or late > 10 * period
-            ):
-                self._sync.unlink_soon([state.canary])  # should it come late, it is ignored
-                state.canary = None
-                if state.mode == "watching":
-                    reason = f"the watcher delivered no event for {late:.1f} s"
-                    self._poll(state, reason, mode="blind")
-        if state.canary is not None or now < state.next_canary:
-            return
-        current = identity(state.path)
-        if current is None or current != self._watcher.watched_identity(state.path):
-            self._root_gone(state.path)  # renamed away, or replaced: watched anew when back
-            return
-        path = os.path.join(state.path, f"{_CANARY_PREFIX}{os.getpid()}-{next(self._canary_ids)}")
-        try:
-            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-        except OSError as exc:
-            if state.mode == "watching":
-                self._poll(state, f"cannot write a liveness cookie: {exc.strerror or exc}", "blind")
-            state.next_canary = now + period
-            return
-        state.canary, state.canary_sent, state.next_canary = path, now, now + period
 
     def _rescan_root(self, root: str) -> None:
         """Re-discover ``root`` and mark every package in it dirty for a full rescan."""
@@ -1064,7 +824,7 @@ class Engine:
         state = self.roots[root]
         if state.mode == "missing":
             return
-        self._watcher.unwatch(root)
+        self._watching.source.unwatch(root)
         state.mode, state.reason = "missing", "the directory was deleted or moved away"
         state.next_poll = time.monotonic() + self.cfg.rescan_seconds
         log.warning("root %s disappeared; waiting for it to come back", root)
@@ -1078,7 +838,7 @@ class Engine:
                 raise FreshdError(f"{root} overlaps the root {other}")
         state = RootState(root)
         self.roots[root] = state
-        self._watch(state)
+        self._watching.watch(state)
         if state.mode != "missing":
             self.index.write(lambda txn: self.index.put_root(txn, root))
             self._rescan_root(root)
@@ -1088,7 +848,7 @@ class Engine:
     def _remove_root(self, root: str) -> None:
         if root not in self.roots:
             raise FreshdError(f"{root} is not a root of this daemon")
-        self._watcher.unwatch(root)
+        self._watching.source.unwatch(root)
         del self.roots[root]
         self._forget([p for p, t in self._pk.tracked.items() if t.pkg.root == root])
         self.index.write(lambda txn: self.index.delete_root(txn, root))
