@@ -47,10 +47,8 @@ from watchdog.events import (
 )
 from watchdog.observers.api import BaseObserver
 
-from freshd import __version__
 from freshd.config import Config
-from freshd.discovery import Package, discover, never_entered, workspace_members
-from freshd.engine.events import content_only, keys_in_noise, noise, read_through_links
+from freshd.engine.events import content_only, noise
 from freshd.engine.links import HardLinks
 from freshd.engine.messages import (
     AddRoot,
@@ -63,13 +61,11 @@ from freshd.engine.messages import (
 )
 from freshd.engine.packages import (
     Packages,
-    Tracked,
-    is_package,
-    is_real_dir,
-    workspace_settings,
 )
 from freshd.engine.roots import RootState, Watching, under_any
 from freshd.engine.source import SourceFactory
+from freshd.engine.status import forget_others, problems, record_roots, write_daemon
+from freshd.engine.structure import Structure
 from freshd.engine.sync import COOKIE_POLL_SECONDS, Cookies, unlink
 from freshd.index import Index
 from freshd.indexer import (
@@ -86,8 +82,7 @@ from freshd.watcher import Watcher
 from freshd_client import schema as sc
 from freshd_client.errors import FreshdError
 from freshd_client.fileset import VENV_MARKER
-from freshd_client.gitstate import find_git_dir
-from freshd_client.project import MARKERS, project_or_none
+from freshd_client.project import MARKERS
 from freshd_client.schema import COOKIE_PREFIX
 
 log = logging.getLogger("freshd.engine")
@@ -139,7 +134,6 @@ class Engine:
         self._publish = publish or (lambda kind, data: None)
         self._held: list[tuple[str, dict[str, Any]]] | None = None  # see _answer_cookies
         self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
-        self._structure: set[str] = set()  # directories whose packages may have changed
         self._sync = Cookies(index)
         self._pk = Packages(index)
         self._links = HardLinks(index, self._pk, self.metrics, cfg.scrub_seconds, self._flush_marks)
@@ -152,14 +146,26 @@ class Engine:
         self._overflow_logged = -1e9
         self._stopping = threading.Event()
         make = source or (lambda sink: Watcher(sink, *([observer] if observer else [])))
+        events = make(self._on_watch_event)
+        self._structure = Structure(
+            cfg,
+            index,
+            self.roots,
+            self._pk,
+            self._links,
+            events,
+            self.metrics,
+            flush=self._flush_marks,
+            emit=self._emit,
+        )
         self._watching = Watching(
             cfg,
-            make(self._on_watch_event),
+            events,
             self.roots,
             self._pk,
             self._sync,
-            rescan_root=self._rescan_root,
-            root_gone=self._root_gone,
+            rescan_root=self._structure.rescan_root,
+            root_gone=self._structure.root_gone,
         )
         # What inotify cannot see (issue 17): mounts, and a stat sweep for the rest.
         self._mounts = MountWatcher(lambda points: self._queue.put(Remount(frozenset(points))))
@@ -236,13 +242,8 @@ class Engine:
         return self._thread.is_alive()
 
     def problems(self) -> dict[str, str]:
-        """Why a root's packages, or some of them, answer unknown: its watch state's
-        reason, else the first directory below it that is not watched (any thread)."""
-        found = {r: s.reason for r, s in list(self.roots.items()) if s.reason}
-        for tracked in list(self._pk.tracked.values()):
-            if tracked.unwatched is not None and tracked.pkg.root not in found:
-                found[tracked.pkg.root] = tracked.unwatched
-        return found
+        """Why a root's packages, or some of them, answer unknown (any thread)."""
+        return problems(self.roots, self._pk.tracked)
 
     def pending(self) -> int:
         """Events and packages waiting to be processed."""
@@ -297,7 +298,7 @@ class Engine:
 
     def _crawl_at_start(self) -> None:
         self.status = "indexing"
-        self.index.write(self._record_roots)
+        self.index.write(lambda txn: record_roots(self.index, self.roots, txn))
         self._pool = self._pool or make_pool(self.cfg.workers)
         # Watched before the crawl lists anything, so that no change is lost.
         for state in self.roots.values():
@@ -314,7 +315,7 @@ class Engine:
         for problem in summary.errors:
             log.warning("%s", problem)
         for pkg in summary.found:
-            self._track(pkg)
+            self._structure.track(pkg)
         for path, links in summary.links.items():
             self._links.table.update(path, links, None)
         self._links.check(set(summary.links))
@@ -322,11 +323,11 @@ class Engine:
         # does not watch is kept dirty.
         for path in self._watching.verify_watched(summary.dirs):
             self._pk.touch(path)
-        self.index.write(self._forget_others)
+        self.index.write(lambda txn: forget_others(self.index, self._pk.tracked, self.roots, txn))
         self._queue_polled()
         # Events received during the crawl: their packages are rescanned before `ready`.
         self._step(block=False)
-        while self._pk.dirty or self._structure or self._pk.newly_dirty or self._new_names:
+        while self._pk.dirty or self._structure.dirs or self._pk.newly_dirty or self._new_names:
             self._step(block=False)
         self.progress = None
         self.status = "ready"
@@ -361,7 +362,7 @@ class Engine:
         now = time.monotonic()
         if self._sync.seen:
             self._answer_cookies()
-        elif (self._pk.dirty or self._structure or self._new_names) and (
+        elif (self._pk.dirty or self._structure.dirs or self._new_names) and (
             not block or now >= self._settle_deadline()
         ):
             self._process()
@@ -408,7 +409,7 @@ class Engine:
         if self._sync.seen:
             return 0.0  # seen while scanning: no later event may come to acknowledge it
         deadlines = []
-        if self._pk.dirty or self._structure or self._new_names:
+        if self._pk.dirty or self._structure.dirs or self._new_names:
             deadlines.append(self._settle_deadline())
         if any(s.mode != "watching" for s in self.roots.values()) or self._pk.never_clean:
             deadlines.append(time.monotonic() + COOKIE_POLL_SECONDS)
@@ -466,7 +467,7 @@ class Engine:
             log.warning("the kernel's event queue overflowed: every root is rescanned")
         for root, state in self.roots.items():
             if state.mode == "watching":
-                self._rescan_root(root)
+                self._structure.rescan_root(root)
                 self._sync.poll(root)  # a cookie's own event may be among the lost
 
     def _remount(self, points: frozenset[str]) -> None:
@@ -476,7 +477,7 @@ class Engine:
             if self.roots[root].mode != "watching":
                 continue  # polled or missing: _tick watches and rescans it
             if not os.path.isdir(root):
-                self._root_gone(root)
+                self._structure.root_gone(root)
                 continue
             self._watching.rewatch(self.roots[root])
             self._sync.poll(root)  # written while it was not watched
@@ -511,7 +512,7 @@ class Engine:
                 continue
             if path == root:
                 if gone:
-                    self._root_gone(root)
+                    self._structure.root_gone(root)
                 continue
             if not gone and isinstance(event, (FileCreatedEvent, FileMovedEvent)):
                 self._new_names.add(path)  # maybe a hard link to a file of any package
@@ -528,11 +529,11 @@ class Engine:
                 continue
             if event.is_directory:
                 if not isinstance(event, DirAttribEvent):  # a mode: the owner's rescan tells
-                    self._structure.add(path)
+                    self._structure.dirs.add(path)
             elif name in MARKERS or name == VENV_MARKER:
-                self._structure.add(os.path.dirname(path))
+                self._structure.dirs.add(os.path.dirname(path))
             if owner is None:
-                if self._structure:
+                if self._structure.dirs:
                     self._pk.note_event()
                 continue
             rel = path[len(owner) + 1 :]
@@ -543,7 +544,7 @@ class Engine:
                 # package's file set or project, not just one file (churn seed 5014).
                 other_name = os.path.basename(other_rel)
                 if other_name in MARKERS:
-                    self._structure.add(os.path.dirname(os.path.join(other, other_rel)))
+                    self._structure.dirs.add(os.path.dirname(os.path.join(other, other_rel)))
                 content = content_only(False, other_name, self._pk.tracked.get(other))
                 self._pk.touch(other, other_rel if content else None)
 
@@ -566,8 +567,8 @@ class Engine:
 
     def _process(self) -> None:
         """Re-discover changed directories, then scan every dirty package and write it back."""
-        if self._structure:
-            self._restructure()
+        if self._structure.dirs:
+            self._structure.restructure()
         if self._new_names:
             self._links.touch_new_names(self._new_names)
             self._new_names.clear()
@@ -656,111 +657,6 @@ class Engine:
         self._pool_used = time.monotonic()
         return self._pool
 
-    def _restructure(self) -> None:
-        dirs = sorted(self._structure)
-        self._structure.clear()
-        done: set[str] = set()
-        changed_roots: set[str] = set()
-        for directory in dirs:
-            if under_any(directory, done):
-                continue
-            # Only discovery walks below a directory; a package that stays one is just
-            # re-read, so a package appearing inside it must be handled on its own.
-            if directory not in self._pk.tracked or not is_package(directory):
-                done.add(directory)
-            root = self._watching.root_of(directory)
-            if root is not None and self._restructure_dir(directory, root):
-                changed_roots.add(root)
-        for root in changed_roots:
-            self._refresh_workspaces(root)
-
-    def _restructure_dir(self, directory: str, root: str) -> bool:
-        """Bring the packages at and below ``directory`` in line with the disk."""
-        changed = False
-        prefix = directory + "/"
-        gone = [
-            p
-            for p in self._pk.tracked
-            if (p == directory or p.startswith(prefix)) and not is_package(p)
-        ]
-        if gone:
-            self._forget(gone)
-            changed = True
-            for path in gone:  # the package around a gone one takes in its files
-                owner = self._pk.owner(path, self.roots)
-                if owner is not None:
-                    self._pk.touch(owner)
-        tracked = self._pk.tracked.get(directory)
-        if tracked is not None:
-            # Its project files changed: name, include/exclude, workspace settings.
-            before = tracked.pkg.project
-            self._track(replace(tracked.pkg, project=project_or_none(directory)))
-            changed |= workspace_settings(before) != workspace_settings(
-                self._pk.tracked[directory].pkg.project
-            )
-        elif is_real_dir(directory) and not never_entered(directory, root):
-            for pkg in discover(directory, within=root).packages:
-                if pkg.path not in self._pk.tracked:
-                    self._track(pkg)
-                    self._pk.touch(pkg.path)
-                    changed = True
-        owner = self._pk.owner(directory, self.roots)
-        if changed and owner is not None:
-            self._pk.touch(owner)  # a nested package came or went: its file set changed
-        return changed
-
-    def _track(self, pkg: Package) -> None:
-        project = pkg.project
-        keys = project.cache_keys if project else None
-        uses_git = bool(keys) and any(k.git_commit or k.git_tags for k in keys or ())
-        git_dir = find_git_dir(pkg.path) if uses_git else None
-        old = self._pk.tracked.get(pkg.path)
-        root = self.roots.get(pkg.root)
-        self._pk.tracked[pkg.path] = Tracked(
-            pkg=pkg,
-            seq=old.seq if old else 0,
-            sensitive=bool(project and project.include) or uses_git or keys_in_noise(keys),
-            git_dir=git_dir,
-            linked_out=old.linked_out if old else False,
-            # Git state outside every root, or a root not fully watched, cannot be followed.
-            polled=(git_dir is not None and self._watching.root_of(git_dir) is None)
-            or (root is not None and root.mode in ("polling", "blind")),
-            indirect=read_through_links(pkg.path, keys),
-            unwatched=old.unwatched if old else None,
-        )
-        self._pk.note_never_clean(pkg.path)
-        if old is None:
-            self.metrics.packages.inc()
-
-    def _forget(self, paths: list[str]) -> None:
-        def write(txn: lmdb.Transaction) -> None:
-            for path in paths:
-                self.index.delete_package(txn, path)
-            self.index.touch(txn)
-
-        self.index.write(write)
-        for path in paths:
-            self._pk.tracked.pop(path, None)
-            self._pk.never_clean.discard(path)
-            self._pk.known.pop(path, None)
-            self._links.table.forget(path)
-            self._pk.dirty.pop(path, None)
-            self._pk.newly_dirty.discard(path)
-            self.metrics.packages.dec()
-            self._emit("removed", {"path": path})
-        self._links.check(set())  # a forgotten name may leave a linked file unaccounted
-
-    def _refresh_workspaces(self, root: str) -> None:
-        in_root = {p: t for p, t in self._pk.tracked.items() if t.pkg.root == root}
-        members = workspace_members({p: t.pkg.project for p, t in in_root.items()})
-        for path, tracked in in_root.items():
-            workspace = members.get(path)
-            if workspace != tracked.pkg.workspace:
-                tracked.pkg = replace(tracked.pkg, workspace=workspace)
-                self._pk.touch(path)
-
-    # -- roots ----------------------------------------------------------------------
-
     def _queue_polled(self) -> None:
         """Rescan the packages that are never clean for a cause a rescan may clear.
 
@@ -803,33 +699,6 @@ class Engine:
             self.last_error = None
             log.info("index writes succeed again")
 
-    def _rescan_root(self, root: str) -> None:
-        """Re-discover ``root`` and mark every package in it dirty for a full rescan."""
-        if not os.path.isdir(root):
-            self._root_gone(root)
-            return
-        found = discover(root)
-        for problem in found.problems:
-            log.warning("%s", problem)
-        present = {p.path for p in found.packages}
-        gone = [p for p, t in self._pk.tracked.items() if t.pkg.root == root and p not in present]
-        if gone:
-            self._forget(gone)
-        for pkg in found.packages:
-            self._track(pkg)
-            self._pk.touch(pkg.path)
-        self._flush_marks()
-
-    def _root_gone(self, root: str) -> None:
-        state = self.roots[root]
-        if state.mode == "missing":
-            return
-        self._watching.source.unwatch(root)
-        state.mode, state.reason = "missing", "the directory was deleted or moved away"
-        state.next_poll = time.monotonic() + self.cfg.rescan_seconds
-        log.warning("root %s disappeared; waiting for it to come back", root)
-        self._forget([p for p, t in self._pk.tracked.items() if t.pkg.root == root])
-
     def _add_root(self, root: str) -> None:
         if root in self.roots:
             return
@@ -841,7 +710,7 @@ class Engine:
         self._watching.watch(state)
         if state.mode != "missing":
             self.index.write(lambda txn: self.index.put_root(txn, root))
-            self._rescan_root(root)
+            self._structure.rescan_root(root)
             self._process()
         self._write_daemon(self.status)
 
@@ -850,57 +719,12 @@ class Engine:
             raise FreshdError(f"{root} is not a root of this daemon")
         self._watching.source.unwatch(root)
         del self.roots[root]
-        self._forget([p for p, t in self._pk.tracked.items() if t.pkg.root == root])
+        self._structure.forget([p for p, t in self._pk.tracked.items() if t.pkg.root == root])
         self.index.write(lambda txn: self.index.delete_root(txn, root))
         self._write_daemon(self.status)
 
-    def _record_roots(self, txn: lmdb.Transaction) -> None:
-        """At start: the index remembers exactly this run's roots (``freshd.roots``)."""
-        cursor = txn.cursor(db=self.index.dbs[sc.DB_ROOTS])
-        known = {bytes(k) for k, _v in cursor}
-        for root in self.roots:
-            if sc.path_key(root) not in known:
-                self.index.put_root(txn, root)
-        for stale in known - {sc.path_key(r) for r in self.roots}:
-            txn.delete(stale, db=self.index.dbs[sc.DB_ROOTS])
-
-    def _forget_others(self, txn: lmdb.Transaction) -> None:
-        """After the first crawl: the packages found in no root of this run (roots no
-        longer watched, or missing now) leave the index: no record is left behind that
-        nothing keeps current."""
-        cursor = txn.cursor(db=self.index.dbs[sc.DB_PACKAGES])
-        others = [
-            record
-            for record in (sc.decode_package(v) for _k, v in cursor)
-            if record.path not in self._pk.tracked
-        ]
-        by_root: dict[str, int] = {}
-        for record in others:
-            self.index.delete_package(txn, record.path)
-            by_root[record.root] = by_root.get(record.root, 0) + 1
-        for root, count in sorted(by_root.items()):
-            why = "the root is missing" if root in self.roots else "no longer a root"
-            log.info("removed %d package(s) of %s from the index: %s", count, root, why)
-        if others:
-            self.index.touch(txn)
-
-    # -- the daemon record and the heartbeat ---------------------------------------
-
     def _write_daemon(self, status: sc.DaemonStatus) -> None:
-        record = sc.DaemonRecord(
-            api_version=sc.API_VERSION,
-            status=status,
-            pid=os.getpid(),
-            heartbeat_ns=time.time_ns(),
-            started_ns=self.started_ns,
-            socket=self.cfg.socket or None,
-            version=__version__,
-        )
-        self.index.write(
-            lambda txn: txn.put(
-                sc.META_DAEMON, sc.encode_daemon(record), db=self.index.dbs[sc.DB_META]
-            )
-        )
+        write_daemon(self.index, self.cfg, self.started_ns, status)
 
     def _beat(self) -> None:
         interval = sc.HEARTBEAT_NS / 1e9

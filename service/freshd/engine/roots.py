@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,6 +47,14 @@ class RootState:
     next_canary: float = 0.0
     rewatch: float | None = None  # when to watch it again: a directory below is not watched
     suspect_at: float | None = None  # since when a package of it is ``Tracked.suspect``
+
+
+def root_of(roots: Iterable[str], path: str) -> str | None:
+    """The root of ``roots`` that ``path`` is in (any thread: ``roots`` is copied)."""
+    for root in tuple(roots):
+        if path == root or path.startswith(root.rstrip("/") + "/"):
+            return root
+    return None
 
 
 def under_any(path: str, dirs: set[str]) -> bool:
@@ -131,10 +139,7 @@ class Watching:
         return True
 
     def root_of(self, path: str) -> str | None:
-        for root in tuple(self.roots):  # a copy: watchdog's thread asks too
-            if path == root or path.startswith(root.rstrip("/") + "/"):
-                return root
-        return None
+        return root_of(self.roots, path)
 
     def watch(self, state: RootState) -> bool:
         """Watch a root and everything below it; whether the root could be watched (else
