@@ -31,24 +31,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
-from dataclasses import replace
 from typing import Any
 
-import lmdb
 from watchdog.events import (
-    DirAttribEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
     EventsLostEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileMovedEvent,
     FileSystemEvent,
 )
 from watchdog.observers.api import BaseObserver
 
 from freshd.config import Config
-from freshd.engine.events import content_only, noise
 from freshd.engine.links import HardLinks
 from freshd.engine.messages import (
     AddRoot,
@@ -62,7 +53,9 @@ from freshd.engine.messages import (
 from freshd.engine.packages import (
     Packages,
 )
+from freshd.engine.rescans import Rescans
 from freshd.engine.roots import RootState, Watching, under_any
+from freshd.engine.routing import Router
 from freshd.engine.source import SourceFactory
 from freshd.engine.status import forget_others, problems, record_roots, write_daemon
 from freshd.engine.structure import Structure
@@ -71,9 +64,6 @@ from freshd.index import Index
 from freshd.indexer import (
     index_roots,
     make_pool,
-    rescan_job,
-    scan_packages,
-    store,
 )
 from freshd.metrics import Metrics
 from freshd.mounts import MountWatcher, affected
@@ -81,9 +71,6 @@ from freshd.scrub import Scrub
 from freshd.watcher import Watcher
 from freshd_client import schema as sc
 from freshd_client.errors import FreshdError
-from freshd_client.fileset import VENV_MARKER
-from freshd_client.project import MARKERS
-from freshd_client.schema import COOKIE_PREFIX
 
 log = logging.getLogger("freshd.engine")
 
@@ -91,7 +78,6 @@ Publish = Callable[[str, dict[str, Any]], None]
 """Called with ("package", PackageInfo) or ("removed", {"path": …}) after each write."""
 
 _MAX_SETTLE_FACTOR = 20  # a steady stream of events is processed at least this often
-_POOL_MIN_PACKAGES = 4  # fewer dirty packages are scanned on the engine thread
 _POOL_IDLE_SECONDS = 60.0
 
 
@@ -135,11 +121,10 @@ class Engine:
         self._held: list[tuple[str, dict[str, Any]]] | None = None  # see _answer_cookies
         self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._sync = Cookies(index)
-        self._pk = Packages(index)
-        self._links = HardLinks(index, self._pk, self.metrics, cfg.scrub_seconds, self._flush_marks)
-        self._pool: Executor | None = pool
-        self._pool_used = 0.0
-        self._new_names: set[str] = set()  # files created since the last step
+        self._pk = Packages(index, self._published)
+        self._links = HardLinks(
+            index, self._pk, self.metrics, cfg.scrub_seconds, self._pk.flush_marks
+        )
         self._next_package_poll = 0.0
         self._writes_failing = False
         self._overflowed = False
@@ -155,7 +140,7 @@ class Engine:
             self._links,
             events,
             self.metrics,
-            flush=self._flush_marks,
+            flush=self._pk.flush_marks,
             emit=self._emit,
         )
         self._watching = Watching(
@@ -166,6 +151,19 @@ class Engine:
             self._sync,
             rescan_root=self._structure.rescan_root,
             root_gone=self._structure.root_gone,
+        )
+        self._router = Router(
+            self.roots, self._pk, self._links, self._sync, self._watching, self._structure
+        )
+        self._rescans = Rescans(
+            cfg,
+            index,
+            self.metrics,
+            (self._pk, self._links, self._sync, self._watching, self._structure, self._router),
+            pool,
+            drain=self._drain,
+            handle=self._handle,
+            published=self._published,
         )
         # What inotify cannot see (issue 17): mounts, and a stat sweep for the rest.
         self._mounts = MountWatcher(lambda points: self._queue.put(Remount(frozenset(points))))
@@ -200,9 +198,9 @@ class Engine:
             faulthandler.dump_traceback(all_threads=True)
         self._watching.source.stop()
         self._mounts.stop()
-        if self._pool is not None:
-            self._pool.shutdown(wait=not stuck, cancel_futures=True)
-            self._pool = None
+        if self._rescans.pool is not None:
+            self._rescans.pool.shutdown(wait=not stuck, cancel_futures=True)
+            self._rescans.pool = None
         self.status = "stopped"
         if not stuck:  # a stuck engine may hold the write lock; its heartbeat lapses anyway
             self._write_daemon("stopped")
@@ -232,9 +230,9 @@ class Engine:
             if state.canary is not None:
                 unlink(state.canary)
         self._watching.source.stop()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._rescans.pool is not None:
+            self._rescans.pool.shutdown(wait=True, cancel_futures=True)
+            self._rescans.pool = None
 
     @property
     def alive(self) -> bool:
@@ -299,18 +297,18 @@ class Engine:
     def _crawl_at_start(self) -> None:
         self.status = "indexing"
         self.index.write(lambda txn: record_roots(self.index, self.roots, txn))
-        self._pool = self._pool or make_pool(self.cfg.workers)
+        self._rescans.pool = self._rescans.pool or make_pool(self.cfg.workers)
         # Watched before the crawl lists anything, so that no change is lost.
         for state in self.roots.values():
             self._watching.watch(state)
-        self._pool_used = time.monotonic()
+        self._rescans.pool_used = time.monotonic()
         crawlable = [r for r, s in self.roots.items() if s.mode != "missing"]
         summary = index_roots(
             self.index,
             crawlable,
             workers=self.cfg.workers,
             progress=self._on_progress,
-            pool=self._pool,
+            pool=self._rescans.pool,
         )
         for problem in summary.errors:
             log.warning("%s", problem)
@@ -327,7 +325,9 @@ class Engine:
         self._queue_polled()
         # Events received during the crawl: their packages are rescanned before `ready`.
         self._step(block=False)
-        while self._pk.dirty or self._structure.dirs or self._pk.newly_dirty or self._new_names:
+        while (
+            self._pk.dirty or self._structure.dirs or self._pk.newly_dirty or self._router.new_names
+        ):
             self._step(block=False)
         self.progress = None
         self.status = "ready"
@@ -358,14 +358,14 @@ class Engine:
             self._handle(item)
         if self._overflowed:
             self._recover_overflow()
-        self._flush_marks()
+        self._pk.flush_marks()
         now = time.monotonic()
         if self._sync.seen:
             self._answer_cookies()
-        elif (self._pk.dirty or self._structure.dirs or self._new_names) and (
+        elif (self._pk.dirty or self._structure.dirs or self._router.new_names) and (
             not block or now >= self._settle_deadline()
         ):
-            self._process()
+            self._rescans.process()
         self._tick(now)
         self.metrics.queue_depth.set(self._queue.qsize())
         self.metrics.dirty.set(len(self._pk.dirty))
@@ -381,15 +381,15 @@ class Engine:
             for path in sorted(self._pk.never_clean):
                 if self._pk.tracked[path].rehash_for_sync:  # no event tells: rehash first
                     self._pk.touch(path)
-            self._process()
+            self._rescans.process()
             # Processing can find other packages stale (a hard link lost its other name):
             # rehash them too, and at least mark them dirty, before the answer.
             for _ in range(2):
                 if not self._pk.dirty:
                     break
-                self._flush_marks()
-                self._process()
-            self._flush_marks()
+                self._pk.flush_marks()
+                self._rescans.process()
+            self._pk.flush_marks()
             self._sync.ack(cookies)
         finally:
             self._sync.unrecorded = []
@@ -409,7 +409,7 @@ class Engine:
         if self._sync.seen:
             return 0.0  # seen while scanning: no later event may come to acknowledge it
         deadlines = []
-        if self._pk.dirty or self._structure.dirs or self._new_names:
+        if self._pk.dirty or self._structure.dirs or self._router.new_names:
             deadlines.append(self._settle_deadline())
         if any(s.mode != "watching" for s in self.roots.values()) or self._pk.never_clean:
             deadlines.append(time.monotonic() + COOKIE_POLL_SECONDS)
@@ -427,8 +427,8 @@ class Engine:
                     deadlines.append(state.next_canary)
                 if state.rewatch is not None:
                     deadlines.append(state.rewatch)
-        if self._pool is not None:
-            deadlines.append(self._pool_used + _POOL_IDLE_SECONDS)
+        if self._rescans.pool is not None:
+            deadlines.append(self._rescans.pool_used + _POOL_IDLE_SECONDS)
         if self._sync.unlink_later:
             deadlines.append(self._sync.unlink_at)
         if (scrub := self._scrub.due()) is not None:
@@ -445,7 +445,7 @@ class Engine:
         match message:
             case Event(event):
                 self.metrics.events.inc()
-                self._on_event(event)
+                self._router.route(event)
             case Overflow():
                 self.metrics.overflows.inc()
                 self._overflowed = True  # handled once per step, however many arrive
@@ -492,171 +492,6 @@ class Engine:
         else:
             done(None)
 
-    # -- events -----------------------------------------------------------------
-
-    def _on_event(self, event: FileSystemEvent) -> None:
-        moved = isinstance(event, (FileMovedEvent, DirMovedEvent))
-        paths = [event.src_path, event.dest_path] if moved else [event.src_path]
-        for i, raw in enumerate(paths):
-            path = os.fsdecode(raw)
-            if not path:
-                continue
-            gone = isinstance(event, (FileDeletedEvent, DirDeletedEvent)) or (moved and i == 0)
-            name = os.path.basename(path)
-            if name.startswith(COOKIE_PREFIX):
-                if not gone and os.path.dirname(path) in self.roots:
-                    self._sync.see(path)
-                continue
-            root = self._watching.root_of(path)
-            if root is None:
-                continue
-            if path == root:
-                if gone:
-                    self._structure.root_gone(root)
-                continue
-            if not gone and isinstance(event, (FileCreatedEvent, FileMovedEvent)):
-                self._new_names.add(path)  # maybe a hard link to a file of any package
-                self._pk.note_event()
-            if "/.git" in path and self._git_keyed:
-                self._touch_git(path)
-            if event.is_directory and (gone or moved):
-                self._watching.kernel = None  # its inode may come back as a directory not watched
-            owner = self._pk.owner(path, self.roots)
-            tracked = self._pk.tracked.get(owner) if owner else None
-            if (tracked is None or not tracked.sensitive) and noise(
-                path, owner, root, event.is_directory
-            ):
-                continue
-            if event.is_directory:
-                if not isinstance(event, DirAttribEvent):  # a mode: the owner's rescan tells
-                    self._structure.dirs.add(path)
-            elif name in MARKERS or name == VENV_MARKER:
-                self._structure.dirs.add(os.path.dirname(path))
-            if owner is None:
-                if self._structure.dirs:
-                    self._pk.note_event()
-                continue
-            rel = path[len(owner) + 1 :]
-            self._pk.touch(owner, rel if content_only(event.is_directory, name, tracked) else None)
-            for other, other_rel in self._links.table.others(owner, rel):
-                # The same file under another name, judged by that name: a linked
-                # .gitignore or project file written through any name changes its
-                # package's file set or project, not just one file (churn seed 5014).
-                other_name = os.path.basename(other_rel)
-                if other_name in MARKERS:
-                    self._structure.dirs.add(os.path.dirname(os.path.join(other, other_rel)))
-                content = content_only(False, other_name, self._pk.tracked.get(other))
-                self._pk.touch(other, other_rel if content else None)
-
-    @property
-    def _git_keyed(self) -> bool:
-        return any(t.git_dir for t in self._pk.tracked.values())
-
-    def _touch_git(self, path: str) -> None:
-        for pkg_path, tracked in self._pk.tracked.items():
-            if tracked.git_dir and path.startswith(tracked.git_dir):
-                self._pk.touch(pkg_path)
-
-    def _flush_marks(self) -> None:
-        if not self._pk.newly_dirty:
-            return
-        paths = sorted(self._pk.newly_dirty)
-        written = self.index.write(lambda txn: self._pk.mark_dirty(txn, paths))
-        self._pk.newly_dirty.clear()
-        self._published(written)
-
-    def _process(self) -> None:
-        """Re-discover changed directories, then scan every dirty package and write it back."""
-        if self._structure.dirs:
-            self._structure.restructure()
-        if self._new_names:
-            self._links.touch_new_names(self._new_names)
-            self._new_names.clear()
-        self._pk.first_event = 0.0
-        if not self._pk.dirty:
-            return
-        batch = {p: seq for p, seq in self._pk.dirty.items() if p in self._pk.tracked}
-        changed = {p: rels for p, rels in self._pk.changed.items() if p in batch}
-        self._pk.dirty.clear()
-        self._pk.changed.clear()
-        self._pk.full_scan.clear()
-        try:
-            self._scan_and_write(batch, changed)
-            self._watching.rewatch_due(time.monotonic())  # rescanned by the next _process
-        except BaseException:
-            for path, seq in batch.items():  # a failed write loses nothing: scan again later
-                self._pk.dirty.setdefault(path, seq)
-                self._pk.full_scan.add(path)
-            raise
-
-    def _scan_and_write(self, batch: dict[str, int], changed: dict[str, set[str]]) -> None:
-        outcomes = []
-        full = []
-        for path in batch:
-            # A few files named by events: rehash just those (the common edit).
-            targeted = path in changed and not self._pk.tracked[path].never_clean
-            quick = (
-                rescan_job(self.index, path, changed[path], self._pk.known) if targeted else None
-            )
-            if quick is None:
-                full.append(path)
-            else:
-                outcomes.append(quick)
-        self._pk.trim_known()
-        for outcome in scan_packages(self.index, full, self._pool_for(len(full))):
-            outcomes.append(outcome)
-            for item in self._drain():  # keep marking packages dirty while scanning
-                self._handle(item)
-            self._flush_marks()
-        self.metrics.rescans.inc(len(outcomes))
-        for outcome in outcomes:
-            self.metrics.rehashed_files.inc(outcome.hashed)
-            self.metrics.rehashed_bytes.inc(outcome.hashed_bytes)
-            tracked = self._pk.tracked.get(outcome.path)
-            if tracked is not None and outcome.error is None and outcome.name != tracked.pkg.name:
-                tracked.pkg = replace(tracked.pkg, name=outcome.name)
-            if tracked is not None:
-                partial = changed.get(outcome.path) if outcome.partial else None
-                self._links.table.update(outcome.path, outcome.links, partial)
-        self._links.check(set(batch))
-        self._watching.verify_watched({o.path: o.dirs for o in outcomes})
-        recorded = False
-
-        def write(txn: lmdb.Transaction) -> list[sc.PackageRecord]:
-            by_path = {p: self._pk.tracked[p].pkg for p in batch if p in self._pk.tracked}
-            kept = [o for o in outcomes if o.path in by_path]
-            written = store(self.index, txn, by_path, kept)
-            # Changed again while being scanned, or not watchable: stays dirty, in the
-            # same transaction, so no reader ever sees it clean.
-            failed = {o.path for o in kept if o.error is not None}  # stays "error", says why
-            again = [
-                p
-                for p in by_path
-                if self._pk.dirty.get(p, batch[p]) != batch[p]
-                or (self._pk.tracked[p].never_clean and p not in failed)
-            ]
-            redirty = self._pk.mark_dirty(txn, again)
-            redirtied = {r.path for r in redirty}
-            # Nothing is left to process before a sync's acknowledgement: its direct
-            # clients' cookies are recorded with the records they wait for.
-            nonlocal recorded
-            recorded = bool(self._sync.unrecorded) and not self._pk.dirty
-            if recorded:
-                self._sync.record(txn)
-            return [r for r in written if r.path not in redirtied] + redirty
-
-        self._published(self.index.write(write))
-        if recorded:
-            self._sync.unrecorded = []
-
-    def _pool_for(self, count: int) -> Executor | None:
-        if count < _POOL_MIN_PACKAGES or self.cfg.workers <= 1:
-            return None
-        if self._pool is None:
-            self._pool = make_pool(self.cfg.workers)
-        self._pool_used = time.monotonic()
-        return self._pool
-
     def _queue_polled(self) -> None:
         """Rescan the packages that are never clean for a cause a rescan may clear.
 
@@ -674,9 +509,9 @@ class Engine:
     def _tick(self, now: float) -> None:
         if self._sync.unlink_later and now >= self._sync.unlink_at:
             self._sync.unlink_all()
-        if self._pool is not None and now - self._pool_used > _POOL_IDLE_SECONDS:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+        if self._rescans.pool is not None and now - self._rescans.pool_used > _POOL_IDLE_SECONDS:
+            self._rescans.pool.shutdown(wait=False)
+            self._rescans.pool = None
         for root, state in list(self.roots.items()):
             if self.status == "ready" and state.mode in ("watching", "blind"):
                 self._watching.canary(state, now)
@@ -711,7 +546,7 @@ class Engine:
         if state.mode != "missing":
             self.index.write(lambda txn: self.index.put_root(txn, root))
             self._structure.rescan_root(root)
-            self._process()
+            self._rescans.process()
         self._write_daemon(self.status)
 
     def _remove_root(self, root: str) -> None:

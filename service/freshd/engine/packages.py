@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,8 +95,10 @@ _KNOWN_RECORDS = 10_000  # file records kept decoded for targeted rehashes (~0.5
 class Packages:
     """The packages followed and their dirty bookkeeping (engine thread only)."""
 
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: Index, published: Callable[[list[sc.PackageRecord]], None]) -> None:
+        """``published``: called with the records each write of dirty marks wrote."""
         self.index = index
+        self._published = published
         self.tracked: dict[str, Tracked] = {}
         self.never_clean: set[str] = set()  # the tracked packages whose never_clean holds
         self.dirty: dict[str, int] = {}  # package → its seq when marked
@@ -133,6 +135,15 @@ class Packages:
             self.never_clean.add(path)
         else:
             self.never_clean.discard(path)
+
+    def flush_marks(self) -> None:
+        """Write the packages marked since the last flush ``dirty`` (``mark_dirty``)."""
+        if not self.newly_dirty:
+            return
+        paths = sorted(self.newly_dirty)
+        written = self.index.write(lambda txn: self.mark_dirty(txn, paths))
+        self.newly_dirty.clear()
+        self._published(written)
 
     def owner(self, path: str, roots: Collection[str]) -> str | None:
         """The innermost package whose directory contains ``path`` (not ``path`` itself)."""
