@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import logging
-import os
 import queue
 import threading
 import time
@@ -40,6 +39,7 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver
 
 from freshd.config import Config
+from freshd.engine.commands import add_root, remount, remove_root, rescan_watched
 from freshd.engine.links import HardLinks
 from freshd.engine.messages import (
     AddRoot,
@@ -54,7 +54,7 @@ from freshd.engine.packages import (
     Packages,
 )
 from freshd.engine.rescans import Rescans
-from freshd.engine.roots import RootState, Watching, under_any
+from freshd.engine.roots import RootState, Watching
 from freshd.engine.routing import Router
 from freshd.engine.source import SourceFactory
 from freshd.engine.status import forget_others, problems, record_roots, write_daemon
@@ -66,7 +66,7 @@ from freshd.indexer import (
     make_pool,
 )
 from freshd.metrics import Metrics
-from freshd.mounts import MountWatcher, affected
+from freshd.mounts import MountWatcher
 from freshd.scrub import Scrub
 from freshd.watcher import Watcher
 from freshd_client import schema as sc
@@ -454,33 +454,17 @@ class Engine:
             case RemoveRoot(root, done):
                 self._command(done, self._remove_root, root)
             case Remount(points):
-                self._remount(points)
+                remount(points, self.roots, self._structure, self._watching, self._sync)
             case Stop():
                 self._stopping.set()
 
     def _recover_overflow(self) -> None:
-        """Events were lost: every watched root is rediscovered and rescanned."""
         self._overflowed = False
         now = time.monotonic()
         if now - self._overflow_logged > 10:
             self._overflow_logged = now
             log.warning("the kernel's event queue overflowed: every root is rescanned")
-        for root, state in self.roots.items():
-            if state.mode == "watching":
-                self._structure.rescan_root(root)
-                self._sync.poll(root)  # a cookie's own event may be among the lost
-
-    def _remount(self, points: frozenset[str]) -> None:
-        """A file system was mounted or unmounted in or above some roots: no event told
-        what their paths lead to now, so they are watched afresh and rescanned."""
-        for root in affected(points, self.roots):
-            if self.roots[root].mode != "watching":
-                continue  # polled or missing: _tick watches and rescans it
-            if not os.path.isdir(root):
-                self._structure.root_gone(root)
-                continue
-            self._watching.rewatch(self.roots[root])
-            self._sync.poll(root)  # written while it was not watched
+        rescan_watched(self.roots, self._structure, self._sync)
 
     def _command(
         self, done: Callable[[BaseException | None], None], fn: Callable[[str], None], root: str
@@ -535,27 +519,12 @@ class Engine:
             log.info("index writes succeed again")
 
     def _add_root(self, root: str) -> None:
-        if root in self.roots:
-            return
-        for other in self.roots:
-            if under_any(root, {other}) or under_any(other, {root}):
-                raise FreshdError(f"{root} overlaps the root {other}")
-        state = RootState(root)
-        self.roots[root] = state
-        self._watching.watch(state)
-        if state.mode != "missing":
-            self.index.write(lambda txn: self.index.put_root(txn, root))
-            self._structure.rescan_root(root)
+        if add_root(root, self.roots, self._watching, self._structure, self.index):
             self._rescans.process()
         self._write_daemon(self.status)
 
     def _remove_root(self, root: str) -> None:
-        if root not in self.roots:
-            raise FreshdError(f"{root} is not a root of this daemon")
-        self._watching.source.unwatch(root)
-        del self.roots[root]
-        self._structure.forget([p for p, t in self._pk.tracked.items() if t.pkg.root == root])
-        self.index.write(lambda txn: self.index.delete_root(txn, root))
+        remove_root(root, self.roots, self._watching, self._structure, self._pk, self.index)
         self._write_daemon(self.status)
 
     def _write_daemon(self, status: sc.DaemonStatus) -> None:
