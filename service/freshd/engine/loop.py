@@ -225,10 +225,7 @@ class Engine:
     def close(self) -> None:
         """End an engine driven by ``crawl`` and ``step``."""
         self._stopping.set()
-        self._sync.unlink_all()
-        for state in self.roots.values():  # a canary not back yet: no litter
-            if state.canary is not None:
-                unlink(state.canary)
+        self._leave_no_litter()
         self._watching.source.stop()
         if self._rescans.pool is not None:
             self._rescans.pool.shutdown(wait=True, cancel_futures=True)
@@ -278,14 +275,18 @@ class Engine:
                     except FreshdError as exc:  # the index cannot be written (disk full, …)
                         self._failed(str(exc))
             finally:
-                self._sync.unlink_all()
-                for state in self.roots.values():  # a canary not back yet: no litter
-                    if state.canary is not None:
-                        unlink(state.canary)
+                self._leave_no_litter()
         except Exception as exc:
             log.exception("freshd engine stopped by an unexpected error")
             self.fatal = f"engine stopped: {exc!r}"
             self._on_fatal()
+
+    def _leave_no_litter(self) -> None:
+        """Delete the cookies acknowledged, and the canaries not back yet."""
+        self._sync.unlink_all()
+        for state in self.roots.values():
+            if state.canary is not None:
+                unlink(state.canary)
 
     def _failed(self, message: str) -> None:
         if not self._writes_failing:
