@@ -56,6 +56,7 @@ bench: install
 	$(BIN)/python bench/bench_daemon.py
 	$(BIN)/python bench/bench_client.py
 	$(BIN)/python bench/bench_asgi.py
+	$(BIN)/python bench/bench_cli.py
 	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/bench_uv.py
 	$(BIN)/python bench/bench_canary.py

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ TARGET = Path(__file__).resolve().parent / "cli.md"
 def render() -> str:
     """The CLI reference as Markdown, from argparse's own help text."""
     os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal width
-    from freshd.cli import build_parser
+    from freshd.cli import build_parser, verb_parsers
 
     parser = build_parser()
     parts = [
@@ -21,8 +20,7 @@ def render() -> str:
         "Generated from `freshd --help` by `make docs`; do not edit by hand.\n",
         "```\n" + parser.format_help() + "```\n",
     ]
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, subparser in sub.choices.items():
+    for name, subparser in verb_parsers().items():
         parts.append(f"## freshd {name}\n")
         parts.append("```\n" + subparser.format_help() + "```\n")
     return "\n".join(parts)

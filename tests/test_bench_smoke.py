@@ -111,3 +111,18 @@ def test_bench_links_quick() -> None:
     assert (linked["warnings"], plain["warnings"]) == (1, 0)
     assert linked["linked_out_packages"] == report["tree"]["packages"]
     assert linked["rescans_total"] == plain["rescans_total"] == 0
+
+
+def test_bench_cli_quick() -> None:
+    freshd = str(Path(sys.executable).parent / "freshd")
+    cmd = [sys.executable, str(BENCH / "bench_cli.py"), "--runs", "1", "--json"]
+    proc = subprocess.run(
+        [*cmd, "--baseline", freshd], capture_output=True, text=True, timeout=200, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout)["rows"]
+    assert {(r["what"], r["build"]) for r in rows} >= {
+        ("freshd status", "this build"),
+        ("freshd status", "baseline"),
+        ("python -S -c pass", "floor"),
+    }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -973,7 +974,8 @@ def test_the_log_holds_only_freshd_lines(freshd_factory: Factory, mono: Path) ->
         assert_exact(daemon, find_packages(mono))
     assert daemon.stop() == 0
     log = daemon.log()
-    foreign = [line[:200] for line in log.splitlines() if not line.startswith("freshd: ")]
+    ours = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} freshd: ")  # timestamped
+    foreign = [line[:200] for line in log.splitlines() if not ours.match(line)]
     assert not foreign, f"{len(log)} bytes of log; lines not from freshd: {foreign[:4]}"
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import Link, Spec, make_tree
-from freshd.discovery import Discovery, Package, discover, never_entered
 from freshd.indexer import canonical_root
+from freshd_client.discovery import Discovery, Package, discover, never_entered
 from freshd_client.project import normalize_name, project_or_none
 
 WORKSPACE_ROOT = """\
@@ -59,7 +59,7 @@ EXPECTED: dict[str, tuple[str | None, str | None]] = {
     "packages/core/plugins/extra": ("core-extra", None),
     "apps/cli": ("mono-cli", "."),
     "apps/experimental-ui": ("exp-ui", None),
-    "tools/old": (None, None),
+    "tools/old": ("old-tool", None),  # setup.py's literal name= (issue 21)
     "tools/cfgonly": ("cfg-only-tool", None),
     "tools/nameless": (None, None),
 }

@@ -96,9 +96,9 @@ def test_client_side_cli_verbs_are_light(tmp_path: Path, pkg: Path) -> None:
     code = textwrap.dedent(
         """
         import json, sys
-        from freshd.cli import build_parser, main
+        from freshd.cli import main, verb_parsers
         verbs = json.loads(sys.argv[1])
-        commands = build_parser()._subparsers._group_actions[0].choices
+        commands = verb_parsers()
         if "check" in commands and sys.argv[3] == "with-check":
             verbs.append(["check", "--venv", sys.argv[2]])
         for argv in verbs:
@@ -119,13 +119,11 @@ def test_the_guard_notices_a_heavy_import() -> None:
     assert heavy(loaded_by("import freshd_client, starlette")) == ["starlette"]
 
 
-def test_freshd_run_is_light_and_skips_argparse(
-    tmp_path: Path, pkg: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``freshd run`` starts every container: no heavy module, and not even argparse
-    (its plain form is parsed without it), nor dataclasses on the one-shot scan it runs
-    for a stamped local install (typing is loaded: its named tuples, issue 22). The exec
-    is replaced so the probe survives."""
+def test_freshd_run_is_light(tmp_path: Path, pkg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``freshd run`` starts every container: no heavy module, no logging (unless asked
+    for), nor dataclasses on the one-shot scan it runs for a stamped local install
+    (typing is loaded: its named tuples, issue 22). The exec is replaced so the probe
+    survives."""
     from freshd_client.stamps import stamp
     from test_venv import fake_venv, install
 
@@ -153,7 +151,7 @@ def test_freshd_run_is_light_and_skips_argparse(
     # nor the TOML parser:
     # the stamp's manifest holds the project rules with the digest of the bytes they
     # were parsed from, and the file set, kept while the rule files hold the same bytes
-    unwanted = ("argparse", "lmdb", "dataclasses", "inspect", "tomllib")
+    unwanted = ("lmdb", "dataclasses", "inspect", "tomllib", "logging", "shtab")
     assert sorted(m for m in unwanted if m in modules) == []
 
 
@@ -161,7 +159,7 @@ def test_an_untouched_freshd_run_reads_no_json(
     tmp_path: Path, pkg: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Where nothing changed since the last all-fresh check, ``freshd run`` answers from
-    the whole-venv verdict: no JSON (and with it no ``re``), no hashing, no scanner."""
+    the whole-venv verdict: no JSON, no hashing, no scanner."""
     from test_venv import fake_venv, install
 
     monkeypatch.setenv("FRESHD_SOCKET", str(tmp_path / "none.sock"))  # no daemon
@@ -194,13 +192,14 @@ def test_an_untouched_freshd_run_reads_no_json(
     )
     modules = loaded_by(code, str(venv))
     assert "freshd_client.quick" in modules
-    unwanted = ("json", "re", "blake3", "freshd_client.scan", "freshd_client.verified")
+    # (``re`` is loaded by argparse: one parser, issue 22)
+    unwanted = ("json", "blake3", "freshd_client.scan", "freshd_client.verified")
     assert sorted(m for m in unwanted if m in modules) == []
 
 
 def test_freshd_status_and_ls_stay_light() -> None:
     """``freshd status`` and ``ls`` ask the daemon with the stdlib client alone: no web
-    stack, no ``http.client``."""
+    stack, no ``http.client`` (argparse is loaded: one parser, issue 22)."""
     from client_fakes import FakeServer
     from test_client_http import daemon_route
 
@@ -225,7 +224,7 @@ def test_freshd_status_and_ls_stay_light() -> None:
         server.close()
         os.rmdir(sock_dir)
     assert heavy(modules) == []
-    assert sorted(m for m in ("http.client", "argparse") if m in modules) == []
+    assert "http.client" not in modules
 
 
 def test_the_daemon_serves_before_loading_fastapi() -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from conftest import Link, Spec, make_tree
-from freshd.discovery import discover
 from freshd.index import Index
 from freshd.indexer import _jobs, index_roots, make_pool
 from freshd_client import identity
+from freshd_client.discovery import discover
 from freshd_client.oneshot import digest_path
 from test_discovery import MONOREPO
 

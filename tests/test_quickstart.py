@@ -161,7 +161,8 @@ def test_the_quick_start_works_on_a_fresh_clone(
         daemon.wait(60)
         output = log_path.read_text()
         assert "Traceback" not in output, output
-        lines = [line for line in output.splitlines() if line.startswith("freshd:")]
+        # the daemon's log lines, timestamped (freshd.logs)
+        lines = [line for line in output.splitlines() if re.match(r"\S+ freshd: ", line)]
         assert lines[-1].endswith("stopped"), output
         assert not os.path.exists(socket)
         wait_until(lambda: not session_members(daemon.pid), "every process of make run gone")

@@ -21,11 +21,11 @@ import pytest
 from churn_model import Churn
 from conftest import Exec, Link, Spec, make_tree, past_every_stamp
 from freshd import indexer
-from freshd.discovery import discover
 from freshd.index import Index
 from freshd.indexer import index_roots, make_pool, rescan_job, scan_packages, store
 from freshd_client import identity
 from freshd_client import schema as sc
+from freshd_client.discovery import discover
 from freshd_client.oneshot import digest_path
 
 PACKAGE: dict[str, Spec] = {

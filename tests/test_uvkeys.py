@@ -189,7 +189,7 @@ def test_before_a_lock_the_workspace_members_are_those_discovery_finds(tmp_path:
     """One expansion of ``[tool.uv.workspace]``: ``freshd run`` globbed the members itself,
     taking the root's own ``[`` as a pattern and ignoring ``exclude``."""
     from conftest import make_tree
-    from freshd.discovery import discover
+    from freshd_client.discovery import discover
 
     workspace = (
         '[project]\nname = "ws"\n[tool.uv.workspace]\n'

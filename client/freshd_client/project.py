@@ -1,14 +1,15 @@
-"""What freshd reads from a package's project files (pyproject.toml, setup.cfg).
+"""What freshd reads from a package's project files (pyproject.toml, setup.cfg, setup.py).
 
 Only the keys freshd needs: the project name, uv's cache keys, uv workspace
-members, and the ``[tool.freshd]`` include/exclude patterns.
+members, and the ``[tool.freshd]`` include/exclude patterns. setup.py is never run: its
+``setup(name="…")`` is read from the syntax tree when no other file names the project.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from freshd_client.errors import ProjectFileError
 from freshd_client.smallfile import read_small
@@ -97,31 +98,40 @@ def project_or_none(directory: str) -> Project | None:
         return None
 
 
-def _project_files(directory: str) -> tuple[bytes | None, bytes | None]:
-    """The bytes of pyproject.toml and setup.cfg (None: absent; an unreadable setup.cfg
-    names nothing either, while its content still counts in digests)."""
+ProjectFiles = tuple[bytes | None, bytes | None, bytes | None]
+"""The bytes of pyproject.toml, setup.cfg and setup.py (None: absent)."""
+
+
+def _project_files(directory: str) -> ProjectFiles:
+    """The bytes of pyproject.toml, setup.cfg and setup.py (None: absent; an unreadable
+    setup.cfg or setup.py names nothing either, while its content still counts in
+    digests)."""
     pyproject = _read_pyproject(directory)
-    try:
-        setup_cfg = read_small(os.path.join(directory, "setup.cfg"))
-    except OSError:
-        setup_cfg = None
-    return pyproject, setup_cfg
+    optional: list[bytes | None] = []
+    for name in ("setup.cfg", "setup.py"):
+        try:
+            optional.append(read_small(os.path.join(directory, name)))
+        except OSError:
+            optional.append(None)
+    return pyproject, optional[0], optional[1]
 
 
-def _parsed(directory: str, pyproject: bytes | None, setup_cfg: bytes | None) -> Project:
+def _parsed(
+    directory: str, pyproject: bytes | None, setup_cfg: bytes | None, setup_py: bytes | None
+) -> Project:
     """``_parse``, answered from the projects parsed last from the same bytes."""
-    key = (directory, pyproject, setup_cfg)
+    key = (directory, pyproject, setup_cfg, setup_py)
     project = _PARSED.get(key)
     if project is None:
-        project = _parse(directory, pyproject, setup_cfg)
+        project = _parse(directory, pyproject, setup_cfg, setup_py)
         if len(_PARSED) >= _PARSED_MAX:
             del _PARSED[next(iter(_PARSED))]  # the oldest
         _PARSED[key] = project
     return project
 
 
-_PARSED: dict[tuple[str, bytes | None, bytes | None], Project] = {}
-"""Projects by (directory, the bytes of pyproject.toml and setup.cfg): equal bytes parse
+_PARSED: dict[tuple[str, bytes | None, bytes | None, bytes | None], Project] = {}
+"""Projects by (directory, the bytes of the project files): equal bytes parse
 alike, and the daemon reads a package's project at every rescan (~70 µs of TOML for a
 small pyproject.toml, a fifth of a one-file rehash)."""
 _PARSED_MAX = 512
@@ -131,22 +141,22 @@ def load_project(directory: str, memo: object = None) -> tuple[Project, dict[str
     """``read_project``, answered from ``memo`` when the project files still hold the
     bytes it was made from; returns the project and the memo of these bytes.
 
-    The memo (``{"inputs": digest of pyproject.toml and setup.cfg, "rules": ...}``)
+    The memo (``{"inputs": digest of the project files, "rules": ...}``)
     travels in a stamp's manifest: a container start then skips the TOML parser
     (~10 ms with the ``typing`` it imports), since equal bytes parse alike.
     """
     from blake3 import blake3
 
-    pyproject, setup_cfg = _project_files(directory)
-    h = blake3(b"freshd-project-inputs-1\0")
-    for raw in (pyproject, setup_cfg):
+    files = _project_files(directory)
+    h = blake3(b"freshd-project-inputs-2\0")  # 2: setup.py is one (its name=)
+    for raw in files:
         h.update(b"-" if raw is None else b"+%d:" % len(raw) + raw)
     inputs = "b3:" + h.hexdigest()
     if isinstance(memo, dict) and memo.get("inputs") == inputs:
         project = _from_json(memo.get("rules"))
         if project is not None:
             return project, memo
-    project = _parsed(directory, pyproject, setup_cfg)
+    project = _parsed(directory, *files)
     return project, {"inputs": inputs, "rules": _to_json(project)}
 
 
@@ -158,8 +168,10 @@ def _read_pyproject(directory: str) -> bytes | None:
         raise ProjectFileError(f"{path}: {exc.strerror or exc}") from exc
 
 
-def _parse(directory: str, raw: bytes | None, setup_cfg: bytes | None) -> Project:
-    """The project from the bytes of pyproject.toml and setup.cfg (None: absent)."""
+def _parse(
+    directory: str, raw: bytes | None, setup_cfg: bytes | None, setup_py: bytes | None
+) -> Project:
+    """The project from the bytes of pyproject.toml, setup.cfg and setup.py (None: absent)."""
     pyproject_path = os.path.join(directory, "pyproject.toml")
     data: dict[str, Any] = {}
     if raw is not None:
@@ -172,7 +184,11 @@ def _parse(directory: str, raw: bytes | None, setup_cfg: bytes | None) -> Projec
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ProjectFileError(f"{pyproject_path}: not valid TOML: {exc}") from exc
 
-    name = _project_name(data, pyproject_path) or _setup_cfg_name(setup_cfg)
+    name = (
+        _project_name(data, pyproject_path)
+        or _setup_cfg_name(setup_cfg)
+        or _setup_py_name(setup_py)
+    )
     tool = _table(data, "tool", pyproject_path)
     uv = _table(tool, "uv", pyproject_path)
     freshd = _table(tool, "freshd", pyproject_path)
@@ -283,6 +299,76 @@ def _setup_cfg_name(raw: bytes | None) -> str | None:
         return None  # setup.cfg is optional metadata; its content still counts in digests
     name = parser.get("metadata", "name", fallback="").strip()
     return name or None
+
+
+def _setup_py_name(raw: bytes | None) -> str | None:
+    """The name a setup.py gives its ``setup()`` call as a string literal, read from the
+    syntax tree, never by running it: ``setup(name="x")``, ``setuptools.setup(...)``,
+    anywhere in the file (under ``if __name__ == "__main__":``, in a function), and
+    ``**dict(name="x")`` or ``**{"name": "x"}``. None when the file does not parse, the
+    name is computed (a variable, a call, an f-string, ``**kwargs``), or calls disagree."""
+    if not raw:
+        return None
+    import ast  # ~2 ms: only for a package that has no name in pyproject.toml or setup.cfg
+
+    try:
+        tree = ast.parse(raw, "setup.py")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None  # setup.py is never run: what does not parse names nothing
+    found: set[str | None] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _is_setup(node.func):
+            found.update(_names_given(node))
+    name = found.pop() if len(found) == 1 else None
+    return (name.strip() or None) if name else None
+
+
+if TYPE_CHECKING:
+    import ast
+
+
+def _is_setup(func: ast.expr) -> bool:
+    import ast
+
+    if isinstance(func, ast.Name):
+        return func.id == "setup"
+    return isinstance(func, ast.Attribute) and func.attr == "setup"
+
+
+def _names_given(call: ast.Call) -> list[str | None]:
+    """The ``name`` of one ``setup()`` call: [] when it gives none, [None] when it cannot
+    be told (not a literal, or hidden in ``**kwargs``)."""
+    import ast
+
+    given: list[ast.expr] = []
+    opaque = False
+    for keyword in call.keywords:
+        unpacked: ast.expr = keyword.value
+        if keyword.arg == "name":
+            given.append(unpacked)
+        elif keyword.arg is not None:
+            continue
+        elif isinstance(unpacked, ast.Dict):  # **{"name": "x"}
+            for key, value in zip(unpacked.keys, unpacked.values, strict=True):
+                opaque = opaque or key is None  # {**other}
+                if isinstance(key, ast.Constant) and key.value == "name":
+                    given.append(value)
+        elif (
+            isinstance(unpacked, ast.Call)
+            and isinstance(unpacked.func, ast.Name)
+            and unpacked.func.id == "dict"
+            and not unpacked.args
+        ):  # **dict(name="x")
+            given.extend(k.value for k in unpacked.keywords if k.arg == "name")
+            opaque = opaque or any(k.arg is None for k in unpacked.keywords)
+        else:
+            opaque = True  # **kwargs
+    if not given:
+        return [None] if opaque else []
+    # a name given twice is a TypeError when setup.py runs: nothing to trust then
+    if len(given) == 1 and isinstance(given[0], ast.Constant) and isinstance(given[0].value, str):
+        return [given[0].value]
+    return [None]
 
 
 DIGEST_ENV_PREFIX = "FRESHD_DIGEST"

@@ -1,25 +1,34 @@
 """The ``freshd`` command line.
 
-argparse (standard library) rather than click or typer: the client-side verbs
-must start within a few milliseconds of a bare interpreter, so every verb
-imports what it needs only when it runs. Only this module prints and chooses
-exit codes: 0 success, 1 an error (one line on stderr, no traceback), 2 no daemon
-answers a verb that needs one.
+One argparse parser; ``main`` builds only the sub-parser of the verb it is given (each
+costs ~1 ms of gettext look-ups), and every verb imports what it needs only when it
+runs. Only this module prints and chooses exit codes, in one place (``_failure``):
+
+- 0: success;
+- 1: an error (one line, ``Error: …``; ``freshd check``: some package is stale);
+- 2: a usage error (one line with the help to read), or no answer: no daemon answers
+  a verb that needs one, ``freshd check`` cannot tell some package's freshness;
+- 126, 127: ``freshd run`` cannot run CMD / does not find it (otherwise CMD's own code);
+- 130: interrupted (Ctrl-C).
+
+With ``--json`` an error is the JSON object ``{"error": {"code", "message"}}`` on stdout,
+in place of the answer, and nothing on stderr.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
 from freshd import __version__
+from freshd.errors import UsageError
 from freshd_client.errors import FreshdError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms at start-up)
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Callable, Sequence
-    from typing import Any
+    from typing import Any, NoReturn
 
     from freshd_client.http import HttpTransport
 
@@ -28,16 +37,97 @@ DAEMON_MODULES = frozenset(
 )
 """What only the daemon's verbs import: the ``daemon`` extra (pyproject.toml)."""
 VERBS = (
-    *("digest", "index", "serve", "status", "ls", "add", "remove", "stamp", "check", "run"),
-    *("graph", "affected", "exec"),
+    "digest",
+    "index",
+    "serve",
+    "status",
+    "ls",
+    "add",
+    "remove",
+    "stamp",
+    "check",
+    "run",
+    "completion",
+    "graph",
+    "affected",
+    "exec",
 )
+JSON_VERBS = frozenset(
+    ("digest", "index", "status", "ls", "add", "remove", "stamp", "check", "graph", "affected")
+)
+"""The verbs with ``--json``: their errors are JSON too."""
 
 _PRINT_SOCKET = object()  # freshd status --socket, with no PATH
 EXIT_OK = 0
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 EXIT_NO_DAEMON = 2
 EXIT_STALE = 1  # freshd check: some package changed by content
 EXIT_UNKNOWN = 2  # freshd check: some package's freshness cannot be told
+EXIT_INTERRUPTED = 130
+
+EPILOG = """\
+exit codes:
+  0    success
+  1    an error, one line on stderr (Error: ...); freshd check: some package is stale
+  2    a usage error (one line naming the help to read); no daemon answers a verb that
+       needs one; freshd check: the freshness of some package cannot be told
+  126  freshd run: CMD cannot be run (127: not found); otherwise CMD's own exit code
+  130  interrupted (Ctrl-C)
+
+errors with --json:
+  the answer on stdout is replaced by {"error": {"code": CODE, "message": TEXT}}, with
+  the exit code above and nothing on stderr. CODE is "usage", "no_daemon",
+  "missing_extra" (the daemon's dependencies are not installed), "error", or the
+  daemon's own code when it refused the request (e.g. "not_found").
+
+logging:
+  -v/-q on every verb: one level more/less verbose than the default (WARNING; INFO for
+  freshd serve), repeatable; without them FRESHD_LOG_LEVEL (DEBUG, INFO, WARNING,
+  ERROR) sets it. -q also drops notes and warnings that are not errors. The daemon's
+  lines have timestamps, except in the journal (JOURNAL_STREAM), which keeps its own.
+
+shell completion:
+  eval "$(freshd completion bash)"   (zsh: freshd completion zsh > ~/.zfunc/_freshd)
+"""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter (descriptions as written), given the terminal's width: without
+    one, argparse imports shutil (and with it bz2, lzma, fnmatch: ~5 ms) to ask, for
+    every argument added, though only help output needs it."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:
+            width = _terminal_columns() - 2  # as argparse does
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``: $COLUMNS, else stdout's terminal, else 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    stdout = sys.__stdout__
+    try:
+        return os.get_terminal_size(stdout.fileno()).columns or 80 if stdout else 80
+    except (ValueError, OSError):
+        return 80
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are raised (one line, in ``main``), not printed
+    with the usage of whichever parser noticed them."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.prog)
 
 
 def _cmd_digest(args: argparse.Namespace) -> int:
@@ -54,7 +144,7 @@ def _cmd_digest(args: argparse.Namespace) -> int:
     result = digest_path(args.path, args.scope)
     value = result.tree if args.scope == "tree" else result.meta
     for note in (*(f"skipped {s}: never opened" for s in result.skipped), *result.notes):
-        print(f"note: {note}", file=sys.stderr)
+        _note(args, f"note: {note}")
     if args.json:
         _print_json(
             {
@@ -231,7 +321,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         for p in sorted(listing["packages"], key=lambda p: str(p["path"]))
     ]
     if not rows:
-        print("no packages (add a root with: freshd add ROOT)", file=sys.stderr)
+        _note(args, "no packages (add a root with: freshd add ROOT)")
         return EXIT_OK
     rows.insert(0, ("STATE", "NAME", "PATH", "TREE"))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
@@ -302,18 +392,18 @@ def _cmd_stamp(args: argparse.Namespace) -> int:
     venv = venv_dir(args.venv)
     written, problems = stamp(venv, force=args.force)
     if made_by_uv(venv, {}) and not os.path.exists(lock_path(venv)):
-        print(
+        _note(
+            args,
             f"warning: no {lock_path(venv)} beside this uv venv: the stamps cover its local "
             "packages, not uv.lock (keep the venv in the project, or let uv decide: "
             "freshd run -- uv run)",
-            file=sys.stderr,
         )
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if args.json:
         _print_json({"venv": venv, "stamped": written, "problems": problems})
     elif not written and not problems:
-        print(f"no local installs in {venv}: nothing to stamp", file=sys.stderr)
+        _note(args, f"no local installs in {venv}: nothing to stamp")
     for record in [] if args.json else written:
         digest = str(record["digest"])[:17]
         print(f"stamped {record['name']}  {record['scope']}  {digest}  {record['source']}")
@@ -340,7 +430,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     try:
         verdicts, moved = verify(venv_dir(args.venv), sync=args.sync)
     except FreshdError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        _print_error(args, (_failure(exc) or ("error",))[0], str(exc))
         return EXIT_UNKNOWN
     code = exit_code(verdicts)
     if moved is not None and code != EXIT_UNKNOWN:
@@ -384,7 +474,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if command[:1] == ["--"]:
         command = command[1:]
     if not command:
-        raise FreshdError("freshd run needs a command: freshd run --venv VENV -- CMD ...")
+        raise UsageError(
+            "freshd run needs a command: freshd run [--venv VENV] -- CMD ...", "freshd run"
+        )
     if args.venv is not None:
         from freshd_client.locations import named
 
@@ -393,12 +485,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if is_uv(command):
         values, notes = digest_env(command, args.venv, env)
         env.update(values)
-        for text in notes:
-            _note(text)
+        for note in notes:
+            _note(args, f"freshd: {note}")
     else:
         from freshd_client.installer import prepare
 
-        env = prepare(args.venv, sync_cmd=args.sync_cmd, note=_note)
+        env = prepare(
+            args.venv, sync_cmd=args.sync_cmd, note=lambda text: _note(args, f"freshd: {text}")
+        )
         if made_by_uv(args.venv, env):
             # a uv venv: whatever runs uv below this command gets the digests too
             env.update(digest_env(command, args.venv, env)[0])
@@ -407,14 +501,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         os.execvpe(command[0], command, env)  # noqa: S606 - the user's command, as given
     except OSError as exc:
-        print(f"Error: cannot run {command[0]}: {exc.strerror or exc}", file=sys.stderr)
+        _print_error(args, "error", f"cannot run {command[0]}: {exc.strerror or exc}")
         return 127 if isinstance(exc, FileNotFoundError) else 126
     return EXIT_ERROR  # not reached: exec replaced this process
 
 
-def _note(text: str) -> None:
-    """What ``freshd run`` did and why: one line on stderr (stdout is the command's)."""
-    print(f"freshd: {text}", file=sys.stderr)
+def _cmd_completion(args: argparse.Namespace) -> int:
+    """Print freshd's completion script for bash, zsh or tcsh (generated from this parser).
+
+    Example:
+
+        $ eval "$(freshd completion bash)"             # in ~/.bashrc
+        $ freshd completion zsh > ~/.zfunc/_freshd     # a directory on zsh's $fpath
+    """
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell), end="")
+    return EXIT_OK
 
 
 # -- CI agents sharing task results (issue 23, docs/ci.md): graph, affected, exec -------
@@ -526,16 +629,15 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     return EXIT_OK if all(s in ("ran", "replayed") for s in state.values()) else EXIT_ERROR
 
 
-def _ci_parsers(sub: Any, want: Callable[[str], bool]) -> None:
+def _ci_parsers(
+    verb: Callable[[str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser],
+    want: Callable[[str], bool],
+) -> None:
     """The subparsers of graph, affected and exec."""
-    import argparse
-
-    raw = argparse.RawDescriptionHelpFormatter
     for name, fn in (("graph", _cmd_graph), ("affected", _cmd_affected), ("exec", _cmd_exec)):
         if not want(name):
             continue
-        short, long = _doc(fn)
-        p = sub.add_parser(name, help=short, description=long, formatter_class=raw)
+        p = verb(name, fn)
         p.add_argument("--root", metavar="DIR", help="the checkout (default: found from .)")
         p.add_argument(
             "--env",
@@ -563,7 +665,6 @@ def _ci_parsers(sub: Any, want: Callable[[str], bool]) -> None:
             p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command")
         else:
             p.add_argument("--json", action="store_true", help="print a JSON object")
-        p.set_defaults(func=fn)
 
 
 # -- end of the CI block ----------------------------------------------------------------
@@ -616,6 +717,39 @@ def _print_json(value: object) -> None:
     sys.stdout.write("\n")
 
 
+def _note(args: argparse.Namespace, text: str) -> None:
+    """A note or warning for the user on stderr, unless ``-q``."""
+    if not args.quiet:
+        print(text, file=sys.stderr)
+
+
+def _print_error(args: argparse.Namespace | None, code: str, message: str) -> None:
+    """An error as the user asked for it: JSON on stdout with ``--json``, else one line
+    on stderr."""
+    if args is not None and getattr(args, "json", False):
+        _print_json({"error": {"code": code, "message": message}})
+    else:
+        print(f"Error: {message}", file=sys.stderr)
+
+
+def _failure(exc: BaseException) -> tuple[str, int] | None:
+    """The error code and exit code of an exception a verb raised; None: a bug, whose
+    traceback is shown."""
+    from freshd_client.errors import DaemonNotRunningError, DaemonRequestError
+
+    if isinstance(exc, UsageError):
+        return "usage", EXIT_USAGE
+    if isinstance(exc, DaemonNotRunningError):
+        return "no_daemon", EXIT_NO_DAEMON
+    if isinstance(exc, DaemonRequestError):
+        return exc.code, EXIT_ERROR
+    if isinstance(exc, FreshdError):
+        return "error", EXIT_ERROR
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in DAEMON_MODULES:
+        return "missing_extra", EXIT_ERROR
+    return None
+
+
 def _doc(fn: Callable[..., int]) -> tuple[str, str]:
     text = _cleandoc(fn.__doc__ or "")
     return text.splitlines()[0], text
@@ -634,26 +768,62 @@ def _cleandoc(doc: str) -> str:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser of every verb (also used to generate docs/cli.md); of verb
-    ``only`` alone when given: argparse costs ~1 ms a verb (gettext looks up a
-    translation for every help string), which ``freshd run`` should not pay."""
+    """The argument parser of every verb (also what docs/cli.md and the shell completion
+    are generated from); of verb ``only`` alone when given: argparse costs ~1 ms a verb
+    (gettext looks up a translation for every help string), which ``freshd run`` should
+    not pay."""
+    return _build(only)[0]
 
-    import argparse  # not at module level: the plain forms parse without it (plain_args)
 
+def verb_parsers(only: str | None = None) -> dict[str, argparse.ArgumentParser]:
+    """The parser of each verb (of ``only``), by name: docs/gen_cli.py and the tests."""
+    return _build(only)[1]
+
+
+def _build(only: str | None) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     def want(name: str) -> bool:
         return only is None or only == name
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="freshd",
         description="Content-addressed freshness for local Python packages.",
+        epilog=EPILOG,
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"freshd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    raw = argparse.RawDescriptionHelpFormatter
+    common = _Parser(add_help=False, formatter_class=_Formatter)
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log more (repeatable; default: $FRESHD_LOG_LEVEL, else WARNING, INFO for serve)",
+    )
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="count",
+        default=0,
+        help="log less, and no notes or warnings (repeatable)",
+    )
+    verbs: dict[str, argparse.ArgumentParser] = {}
+    db_help = (
+        "index directory (default: $FRESHD_INDEX, else $FRESHD_HOME/index, else the user "
+        "state directory's freshd/index: ~/.local/state/freshd/index on Linux)"
+    )
+
+    def verb(name: str, fn: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        short, long = _doc(fn)
+        p = sub.add_parser(
+            name, help=short, description=long, formatter_class=_Formatter, parents=[common]
+        )
+        p.set_defaults(func=fn)
+        verbs[name] = p
+        return p
 
     if want("digest"):
-        short, long = _doc(_cmd_digest)
-        p = sub.add_parser("digest", help=short, description=long, formatter_class=raw)
+        p = verb("digest", _cmd_digest)
         p.add_argument("path", metavar="PATH", help="the package directory")
         p.add_argument(
             "--scope",
@@ -662,31 +832,28 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             help="tree: every file (regular installs); meta: build inputs (editable installs)",
         )
         p.add_argument("--json", action="store_true", help="print a JSON object")
-        p.set_defaults(func=_cmd_digest)
 
     if want("index"):
-        short, long = _doc(_cmd_index)
-        p = sub.add_parser("index", help=short, description=long, formatter_class=raw)
+        p = verb("index", _cmd_index)
         p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to index (default: .)")
-        p.add_argument("--db", metavar="DIR", help="index directory (default: $FRESHD_HOME/index)")
+        p.add_argument("--db", metavar="DIR", help=db_help)
         p.add_argument("--workers", type=int, metavar="N", help="hashing processes (default: CPUs)")
         p.add_argument("--json", action="store_true", help="print a JSON summary")
-        p.set_defaults(func=_cmd_index)
 
     if want("serve"):
-        short, long = _doc(_cmd_serve)
-        p = sub.add_parser("serve", help=short, description=long, formatter_class=raw)
+        p = verb("serve", _cmd_serve)
         p.add_argument(
             "roots",
             nargs="*",
             metavar="ROOT",
             help="the directories to watch (default: the roots the index remembers, else .)",
         )
-        p.add_argument("--db", metavar="DIR", help="index directory (default: $FRESHD_HOME/index)")
+        p.add_argument("--db", metavar="DIR", help=db_help)
         p.add_argument(
             "--socket",
             metavar="PATH",
-            help="Unix socket (default: $XDG_RUNTIME_DIR/freshd/freshd.sock)",
+            help="Unix socket (default: $FRESHD_SOCKET, else "
+            "$XDG_RUNTIME_DIR/freshd/freshd.sock, else ${TMPDIR:-/tmp}/freshd-UID/freshd.sock)",
         )
         p.add_argument(
             "--tcp",
@@ -727,14 +894,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             help="also serve these users on the Unix socket (default: only the daemon's own; "
             "see docs/security.md)",
         )
-        p.set_defaults(func=_cmd_serve)
 
     socket_help = "the daemon's Unix socket (default: $FRESHD_SOCKET, else the per-user default)"
     for fn, name in ((_cmd_status, "status"), (_cmd_ls, "ls")):
         if not want(name):
             continue
-        short, long = _doc(fn)
-        p = sub.add_parser(name, help=short, description=long, formatter_class=raw)
+        p = verb(name, fn)
         if name == "status":
             p.add_argument(
                 "--socket",
@@ -746,22 +911,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         else:
             p.add_argument("--socket", metavar="PATH", help=socket_help)
         p.add_argument("--json", action="store_true", help="print the daemon's JSON answer")
-        p.set_defaults(func=fn)
 
     for fn, name in ((_cmd_add, "add"), (_cmd_remove, "remove")):
         if not want(name):
             continue
-        short, long = _doc(fn)
-        p = sub.add_parser(name, help=short, description=long, formatter_class=raw)
+        p = verb(name, fn)
         p.add_argument("root", metavar="ROOT", help="a directory")
         p.add_argument("--socket", metavar="PATH", help=socket_help)
         p.add_argument("--json", action="store_true", help="print the daemon's JSON answer")
-        p.set_defaults(func=fn)
     sync_help = "with a daemon: first wait until every change made before the call is seen"
     venv_help = "the virtual environment (default: $VIRTUAL_ENV, else ./.venv)"
     if want("stamp"):
-        short, long = _doc(_cmd_stamp)
-        p = sub.add_parser("stamp", help=short, description=long, formatter_class=raw)
+        p = verb("stamp", _cmd_stamp)
         p.add_argument("--venv", metavar="VENV", help=venv_help)
         p.add_argument(
             "--force",
@@ -769,19 +930,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             help="stamp even files changed after their package was installed",
         )
         p.add_argument("--json", action="store_true", help="print a JSON object")
-        p.set_defaults(func=_cmd_stamp)
 
     if want("check"):
-        short, long = _doc(_cmd_check)
-        p = sub.add_parser("check", help=short, description=long, formatter_class=raw)
+        p = verb("check", _cmd_check)
         p.add_argument("--venv", metavar="VENV", help=venv_help)
         p.add_argument("--sync", action="store_true", help=sync_help)
         p.add_argument("--json", action="store_true", help="print a JSON object")
-        p.set_defaults(func=_cmd_check)
 
     if want("run"):
-        short, long = _doc(_cmd_run)
-        p = sub.add_parser("run", help=short, description=long, formatter_class=raw)
+        p = verb("run", _cmd_run)
         p.add_argument("--venv", metavar="VENV", help=venv_help)
         p.add_argument(
             "--sync-cmd",
@@ -790,135 +947,70 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             "their names are in $FRESHD_STALE)",
         )
         p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command to run")
-        p.set_defaults(func=_cmd_run)
-    _ci_parsers(sub, want)
-    return parser
-
-
-_PLAIN: dict[str, tuple[dict[str, str], dict[str, str]]] = {
-    "status": ({"--socket": "socket"}, {"--json": "json"}),
-    "ls": ({"--socket": "socket"}, {"--json": "json"}),
-    "check": ({"--venv": "venv"}, {"--sync": "sync", "--json": "json"}),
-    "run": ({"--venv": "venv", "--sync-cmd": "sync_cmd"}, {}),
-    "serve": (
-        {
-            "--db": "db",
-            "--socket": "socket",
-            "--tcp": "tcp",
-            "--workers": "workers",
-            "--settle-ms": "settle_ms",
-            "--rescan-seconds": "rescan_seconds",
-            "--canary-seconds": "canary_seconds",
-            "--scrub-seconds": "scrub_seconds",
-            "--allow-uid": "allow_uid",
-        },
-        {},
-    ),
-}
-"""The verbs an installer, a script or a service manager calls on every start, and their
-options (with a value, flags): the plain forms of these are parsed without argparse."""
-_PLAIN_TYPES: dict[str, Callable[[str], Any]] = {
-    "workers": int,
-    "settle_ms": float,
-    "rescan_seconds": float,
-    "canary_seconds": float,
-    "scrub_seconds": float,
-}
-"""Options whose value argparse converts (``type=``); a value it would refuse is left to
-argparse, which words the error."""
-
-
-def plain_args(argv: list[str]) -> Any:
-    """The arguments of a plain ``status``, ``ls``, ``check``, ``run … -- CMD`` or
-    ``serve [ROOT…]`` without loading argparse, which costs ~8 ms (its lazy gettext,
-    locale and shutil imports) of every container start, status query and daemon start;
-    None for any other form (other spellings, a repeated option, help, errors), which
-    argparse then parses and reports. tests/test_cli.py checks that both agree."""
-    verb = argv[0] if argv else None
-    if verb not in _PLAIN:
-        return None
-    valued, flags = _PLAIN[verb]
-    options, command = argv[1:], None
-    if verb == "run":
-        if "--" not in argv:
-            return None
-        split = argv.index("--")
-        options, command = argv[1:split], argv[split + 1 :]
-        if not command:
-            return None
-    values: dict[str, Any] = dict.fromkeys(valued.values())
-    values.update(dict.fromkeys(flags.values(), False))
-    roots: list[str] | None = [] if verb == "serve" else None
-    seen: set[str] = set()
-    while options:
-        option = options[0]
-        if roots is not None and not option.startswith("-"):
-            if roots:  # argparse takes the ROOTs as one run: a second one is an error
-                return None
-            while options and not options[0].startswith("-"):
-                roots.append(options[0])
-                options = options[1:]
-            continue
-        if option in seen:
-            return None
-        seen.add(option)
-        if option in flags:
-            values[flags[option]], options = True, options[1:]
-            continue
-        if option not in valued or len(options) < 2 or options[1].startswith("-"):
-            return None
-        dest, value = valued[option], options[1]
-        if dest in _PLAIN_TYPES:
-            try:
-                value = _PLAIN_TYPES[dest](value)
-            except ValueError:
-                return None
-        values[dest], options = value, options[2:]
-    if roots is not None:
-        values["roots"] = roots
-    from types import SimpleNamespace
-
-    func = {
-        "status": _cmd_status,
-        "ls": _cmd_ls,
-        "check": _cmd_check,
-        "run": _cmd_run,
-        "serve": _cmd_serve,
-    }[verb]
-    extra = {"cmd": command} if command is not None else {}
-    return SimpleNamespace(func=func, command=verb, **values, **extra)
+    if want("completion"):
+        p = verb("completion", _cmd_completion)
+        p.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell")
+    _ci_parsers(verb, want)
+    return parser, verbs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``freshd`` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
     verb = argv[0] if argv and argv[0] in VERBS else None
-    args = plain_args(argv) or build_parser(verb).parse_args(argv)
-    from freshd_client.errors import DaemonNotRunningError, FreshdError
-
+    args: argparse.Namespace | None = None
     try:
+        args = _parse(argv, verb)
+        _configure_logging(args)
         code: int = args.func(args)
-    except DaemonNotRunningError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return EXIT_NO_DAEMON
-    except FreshdError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").partition(".")[0] not in DAEMON_MODULES:
-            raise
-        print(
-            f"Error: freshd {args.command} needs the daemon, whose dependencies are not "
-            f"installed ({exc.name}): install 'freshd[daemon]' (Python 3.11 or newer)",
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
+    except Exception as exc:
+        failure = _failure(exc)
+        if failure is None:
+            raise
+        error_code, exit_code = failure
+        message = str(exc)
+        if error_code == "missing_extra":
+            message = (
+                f"freshd {verb} needs the daemon, whose dependencies are not installed "
+                f"({getattr(exc, 'name', '')}): install 'freshd[daemon]' (Python 3.11 or newer)"
+            )
+        if args is None and verb in JSON_VERBS and "--json" in _options(argv):
+            args = argparse.Namespace(json=True)  # a usage error: --json was asked for
+        _print_error(args, error_code, message)
+        return exit_code
     return code
+
+
+def _parse(argv: list[str], verb: str | None) -> argparse.Namespace:
+    """The arguments, or UsageError naming the help of the verb concerned."""
+    args, extra = build_parser(verb).parse_known_args(argv)
+    if extra:
+        s = "s" if len(extra) > 1 else ""
+        raise UsageError(f"unrecognized argument{s} {' '.join(extra)}", f"freshd {args.command}")
+    return args
+
+
+def _options(argv: list[str]) -> list[str]:
+    """``argv`` before a ``--``: the part that holds freshd's own options."""
+    return argv[: argv.index("--")] if "--" in argv else argv
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    """Set up logging for the verbs that log (the daemon's, over the service package), and
+    for any verb when a level was asked for; the other verbs never import logging."""
+    serve = args.command == "serve"
+    asked = args.verbose or args.quiet or os.environ.get("FRESHD_LOG_LEVEL")
+    if not (serve or args.command == "index" or asked):
+        return
+    from freshd import logs
+
+    level = logs.resolve_level("INFO" if serve else "WARNING", args.verbose, args.quiet, os.environ)
+    logs.configure(level, timestamps=serve, env=os.environ)
 
 
 if __name__ == "__main__":

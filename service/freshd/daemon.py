@@ -18,7 +18,6 @@ import os
 import signal
 import socket
 import stat
-import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Executor
@@ -45,7 +44,6 @@ def serve(cfg: Config, roots: list[str]) -> int:
     """Run the daemon in the foreground until SIGINT/SIGTERM; the exit code. ``roots``
     (canonical): the roots of this run; none: those the index remembers
     (``freshd.roots``)."""
-    _configure_logging()
     recent = RecentLog()  # for `freshd status`: what went wrong lately
     logging.getLogger().addHandler(recent)
     _raise_open_files()
@@ -170,16 +168,6 @@ def _raise_open_files() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except (ValueError, OSError) as exc:  # macOS refuses RLIM_INFINITY: keep the soft one
         log.debug("cannot raise the open files limit from %d to %d: %s", soft, hard, exc)
-
-
-def _configure_logging() -> None:
-    level = os.environ.get("FRESHD_LOG_LEVEL", "INFO").upper()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("freshd: %(levelname)s %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level if isinstance(logging.getLevelName(level), int) else "INFO")
-    logging.getLogger("watchdog").setLevel("ERROR")  # its overflow warnings are reported by us
 
 
 @contextlib.contextmanager

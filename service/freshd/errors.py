@@ -4,7 +4,8 @@ FreshdError (freshd_client.errors)
 ├── ConfigError         a setting has a bad value (names the key and the value)
 ├── IndexLockedError    another process is the index's writer
 ├── DaemonStartError    the daemon cannot start or stops on a fatal error (socket in use, …)
-└── ApiError            a request the HTTP API refuses: its 4xx status, code and message
+├── ApiError            a request the HTTP API refuses: its 4xx status, code and message
+└── UsageError          the command line is wrong (names the help to read)
 """
 
 from __future__ import annotations
@@ -37,3 +38,11 @@ class ApiError(FreshdError):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+class UsageError(FreshdError):
+    """The command line is wrong: the message names the help to read (``hint``)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(f"{message} (see: {hint} --help)")
+        self.hint = hint

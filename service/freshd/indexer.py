@@ -30,14 +30,14 @@ from typing import Any, TypeVar
 import lmdb
 
 from freshd import seals
-from freshd.discovery import (
+from freshd.index import Index
+from freshd_client import schema as sc
+from freshd_client.discovery import (
     Package,
     discover,
     found_inside,
     workspace_members,
 )
-from freshd.index import Index
-from freshd_client import schema as sc
 from freshd_client.errors import PackagePathError
 from freshd_client.locations import real_path
 from freshd_client.mapgate import MapGate
@@ -231,7 +231,7 @@ def rescan_job(
 _READERS: dict[str, tuple[MapGate, Any, Any, Any]] = {}
 
 
-class JobStoppedError(Exception):
+class _JobStoppedError(Exception):
     """A worker's job stopped by its pool (``_Pool.stop_jobs``): its work is thrown away."""
 
 
@@ -248,7 +248,7 @@ def _stop_jobs(_signum: int, _frame: object) -> None:
     global _stopping
     _stopping = True
     if _in_job:
-        raise JobStoppedError("stopped by its pool")
+        raise _JobStoppedError("stopped by its pool")
 
 
 def _worker_job(paths: list[str], index_dir: str, sealed: bool = False) -> list[Outcome]:
@@ -259,7 +259,7 @@ def _worker_job(paths: list[str], index_dir: str, sealed: bool = False) -> list[
     try:
         _in_job = True
         if _stopping:
-            raise JobStoppedError("stopped by its pool")
+            raise _JobStoppedError("stopped by its pool")
         return _worker_scan(paths, index_dir, sealed)
     finally:
         _in_job = False
@@ -672,7 +672,7 @@ class _Pool(ProcessPoolExecutor):
 
     def stop_jobs(self) -> None:
         """Cancel the jobs not started and stop the running ones where they stand
-        (``JobStoppedError``, in each worker): the pool then shuts down at once instead
+        (``_JobStoppedError``, in each worker): the pool then shuts down at once instead
         of after every job running. Their results are lost: only the caller writes them."""
         self.shutdown(wait=False, cancel_futures=True)
         for process in self.processes:

@@ -14,10 +14,10 @@ where the checkout lives.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 
+from freshd_client.discovery import discover
 from freshd_client.errors import (
     DependencyCycleError,
     FreshdError,
@@ -25,8 +25,12 @@ from freshd_client.errors import (
     MissingDependencyError,
     ProjectFileError,
 )
-from freshd_client.fileset import CACHE_DIRS, VCS_NAMES, VENV_MARKER
-from freshd_client.project import is_package_dir, normalize_name, read_project
+from freshd_client.project import (
+    is_package_dir,
+    normalize_name,
+    read_project,
+    workspace_member_dirs,
+)
 from freshd_client.uvkeys import LOCK, _read, _toml  # the project's one TOML reader
 
 TYPE_CHECKING = False
@@ -146,47 +150,19 @@ def load(root: str) -> Graph:
 
 def _packages_of(root: str) -> list[str]:
     """The packages a checkout declares: a workspace's root and members, else every
-    package below the root (not entering VCS directories, virtual environments, caches)."""
+    package below the root, as the daemon's discovery finds them."""
     try:
         project = read_project(root) if _is_package(root) else None
     except ProjectFileError as exc:
         raise GraphError(str(exc)) from None
     if project is not None and project.workspace_members is not None:
-        excluded = {
-            os.path.realpath(p)
-            for pattern in project.workspace_exclude
-            for p in glob.glob(os.path.join(root, pattern))
-        }
         found = [root] if _has_project_table(root) else []
-        for pattern in project.workspace_members:
-            for member in sorted(glob.glob(os.path.join(root, pattern))):
-                real = os.path.realpath(member)
-                if real not in excluded and _is_package(real):
-                    found.append(real)
-        return found
-    found = []
-    stack = [root]
-    while stack:
-        directory = stack.pop()
-        try:
-            with os.scandir(directory) as it:
-                entries = list(it)
-        except OSError as exc:
-            raise GraphError(f"cannot list {directory}: {exc.strerror or exc}") from None
-        names = {e.name for e in entries}
-        if VENV_MARKER in names:
-            continue
-        if is_package_dir(names) and (directory != root or _has_project_table(root)):
-            found.append(directory)
-        stack.extend(
-            e.path
-            for e in entries
-            if e.is_dir(follow_symlinks=False)
-            and e.name not in VCS_NAMES
-            and e.name not in CACHE_DIRS
-            and not e.name.endswith(".egg-info")
-        )
-    return found
+        members = (os.path.realpath(m) for m in workspace_member_dirs(root, project))
+        return found + [m for m in members if _is_package(m)]
+    walked = discover(root)
+    if walked.problems:
+        raise GraphError(walked.problems[0])
+    return [p.path for p in walked.packages if p.path != root or _has_project_table(root)]
 
 
 def _is_package(path: str) -> bool:

@@ -11,10 +11,10 @@ from typing import Any
 
 import lmdb
 
-from freshd.discovery import Package
 from freshd.index import Index
 from freshd.indexer import Known
 from freshd_client import schema as sc
+from freshd_client.discovery import Package
 from freshd_client.project import is_package_dir
 
 LINKED_OUT = (

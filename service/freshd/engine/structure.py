@@ -14,7 +14,6 @@ from typing import Any
 import lmdb
 
 from freshd.config import Config
-from freshd.discovery import Package, discover, never_entered, workspace_members
 from freshd.engine.events import keys_in_noise, read_through_links
 from freshd.engine.links import HardLinks
 from freshd.engine.packages import Packages, Tracked, is_package, is_real_dir, workspace_settings
@@ -22,6 +21,7 @@ from freshd.engine.roots import RootState, root_of, under_any
 from freshd.engine.source import EventSource
 from freshd.index import Index
 from freshd.metrics import Metrics
+from freshd_client.discovery import Package, discover, never_entered, workspace_members
 from freshd_client.gitstate import find_git_dir
 from freshd_client.project import project_or_none
 
