@@ -97,7 +97,8 @@ def blind_spot(package: str, rel: str) -> tuple[str, bool]:
 class Watching:
     """Whether each root's events can be trusted: its watch, its canary, the kernel's
     list of watches (engine thread, except ``arrived`` and ``root_of``).
-    ``rescan_root`` and ``root_gone`` are the engine's."""
+    ``rescan_root`` and ``root_gone``: ``Structure``'s, called when a root is watched
+    anew or found gone."""
 
     def __init__(
         self,
