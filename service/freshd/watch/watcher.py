@@ -43,6 +43,9 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
+from freshd.watch import watchset
+from freshd.watch.watchset import Identity
+
 log = logging.getLogger("freshd.watch.watcher")
 
 EVENT_FILTER: list[type[FileSystemEvent]] = [
@@ -58,9 +61,6 @@ EVENT_FILTER: list[type[FileSystemEvent]] = [
     DirAttribEvent,  # a directory made unreadable changes what can be scanned
     EventsLostEvent,  # the kernel's queue overflowed: rescan
 ]
-
-Identity = tuple[int, int]
-"""A directory's (st_dev, st_ino)."""
 
 
 def max_user_watches() -> str:
@@ -143,6 +143,15 @@ class Watcher:
             # Its emitter may have stopped already (the root was deleted).
             with contextlib.suppress(KeyError, OSError):
                 self._observer.unschedule(entry[0])
+
+    def lists_watches(self) -> bool:
+        """Whether the kernel lists this process's watches (``watchset.supported``)."""
+        return watchset.supported()
+
+    def watched_directories(self) -> frozenset[Identity]:
+        """The identity of every directory the kernel watches for this process
+        (``watchset.watched``). OSError when /proc cannot be read."""
+        return watchset.watched()
 
     def stop(self) -> None:
         """Stop every watch and join the observer's thread."""

@@ -18,7 +18,8 @@ import os
 import re
 import sys
 
-from freshd.watch.watcher import Identity
+Identity = tuple[int, int]
+"""A directory's (st_dev, st_ino)."""
 
 _FD_DIR = "/proc/self/fd"
 _FDINFO_DIR = "/proc/self/fdinfo"
