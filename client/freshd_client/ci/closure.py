@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import sys
+import time
 
 from blake3 import blake3
 
@@ -89,22 +90,40 @@ def compute(graph: Graph, env_names: Sequence[str] = (), *, daemon: bool = True)
     return found
 
 
-def indexed_trees(paths: list[str]) -> dict[str, str]:
+SETTLE_S = 10.0
+"""How long a CI verb waits for a running daemon to finish rehashing a package edited
+just before it asked: longer, and the package is hashed instead."""
+
+
+def indexed_trees(paths: list[str], settle_s: float = SETTLE_S) -> dict[str, str]:
     """The tree digests a running daemon proves current for ``paths`` (sync consistency):
-    each is looked up, then checked against every change made before the check. A
-    package it cannot vouch for is left out (it is hashed instead); no daemon, none."""
+    each is looked up, then checked against every change made before the check. A package
+    the daemon is still rehashing (an edit made just before) is waited for, up to
+    ``settle_s`` in all, and checked again. A package it cannot vouch for is left out (it
+    is hashed instead); no daemon, none."""
     from freshd_client.transport.client import Client
 
+    found: dict[str, str] = {}
     try:
         with Client() as client:
-            known: list[tuple[str, str]] = []
-            for path in paths:
-                info = client.lookup(path=path)
-                if info is not None and info.get("state") == "clean" and info.get("tree"):
-                    known.append((path, str(info["tree"])))
-            if not known:
-                return {}
-            fresh = client.check_many(known, consistency="sync")
+            pending = list(paths)
+            deadline = time.monotonic() + settle_s
+            for attempt in range(2):
+                known: list[tuple[str, str]] = []
+                for path in pending:
+                    if attempt:  # after a sync, until it is clean again (or the deadline)
+                        info = client.wait_clean(path, max(0.0, deadline - time.monotonic()))
+                    else:
+                        info = client.lookup(path=path)
+                    if info is not None and info.get("state") == "clean" and info.get("tree"):
+                        known.append((path, str(info["tree"])))
+                fresh = client.check_many(known, consistency="sync") if known else []
+                found.update(
+                    (path, tree) for (path, tree), ok in zip(known, fresh, strict=True) if ok
+                )
+                pending = [path for path in pending if path not in found]
+                if not pending:
+                    break
     except FreshdError:
-        return {}
-    return {path: tree for (path, tree), ok in zip(known, fresh, strict=True) if ok is True}
+        return found
+    return found
