@@ -115,9 +115,10 @@ def log(message: str) -> None:
 # -- the tree ------------------------------------------------------------------------------------
 
 
-def ensure_tree(params: Params) -> str:
-    """The cached tree for ``params``, generated first if missing."""
-    root = os.path.join(WORK, params.key())
+def ensure_tree(params: Params, hardlinks: bool = False) -> str:
+    """The cached tree for ``params``, generated first if missing (with ``hardlinks``, every
+    file is written under ``cache/`` and hard-linked into its package: bench_links)."""
+    root = os.path.join(WORK, params.key() + ("-hardlinks" if hardlinks else ""))
     if os.path.isdir(root):
         log(f"using cached tree {root}")
         return root
@@ -130,10 +131,11 @@ def ensure_tree(params: Params) -> str:
         files_per_package=params.files_per_package,
         mean_size=params.mean_size,
         seed=params.seed,
+        hardlinks=hardlinks,
     )
     os.rename(partial, root)  # only a complete tree gets the final name
     stats.root = root
-    log(gentree.describe(stats))
+    log(gentree.describe(stats) + (" (hard-linked from cache/)" if hardlinks else ""))
     return root
 
 

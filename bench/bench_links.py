@@ -30,34 +30,11 @@ import time
 from typing import Any
 
 import gentree
-from bench_index import WORK, Params, log, warm_page_cache
+from bench_index import Params, ensure_tree, log, warm_page_cache
 from harness import Api, Freshd
 
 GOAL_RATIO = 2.0
 Json = dict[str, Any]
-
-
-def ensure_tree(params: Params, hardlinks: bool) -> str:
-    """The cached tree for ``params`` (with links under ``cache/`` when ``hardlinks``)."""
-    root = os.path.join(WORK, params.key() + ("-hardlinks" if hardlinks else ""))
-    if os.path.isdir(root):
-        log(f"using cached tree {root}")
-        return root
-    partial = root + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(WORK, exist_ok=True)
-    stats = gentree.generate(
-        partial,
-        packages=params.packages,
-        files_per_package=params.files_per_package,
-        mean_size=params.mean_size,
-        seed=params.seed,
-        hardlinks=hardlinks,
-    )
-    os.rename(partial, root)  # only a complete tree gets the final name
-    stats.root = root
-    log(gentree.describe(stats) + (" (hard-linked from cache/)" if hardlinks else ""))
-    return root
 
 
 def cold_start(root: str, work: str, label: str, rescan_s: float) -> tuple[float, Freshd]:
